@@ -1,0 +1,3 @@
+from archkit.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,205 @@
+"""Keras model → ONNX. The only module that touches tf2onnx.
+
+Keras 3 breaks `tf2onnx.convert.from_keras`; the model is traced as a tf.function with an
+explicit input signature and converted with `tf2onnx.convert.from_function` (what Keras'
+own `model.export(format="onnx")` does), then cleaned up: named inputs and outputs, a batch
+dimension named `batch`, metadata, and a check for ops tf2onnx could not convert (it logs
+them and writes an invalid model without raising).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import onnx
+
+from archkit import __version__
+from archkit.errors import ExportError, UsageError
+from archkit.io import atomic_write_bytes
+
+__all__ = ["import_keras", "export_keras", "keras_layers", "seed_weights", "default_opset", "max_opset"]
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """TensorFlow's C++ side writes start-up notices straight to fd 2; keep them off the terminal."""
+    if os.environ.get("ARCHKIT_DEBUG"):
+        yield
+        return
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def import_keras():
+    """Import TensorFlow and Keras quietly; returns (tf, keras)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with _quiet_stderr():
+        import tensorflow as tf
+        import keras
+    import absl.logging
+
+    absl.logging.set_verbosity(absl.logging.ERROR)
+    tf.get_logger().setLevel(logging.ERROR)
+    for name in ("tf2onnx", "tensorflow"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    return tf, keras
+
+
+def max_opset() -> int:
+    """The newest opset tf2onnx emits; onnxruntime runs every opset up to onnx's newest."""
+    from tf2onnx import constants
+
+    return min(max(constants.OPSET_TO_IR_VERSION), onnx.defs.onnx_opset_version())
+
+
+def default_opset() -> int:
+    return max_opset()
+
+
+def seed_weights(model, *, seed: int = 0) -> None:
+    """Give an untrained model seeded weights in which no tensor is all zeros or all ones.
+
+    Keras initialises biases and BatchNorm beta/mean to 0 and gamma/variance to 1. TensorFlow's
+    graph optimiser, run by tf2onnx, then folds `x + 0` and `x * 1` away, so the exported file
+    would lose those parameters and parity would not exercise them. Kernels keep their scale.
+    """
+    rng = np.random.default_rng(seed)
+    for w in model.weights:
+        value = np.asarray(w.numpy())
+        if value.size == 0:
+            continue
+        if np.all(value == 0):
+            value = rng.normal(0.0, 0.05, value.shape)
+        elif np.all(value == 1):
+            value = rng.uniform(0.5, 1.5, value.shape)
+        else:
+            value = rng.normal(0.0, float(value.std()) or 0.05, value.shape)
+        w.assign(value.astype(w.dtype))
+
+
+def keras_layers(model, block_of: Callable[[str], str] | None = None) -> list[dict[str, Any]]:
+    """What Keras' model.summary() shows per layer, plus the paper block, as plain data."""
+    rows = []
+    for layer in model.layers:
+        shape = layer.output.shape if hasattr(layer, "output") else None
+        trainable = sum(int(np.prod(w.shape)) for w in layer.trainable_weights)
+        non_trainable = sum(int(np.prod(w.shape)) for w in layer.non_trainable_weights)
+        rows.append({
+            "name": layer.name,
+            "class": type(layer).__name__,
+            "output_shape": [None if d is None else int(d) for d in shape] if shape is not None else None,
+            "trainable": trainable,
+            "non_trainable": non_trainable,
+            "block": block_of(layer.name) if block_of else layer.name,
+        })
+    return rows
+
+
+def export_keras(
+    model,
+    *,
+    name: str,
+    config: Mapping[str, Any] | None = None,
+    opset: int | None = None,
+    block_of: Callable[[str], str] | None = None,
+    path: str | os.PathLike | None = None,
+) -> onnx.ModelProto:
+    """Convert `model` to a checked ONNX model; write it atomically to `path` if given."""
+    tf, _ = import_keras()
+    opset = opset or default_opset()
+    if not 9 <= opset <= max_opset():
+        raise UsageError(f"--opset {opset}: tf2onnx here supports opsets 9 to {max_opset()}")
+
+    from keras.src.export.tf2onnx_lib import patch_tf2onnx
+
+    patch_tf2onnx()  # tf2onnx still uses numpy aliases removed in numpy 2
+    import tf2onnx
+
+    input_names = [t.name for t in model.inputs]
+    signature = [tf.TensorSpec((None, *t.shape[1:]), t.dtype, name=n) for t, n in zip(model.inputs, input_names)]
+    function = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False))
+    try:
+        with _quiet_stderr():
+            proto, _ = tf2onnx.convert.from_function(function, input_signature=signature, opset=opset)
+    except Exception as e:  # tf2onnx raises assorted kinds; all mean the same to the user
+        raise ExportError(f"{name}: tf2onnx failed: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from e
+
+    _check_ops(proto, name)
+    _name_outputs(proto, list(model.output_names))
+    _name_batch_dim(proto)
+    layers = keras_layers(model, block_of)
+    meta = {
+        "archkit.version": __version__,
+        "archkit.architecture": name,
+        "archkit.config": json.dumps(dict(config or {}), sort_keys=True, default=list),
+        "archkit.keras_params": json.dumps({
+            "total": int(model.count_params()),
+            "trainable": sum(l["trainable"] for l in layers),
+            "non_trainable": sum(l["non_trainable"] for l in layers),
+        }),
+        "archkit.layers": json.dumps(layers, separators=(",", ":")),
+    }
+    del proto.metadata_props[:]
+    for k, v in meta.items():
+        proto.metadata_props.add(key=k, value=v)
+    proto.doc_string = f"{name} exported by archkit {__version__}"
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except Exception as e:
+        raise ExportError(f"{name}: exported model fails the ONNX checker: {str(e).strip().splitlines()[0]}") from e
+    if path is not None:
+        atomic_write_bytes(path, proto.SerializeToString())
+    return proto
+
+
+def _check_ops(proto: onnx.ModelProto, name: str) -> None:
+    """tf2onnx leaves ops it could not convert (e.g. StatefulPartitionedCall) in the graph."""
+    bad = sorted({n.op_type for n in proto.graph.node
+                  if n.domain not in ("", "ai.onnx") or not onnx.defs.has(n.op_type)})
+    if bad:
+        raise ExportError(f"{name}: tf2onnx left ops ONNX does not define: {', '.join(bad)}")
+
+
+def _rename_tensor(graph: onnx.GraphProto, old: str, new: str) -> None:
+    for node in graph.node:
+        node.input[:] = [new if x == old else x for x in node.input]
+        node.output[:] = [new if x == old else x for x in node.output]
+    for vi in list(graph.output) + list(graph.value_info):
+        if vi.name == old:
+            vi.name = new
+
+
+def _name_outputs(proto: onnx.ModelProto, names: list[str]) -> None:
+    taken = {t for n in proto.graph.node for t in n.output} | {i.name for i in proto.graph.input}
+    for out, new in zip(list(proto.graph.output), names):
+        if out.name != new:
+            if new in taken:
+                raise ExportError(f"cannot name output {out.name!r} {new!r}: the name is taken")
+            _rename_tensor(proto.graph, out.name, new)
+
+
+def _name_batch_dim(proto: onnx.ModelProto) -> None:
+    """tf2onnx names the unknown batch dimension `unk__N`, differently per tensor: call it `batch`."""
+    g = proto.graph
+    old = set()
+    for vi in list(g.input) + list(g.output):
+        dims = vi.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            old.add(dims[0].dim_param)
+            dims[0].dim_param = "batch"
+    old.discard("")
+    for vi in g.value_info:
+        for d in vi.type.tensor_type.shape.dim:
+            if d.dim_param in old:
+                d.dim_param = "batch"
