@@ -60,7 +60,6 @@ def _register(variant, figure, description, note=""):
         defaults=dict(_DEFAULTS),
         references=(Reference("macs", figure, "notes", note),),
         block_of=_branch,
-        notes=(note,) if note else (),
     ))
 
 

@@ -13,6 +13,8 @@ import contextlib
 import json
 import logging
 import os
+import re
+import warnings
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -123,7 +125,9 @@ def export_keras(
 
     from keras.src.export.tf2onnx_lib import patch_tf2onnx
 
-    patch_tf2onnx()  # tf2onnx still uses numpy aliases removed in numpy 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        patch_tf2onnx()  # tf2onnx still uses numpy aliases removed in numpy 2
     import tf2onnx
 
     input_names = [t.name for t in model.inputs]
@@ -136,6 +140,7 @@ def export_keras(
         raise ExportError(f"{name}: tf2onnx failed: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from e
 
     _check_ops(proto, name)
+    _renumber_generated_names(proto)
     _name_outputs(proto, list(model.output_names))
     _name_batch_dim(proto)
     layers = keras_layers(model, block_of)
@@ -153,6 +158,8 @@ def export_keras(
     del proto.metadata_props[:]
     for k, v in meta.items():
         proto.metadata_props.add(key=k, value=v)
+    proto.graph.name = name
+    proto.graph.doc_string = ""  # tf2onnx writes the traced function's run-specific name here
     proto.doc_string = f"{name} exported by archkit {__version__}"
     try:
         onnx.checker.check_model(proto, full_check=True)
@@ -187,6 +194,37 @@ def _name_outputs(proto: onnx.ModelProto, names: list[str]) -> None:
             if new in taken:
                 raise ExportError(f"cannot name output {out.name!r} {new!r}: the name is taken")
             _rename_tensor(proto.graph, out.name, new)
+
+
+_GENERATED = re.compile(r"^(.*)__\d+(:\d+)?$")
+
+
+def _renumber_generated_names(proto: onnx.ModelProto) -> None:
+    """tf2onnx numbers the names it makes up (`Transpose__32`) from counters whose values vary
+    from run to run; renumber them in graph order so the same model gives the same bytes."""
+    g = proto.graph
+    mapping: dict[str, str] = {}
+    # Equal constants are merged, and which of their names survives varies too: call them all const.
+    constants = {t.name for t in g.initializer}
+
+    def canon(name: str) -> str:
+        if name not in mapping:
+            m = _GENERATED.match(name)
+            base = "const" if name in constants else m and m.group(1)
+            mapping[name] = f"{base}__{len(mapping)}{m.group(2) or ''}" if m else name
+        return mapping[name]
+
+    for vi in g.input:
+        vi.name = canon(vi.name)
+    for node in g.node:
+        node.input[:] = [canon(x) for x in node.input]
+        node.output[:] = [canon(x) for x in node.output]
+        node.name = canon(node.name)
+    for t in g.initializer:
+        t.name = canon(t.name)
+    for vi in list(g.output) + list(g.value_info):
+        vi.name = canon(vi.name)
+    g.initializer.sort(key=lambda t: t.name)
 
 
 def _name_batch_dim(proto: onnx.ModelProto) -> None:

@@ -20,8 +20,10 @@ from archkit.names import LayerResolver, scope_of
 
 __all__ = ["OpCost", "CostReport", "analyse", "RULES", "FREE", "Cost"]
 
-COLUMNS = ["node", "op_type", "domain", "layer", "block", "output_shape", "macs", "flops", "params", "status"]
-NUMERIC = ["macs", "flops", "params"]
+COLUMNS = ["node", "op_type", "domain", "layer", "block", "output_shape", "macs", "flops", "params", "weights", "status"]
+NUMERIC = ["macs", "flops", "params", "weights"]
+# The weight operand of an op that does MACs (the kernel: input 1); biases and the rest are not "weights".
+_KERNEL_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class OpCost:
     macs: int
     flops: int
     params: int  # float initializer elements first consumed here (a shared one counts once)
+    weights: int  # of which the kernel of a Conv/ConvTranspose/Gemm/MatMul (no biases)
     status: str  # "counted" | "free" | "unsupported" | "unknown" (shape not inferred)
 
 
@@ -116,17 +119,19 @@ def analyse(G: nx.DiGraph, *, block_of: Callable[[str], str] | None = None) -> C
     seen_weights: set[str] = set()
     rows = []
     for nid, data in order:
-        params = 0
-        for t in data["inputs"]:
+        params = weights = 0
+        for i, t in enumerate(data["inputs"]):
             if t is not None and t.initializer and t.dtype in FLOAT_TYPES and t.name not in seen_weights:
                 seen_weights.add(t.name)
                 params += prod(t.shape)
+                if i == 1 and data["op_type"] in _KERNEL_OPS:
+                    weights += prod(t.shape)
         cost, status = _cost(data)
         out = data["outputs"][0] if data["outputs"] else None
         shape = "x".join(str(d) if d is not None else "?" for d in out.shape) if out and out.shape is not None else "?"
         layer = layer_of[nid]
         rows.append(OpCost(nid, data["op_type"], data["domain"], layer, block_of(layer), shape,
-                           cost.macs, cost.flops, params, status))
+                           cost.macs, cost.flops, params, weights, status))
     return CostReport(tuple(rows), G.graph.get("fixed_dims", {}))
 
 

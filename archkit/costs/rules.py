@@ -136,6 +136,11 @@ def global_pool(node: dict) -> Cost:
     return Cost(0, prod(_in(node, 0)))
 
 
+# tf2onnx exports Keras' GlobalAveragePooling2D / GlobalMaxPooling2D as ReduceMean / ReduceMax
+# over the spatial axes: costed like the global pools, one per input element.
+_register("ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum")(global_pool)
+
+
 @_register("LRN")
 def lrn(node: dict) -> Cost:
     # sum of squares over `size` channels, then scale, power and divide

@@ -1,0 +1,283 @@
+"""Pure renderers: an Analysis in, text out (markdown, CSV, JSON). No files are written here.
+
+Everything rendered is deterministic: no timestamps, no absolute paths, stable ordering,
+floats with a fixed number of significant digits.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from importlib import metadata
+from typing import Any, Iterable, Mapping, Sequence
+
+import pandas as pd
+
+from archkit.pipeline import Analysis
+
+__all__ = ["FORMATS", "render", "layer_table", "reference_rows", "summary", "versions"]
+
+FORMATS = ("md", "csv", "json")
+_VERSIONED = ("archkit", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime")
+
+
+def versions() -> dict[str, str]:
+    """Versions of what produced the figures (read from package metadata: no imports)."""
+    out = {}
+    for pkg in _VERSIONED:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def _n(x: Any) -> str:
+    if x is None or (isinstance(x, float) and pd.isna(x)):
+        return ""
+    if isinstance(x, (int,)) or (isinstance(x, float) and float(x).is_integer()):
+        return f"{int(x):,}"
+    return f"{x:,.4g}"
+
+
+def _e(x: float) -> str:
+    return f"{x:.2g}"
+
+
+def _keras_shape(shape) -> str:
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")" if shape is not None else ""
+
+
+def _md_table(header: Sequence[str], rows: Iterable[Sequence[Any]], align: str | None = None) -> str:
+    align = align or "l" + "r" * (len(header) - 1)
+    sep = ["---:" if a == "r" else "---" for a in align]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(sep) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(c) for c in row) + " |")
+    return "\n".join(lines)
+
+
+def _cell(c: Any) -> str:
+    text = c if isinstance(c, str) else _n(c)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+# --- tables (data) --------------------------------------------------------------------
+
+def layer_table(a: Analysis) -> pd.DataFrame:
+    """One row per Keras layer (as model.summary() lists them) with its ONNX costs beside it;
+    ONNX ops that belong to no Keras layer follow under their own names."""
+    costs = a.costs.by_layer().set_index("layer")
+    rows = []
+    for layer in a.keras_layers:
+        c = costs.loc[layer["name"]] if layer["name"] in costs.index else None
+        rows.append({
+            "layer": layer["name"], "type": layer["class"], "output_shape": _keras_shape(layer["output_shape"]),
+            "block": layer["block"],
+            "params": layer["trainable"] + layer["non_trainable"],
+            "trainable": layer["trainable"], "non_trainable": layer["non_trainable"],
+            "onnx_weights": int(c["params"]) if c is not None else 0,
+            "macs": int(c["macs"]) if c is not None else 0,
+            "flops": int(c["flops"]) if c is not None else 0,
+            "onnx_ops": int(c["ops"]) if c is not None else 0,
+        })
+    known = {l["name"] for l in a.keras_layers}
+    for name, c in costs.iterrows():
+        if name not in known:
+            rows.append({"layer": name, "type": "(ONNX only)", "output_shape": "", "block": "",
+                         "params": 0, "trainable": 0, "non_trainable": 0, "onnx_weights": int(c["params"]),
+                         "macs": int(c["macs"]), "flops": int(c["flops"]), "onnx_ops": int(c["ops"])})
+    return pd.DataFrame(rows)
+
+
+def _counted(a: Analysis, metric: str) -> int | None:
+    total = a.costs.total()
+    kp = a.keras_params or {}
+    return {
+        "params": kp.get("total"), "trainable": kp.get("trainable"), "non_trainable": kp.get("non_trainable"),
+        "onnx_weights": total["params"], "weights": total["weights"], "macs": total["macs"],
+    }.get(metric)
+
+
+_METRIC_NAMES = {
+    "params": "parameters (Keras total)", "trainable": "trainable parameters",
+    "non_trainable": "non-trainable parameters", "onnx_weights": "ONNX stored weights",
+    "weights": "conv/dense weights (no biases)", "macs": "MACs",
+}
+
+
+def reference_rows(a: Analysis, references) -> list[dict[str, Any]]:
+    rows = []
+    for ref in references:
+        counted = _counted(a, ref.metric)
+        diff = None if counted is None else counted - ref.value
+        if diff is None:
+            verdict = "not counted"
+        elif diff == 0:
+            verdict = "exact"
+        elif ref.rounding and abs(diff) <= ref.rounding / 2:
+            verdict = "matches to the published rounding"
+        else:
+            verdict = "differs (see note)" if ref.note else "differs"
+        rows.append({"figure": _METRIC_NAMES.get(ref.metric, ref.metric), "counted": counted,
+                     "published": ref.value, "difference": diff, "verdict": verdict,
+                     "source": ref.source, "note": ref.note})
+    return rows
+
+
+def summary(a: Analysis, references=()) -> dict[str, Any]:
+    total = a.costs.total()
+    v = a.verification
+    return {
+        "name": a.name,
+        "config": a.config,
+        "keras_params": a.keras_params,
+        "onnx": {"opset": a.info.opset, "ir_version": a.info.ir_version, "producer": a.info.producer,
+                 "size_bytes": a.info.size_bytes, "ops": total["ops"],
+                 "inputs": dict(a.info.inputs), "outputs": dict(a.info.outputs)},
+        "costs": {"macs": total["macs"], "flops": total["flops"], "onnx_weights": total["params"],
+                  "weights": total["weights"], "per_sample": a.costs.per_sample, "complete": a.costs.complete,
+                  "unsupported_ops": list(a.costs.unsupported), "unknown_shape_ops": list(a.costs.unknown)},
+        "references": reference_rows(a, references),
+        "parity": None if v is None else {
+            "ok": v.ok, "runtime": v.runtime,
+            "max_abs_error": float(_e(v.max_abs)), "max_rel_error": float(_e(v.max_rel)),
+            "checks": [{"output": o.output, "batch": o.batch, "max_abs_error": float(_e(o.max_abs)),
+                        "max_rel_error": float(_e(o.max_rel)), "top1_agreement": o.argmax_agreement, "ok": o.ok}
+                       for o in v.outputs],
+        },
+        "versions": versions(),
+    }
+
+
+# --- markdown -------------------------------------------------------------------------
+
+def _markdown(a: Analysis, arch=None) -> str:
+    from archkit.verify import ATOL, RTOL
+
+    total = a.costs.total()
+    kp = a.keras_params
+    out = [f"# {a.name}", ""]
+    if arch is not None:
+        out += [arch.description, "", f"Source: {arch.paper}. Family: {arch.family}.", ""]
+    if a.config:
+        out += ["Configuration: " + ", ".join(f"`{k}={v}`" for k, v in sorted(a.config.items())), ""]
+    per = " per sample" if a.costs.per_sample else ""
+
+    out += ["## Summary", ""]
+    rows = []
+    if kp:
+        rows.append(("Keras parameters", f"{kp['total']:,} (trainable {kp['trainable']:,}, non-trainable {kp['non_trainable']:,})"))
+    rows += [
+        ("ONNX stored weights", f"{total['params']:,} ({total['weights']:,} in conv/dense kernels)"),
+        ("MACs" + per, f"{total['macs']:,}"),
+        ("other flops" + per, f"{total['flops']:,}"),
+        ("ONNX file", f"opset {a.info.opset}, {a.info.size_bytes:,} bytes, {total['ops']:,} ops ({a.info.producer})"),
+        ("inputs", ", ".join(f"`{n}` {s}" for n, s in a.info.inputs)),
+        ("outputs", ", ".join(f"`{n}` {s}" for n, s in a.info.outputs)),
+    ]
+    v = a.verification
+    if v is not None:
+        verdict = "pass" if v.ok else "**FAIL**"
+        rows.append(("onnxruntime parity", f"{verdict}: max abs error {_e(v.max_abs)}, max relative {_e(v.max_rel)} "
+                                           f"(batches {', '.join(str(b) for b in sorted({o.batch for o in v.outputs}))})"))
+    if not a.costs.complete:
+        rows.append(("completeness", "**totals are lower bounds**: some ops could not be costed (below)"))
+    out += [_md_table(("", ""), rows, "ll"), ""]
+    if a.costs.per_sample:
+        dims = "; ".join(f"`{i}` axis {ax} ({name or 'unnamed'})" for i, axes in a.costs.fixed_dims.items() for ax, name in axes.items())
+        out += [f"Costs are per sample: symbolic dimensions set to 1: {dims}.", ""]
+
+    if arch is not None and arch.references:
+        out += ["## Reference figures", "", _md_table(
+            ("figure", "counted", "published", "difference", "verdict", "source"),
+            [(r["figure"], r["counted"], r["published"], r["difference"], r["verdict"], r["source"])
+             for r in reference_rows(a, arch.references)], "lrrrll"), ""]
+        for r in reference_rows(a, arch.references):
+            if r["note"]:
+                out += [f"- **{r['figure']}, {r['source']}:** {r['note']}"]
+        out += [""]
+    if arch is not None and arch.notes:
+        out += ["## Notes", ""] + [f"- {n}" for n in arch.notes] + [""]
+
+    layers = layer_table(a)
+    if a.keras_layers:
+        out += ["## Layers", "", "As Keras' `model.summary()` lists them, with the costs of the ONNX ops each became.", "",
+                _md_table(("Layer (type)", "Output Shape", "Param #", "MACs", "flops", "ONNX ops"),
+                          [(f"{r.layer} ({r.type})", r.output_shape, r.params, r.macs, r.flops, r.onnx_ops)
+                           for r in layers.itertuples()]
+                          + [("**total**", "", int(layers.params.sum()), total["macs"], total["flops"], total["ops"])],
+                          "llrrrr"), ""]
+
+    blocks = a.costs.by_block()
+    if len(blocks) != len(a.costs.by_layer()):
+        out += ["## Blocks", "", _md_table(("block", "MACs", "flops", "ONNX weights", "ONNX ops"),
+                                           [(b.block, b.macs, b.flops, b.params, b.ops) for b in blocks.itertuples()]), ""]
+
+    if a.keras_layers:
+        out += ["## Parameter reconciliation", "",
+                "Keras counts learnable parameters (trainable + non-trainable, BatchNorm statistics included); "
+                "ONNX stores float initializers, a shared one once. Exporters fold BatchNorm into the preceding conv.", "",
+                _md_table(("layer", "Keras trainable", "Keras non-trainable", "ONNX weights", "difference", "why"),
+                          [(r.layer, r.trainable, r.non_trainable, r.onnx_weights, r.onnx_weights - r.params, _why(r))
+                           for r in layers.itertuples() if r.params or r.onnx_weights], "lrrrrl"),
+                "", f"Total: Keras {kp['total']:,}, ONNX {total['params']:,}, difference {total['params'] - kp['total']:+,}.", ""]
+
+    types = a.costs.by_type()
+    out += ["## Op types", "", _md_table(("op type", "count", "MACs", "flops", "ONNX weights"),
+                                         [(t.op_type, t.ops, t.macs, t.flops, t.params) for t in types.itertuples()]), ""]
+    if a.costs.unsupported or a.costs.unknown:
+        out += ["## Ops not costed", ""]
+        if a.costs.unsupported:
+            out += [f"- no cost rule (counted as nothing, totals are lower bounds): {', '.join(f'`{u}`' for u in a.costs.unsupported)}"]
+        if a.costs.unknown:
+            out += [f"- shape not inferred: {len(a.costs.unknown)} ops, e.g. `{a.costs.unknown[0]}`"]
+        out += [""]
+    if v is not None:
+        out += ["## Parity", "",
+                f"Keras and {v.runtime} on the same seeded normal inputs. An output passes when "
+                f"max |onnx − keras| ≤ {ATOL:g} + {RTOL:g} · max |keras| and the argmax agrees on every sample.", "",
+                _md_table(("output", "batch", "max abs error", "max relative error", "top-1 agreement", "pass"),
+                          [(o.output, o.batch, _e(o.max_abs), _e(o.max_rel), f"{o.argmax_agreement:.0%}", "yes" if o.ok else "**no**")
+                           for o in v.outputs], "lrrrrl"), ""]
+    out += ["## Conventions", "",
+            "MACs are multiply-accumulates of Conv, ConvTranspose, Gemm and MatMul (the papers' \"ops\"/\"FLOPs\"). "
+            "flops count everything else once per element (bias adds, activations; BatchNorm 2, softmax 3, "
+            "pooling one per window element). See the project README.", ""]
+    return "\n".join(out)
+
+
+def _why(r) -> str:
+    diff = r.onnx_weights - r.params
+    if diff == 0:
+        return ""
+    if r.type == "BatchNormalization" and r.onnx_weights == 0:
+        return "folded into the preceding conv by the exporter"
+    if r.type == "(ONNX only)":
+        return "ONNX weights outside any Keras layer"
+    return "see the layer's ONNX ops (ops.csv)"
+
+
+def _csv(df: pd.DataFrame) -> bytes:
+    buf = io.StringIO()
+    df.to_csv(buf, index=False, lineterminator="\n")
+    return buf.getvalue().encode()
+
+
+def render(a: Analysis, formats: Iterable[str] = FORMATS, *, arch=None) -> dict[str, bytes]:
+    """File name → content for one report folder."""
+    files: dict[str, bytes] = {}
+    formats = set(formats)
+    if "md" in formats:
+        files["README.md"] = _markdown(a, arch).encode()
+    if "csv" in formats:
+        if a.keras_layers:
+            files["layers.csv"] = _csv(layer_table(a))
+        else:
+            files["layers.csv"] = _csv(a.costs.by_layer())
+        files["blocks.csv"] = _csv(a.costs.by_block())
+        files["ops.csv"] = _csv(a.costs.to_frame())
+    if "json" in formats:
+        files["summary.json"] = (json.dumps(summary(a, arch.references if arch else ()), indent=2, sort_keys=True,
+                                            default=str) + "\n").encode()
+    return files

@@ -1,0 +1,132 @@
+"""The command line: exit codes, one-line errors, nothing partial written, committed reports current."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from archkit.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "archkit", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=600)
+
+
+def test_list_prints_the_registry(capsys):
+    import architectures
+
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in architectures.names():
+        assert name in out
+
+
+@pytest.mark.parametrize("argv,code,fragment", [
+    (["report", "baseline_cn"], 2, "did you mean baseline_cnn"),
+    (["verify", "resnet5O"], 2, "unknown architecture 'resnet5O'"),
+    (["report", "baseline_cnn", "--format", "md,pdf"], 2, "--format 'md,pdf'"),
+    (["report"], 2, "one architecture name or --all"),
+    (["export", "baseline_cnn"], 2, "required: -o/--output"),
+    (["frobnicate"], 2, "invalid choice"),
+])
+def test_usage_errors_are_one_line(capsys, argv, code, fragment):
+    assert main(argv) == code
+    err = capsys.readouterr().err
+    assert fragment in err
+    assert err.count("\n") == 1 and err.startswith("archkit: error:")
+
+
+def test_unwritable_output_folder_fails_before_work(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as a user who can write anywhere")
+        assert main(["report", "baseline_cnn", "--out", str(locked / "reports")]) == 9
+        assert "not writable" in capsys.readouterr().err
+        assert list(locked.iterdir()) == []
+    finally:
+        locked.chmod(0o700)
+
+
+def test_output_under_a_file_fails_before_work(tmp_path, capsys):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("x")
+    assert main(["report", "baseline_cnn", "--out", str(blocker / "reports")]) == 9
+    assert "not writable" in capsys.readouterr().err
+    assert blocker.read_text() == "x"
+
+
+def test_failed_write_leaves_the_existing_report(tmp_path, monkeypatch):
+    from archkit.errors import OutputError
+    from archkit.io import write_folder
+
+    folder = tmp_path / "rep"
+    write_folder(folder, {"README.md": b"old\n"})
+    real = Path.write_bytes
+
+    def fail_on_second(self, data):
+        if self.name == "b.csv":
+            raise OSError(28, "No space left on device")
+        return real(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", fail_on_second)
+    with pytest.raises(OutputError, match="No space left"):
+        write_folder(folder, {"README.md": b"new\n", "b.csv": b"x\n"})
+    assert [p.name for p in tmp_path.iterdir()] == ["rep"]  # no staging folder left
+    assert (folder / "README.md").read_bytes() == b"old\n"
+    assert [p.name for p in folder.iterdir()] == ["README.md"]
+
+
+def test_report_is_quiet_and_equals_the_committed_one(tmp_path):
+    """A fresh `archkit report baseline_cnn` is byte-identical to reports/baseline_cnn
+    (when made with the library versions the committed report records)."""
+    proc = run("report", "baseline_cnn", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""  # no TensorFlow/absl start-up noise
+    assert proc.stdout.startswith("baseline_cnn: 294,176 MACs, parity ok")
+    fresh = tmp_path / "baseline_cnn"
+    committed = ROOT / "reports" / "baseline_cnn"
+    assert sorted(p.name for p in fresh.iterdir()) == ["README.md", "blocks.csv", "layers.csv", "ops.csv", "summary.json"]
+    recorded = json.loads((committed / "summary.json").read_text())["versions"]
+    made_now = json.loads((fresh / "summary.json").read_text())["versions"]
+    if recorded != made_now:
+        pytest.skip(f"committed report made with {recorded}, this environment has {made_now}")
+    for f in fresh.iterdir():
+        assert f.read_bytes() == (committed / f.name).read_bytes(), f"{f.name} differs: regenerate reports/"
+
+
+def test_report_formats_select_files(tmp_path):
+    from archkit.report import render
+
+    from tests.conftest import _run
+
+    analysis, _ = _run("baseline_cnn")
+    assert set(render(analysis, ["json"])) == {"summary.json"}
+    assert set(render(analysis, ["md", "csv"])) == {"README.md", "layers.csv", "blocks.csv", "ops.csv"}
+
+
+def test_export_command(tmp_path):
+    target = tmp_path / "cnn.onnx"
+    proc = run("export", "baseline_cnn", "-o", str(target), "--opset", "17")
+    assert proc.returncode == 0, proc.stderr
+    import onnx
+
+    model = onnx.load(target)
+    assert {o.domain: o.version for o in model.opset_import}[""] == 17
+
+
+def test_bad_opset_is_a_usage_error(tmp_path):
+    proc = run("export", "baseline_cnn", "-o", str(tmp_path / "x.onnx"), "--opset", "99")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("archkit: error: --opset 99")
+    assert not (tmp_path / "x.onnx").exists()
