@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("name", nargs="?")
     r.add_argument("--all", action="store_true", help="every registered architecture")
     r.add_argument("--out", type=Path, default=Path("reports"), help="parent folder (default: reports)")
-    r.add_argument("--format", default="md,csv,json", help="comma-separated: md,csv,json (default: all)")
+    r.add_argument("--format", default="md,csv,json,png", help="comma-separated: md,csv,json,png (default: all)")
     r.add_argument("--opset", type=int, default=None)
     return p
 
@@ -123,10 +123,28 @@ def _cmd_report(args) -> int:
         print(f"{arch.name}: {analysis.costs.total()['macs']:,} MACs, {status} -> {args.out / arch.name}")
         if not v.ok:
             failed.append(arch.name)
+    _write_index(args.out)
     if failed:
         raise ParityError(f"parity exceeded the tolerances for: {', '.join(failed)} "
                           f"(see {args.out / failed[0]}/README.md)")
     return 0
+
+
+def _write_index(out: Path) -> None:
+    """Refresh out/README.md from the summary.json of every report folder in `out`."""
+    import json
+
+    from archkit.io import atomic_write_bytes
+    from archkit.report import index
+
+    summaries = []
+    for folder in sorted(p for p in out.iterdir() if (p / "summary.json").is_file()):
+        try:
+            summaries.append(json.loads((folder / "summary.json").read_text()))
+        except (OSError, ValueError):
+            continue  # not ours, or damaged: leave it out of the index
+    if summaries:
+        atomic_write_bytes(out / "README.md", index(summaries).encode())
 
 
 COMMANDS = {"list": _cmd_list, "export": _cmd_export, "verify": _cmd_verify, "report": _cmd_report}

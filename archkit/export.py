@@ -58,6 +58,26 @@ def import_keras():
     return tf, keras
 
 
+@contextlib.contextmanager
+def _optimizer_copies(enabled: bool):
+    """tf2onnx deep-copies the whole graph, weights included, before each optimizer of each pass
+    so that it can skip an optimizer that fails. Setting TF2ONNX_CATCH_ERRORS to any value turns
+    the copies off (tf2onnx compares the variable's name, not its value, with "TRUE"). The graph
+    produced is the same; a failing optimizer then stops the export instead of being skipped."""
+    if enabled:
+        yield
+        return
+    old = os.environ.get("TF2ONNX_CATCH_ERRORS")
+    os.environ["TF2ONNX_CATCH_ERRORS"] = "false"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["TF2ONNX_CATCH_ERRORS"]
+        else:
+            os.environ["TF2ONNX_CATCH_ERRORS"] = old
+
+
 def max_opset() -> int:
     """The newest opset tf2onnx emits; onnxruntime runs every opset up to onnx's newest."""
     from tf2onnx import constants
@@ -116,6 +136,7 @@ def export_keras(
     opset: int | None = None,
     block_of: Callable[[str], str] | None = None,
     path: str | os.PathLike | None = None,
+    copy_graphs: bool = False,
 ) -> onnx.ModelProto:
     """Convert `model` to a checked ONNX model; write it atomically to `path` if given."""
     tf, _ = import_keras()
@@ -134,7 +155,7 @@ def export_keras(
     signature = [tf.TensorSpec((None, *t.shape[1:]), t.dtype, name=n) for t, n in zip(model.inputs, input_names)]
     function = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False))
     try:
-        with _quiet_stderr():
+        with _quiet_stderr(), _optimizer_copies(copy_graphs):
             proto, _ = tf2onnx.convert.from_function(function, input_signature=signature, opset=opset)
     except Exception as e:  # tf2onnx raises assorted kinds; all mean the same to the user
         raise ExportError(f"{name}: tf2onnx failed: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from e

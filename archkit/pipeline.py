@@ -81,17 +81,42 @@ def build_seeded(name: str, *, seed: int = 0, **overrides):
     return arch, config, model
 
 
-def run_architecture(name: str, *, opset: int | None = None, verify: bool = True, path=None,
+def run_architecture(name: str, *, opset: int | None = None, verify: bool = True, path=None, cache: bool = True,
                      **overrides) -> tuple[Analysis, onnx.ModelProto]:
+    """Export (or take from the cache), analyse and, if asked, verify a registered architecture.
+    A cache hit imports no TensorFlow."""
+    import architectures
+    from archkit import cache as export_cache
+    from archkit.io import atomic_write_bytes
+    from archkit.load import parse_model
+    from archkit.verify import Verification
+
+    arch = architectures.get(name)
+    config = arch.config(**overrides)
+    key = export_cache.cache_key(name, config, opset) if cache else None
+    hit = export_cache.load(key) if key else None
+    if hit is not None and (hit[1] is not None or not verify):
+        data, verification = hit
+        proto = parse_model(data, origin=f"cache entry {key}")
+        if path is not None:
+            atomic_write_bytes(path, data)
+        result = analyse_model(proto, name=name, size_bytes=len(data))
+        if verify:
+            result = _with(result, verification=Verification.from_dict(verification))
+        return result, proto
+
     from archkit.export import export_keras
 
     arch, config, model = build_seeded(name, **overrides)
     proto = export_keras(model, name=name, config=config, opset=opset, block_of=arch.block, path=path)
-    result = analyse_model(proto, name=name, size_bytes=proto.ByteSize())
+    data = proto.SerializeToString()
+    result = analyse_model(proto, name=name, size_bytes=len(data))
     if verify:
         from archkit.verify import verify_keras
 
         result = _with(result, verification=verify_keras(model, proto))
+    if key:
+        export_cache.store(key, data, result.verification)
     return result, proto
 
 

@@ -59,6 +59,10 @@ class Verification:
     def max_rel(self) -> float:
         return max(o.max_rel for o in self.outputs)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Verification":
+        return cls(tuple(OutputParity(**o) for o in d["outputs"]), d["runtime"])
+
     def raise_for_failure(self, name: str) -> None:
         bad = [o for o in self.outputs if not o.ok]
         if bad:

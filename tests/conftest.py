@@ -18,3 +18,17 @@ def _run(name: str, verify: bool = True):
 def arch_run():
     """arch_run(name) -> (Analysis, onnx.ModelProto), exported once per test session."""
     return _run
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_export_cache(tmp_path_factory):
+    """Tests never read or fill the user's export cache; within a session they share one."""
+    import os
+
+    old = os.environ.get("ARCHKIT_CACHE_DIR")
+    os.environ["ARCHKIT_CACHE_DIR"] = str(tmp_path_factory.mktemp("archkit-cache"))
+    yield
+    if old is None:
+        os.environ.pop("ARCHKIT_CACHE_DIR", None)
+    else:
+        os.environ["ARCHKIT_CACHE_DIR"] = old

@@ -96,7 +96,8 @@ def test_report_is_quiet_and_equals_the_committed_one(tmp_path):
     assert proc.stdout.startswith("baseline_cnn: 294,176 MACs, parity ok")
     fresh = tmp_path / "baseline_cnn"
     committed = ROOT / "reports" / "baseline_cnn"
-    assert sorted(p.name for p in fresh.iterdir()) == ["README.md", "blocks.csv", "layers.csv", "ops.csv", "summary.json"]
+    assert sorted(p.name for p in fresh.iterdir()) == ["README.md", "blocks.csv", "blocks.png", "layers.csv", "ops.csv",
+                                                        "summary.json"]
     recorded = json.loads((committed / "summary.json").read_text())["versions"]
     made_now = json.loads((fresh / "summary.json").read_text())["versions"]
     if recorded != made_now:
@@ -130,3 +131,16 @@ def test_bad_opset_is_a_usage_error(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("archkit: error: --opset 99")
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_warm_report_uses_the_cache_without_tensorflow(tmp_path):
+    """The second report of an architecture takes its export from the cache: no TensorFlow."""
+    code = ("import sys; from archkit.cli import main; rc = main(['report', 'baseline_cnn', '--out', sys.argv[1]]); "
+            "print('tensorflow' in sys.modules, rc)")
+    env = dict(os.environ, ARCHKIT_CACHE_DIR=str(tmp_path / "cache"))
+    first, second = (subprocess.run([sys.executable, "-c", code, str(tmp_path / out)], capture_output=True, text=True,
+                                    timeout=600, env=env) for out in ("a", "b"))
+    assert first.stdout.split()[-2:] == ["True", "0"]
+    assert second.stdout.split()[-2:] == ["False", "0"]
+    for f in (tmp_path / "a" / "baseline_cnn").iterdir():
+        assert f.read_bytes() == (tmp_path / "b" / "baseline_cnn" / f.name).read_bytes()
