@@ -65,7 +65,8 @@ class Architecture:
 
 _REGISTRY: dict[str, Architecture] = {}
 # Family modules, imported lazily so that `archkit list` stays light.
-_MODULES = ("architectures.baseline", "architectures.inception_cost")
+_MODULES = ("architectures.baseline", "architectures.inception_cost", "architectures.inception", "architectures.resnet",
+            "architectures.densenet", "architectures.alexnet")
 _loaded = False
 
 

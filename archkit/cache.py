@@ -1,9 +1,12 @@
 """Cache of exports and their parity results, so that a warm report imports no TensorFlow.
 
 Keyed on everything that can change the export: architecture name, config, opset, the
-versions of the libraries involved, and the source of the architecture's module and of
-archkit's export and parity code. Location: $ARCHKIT_CACHE_DIR, else $XDG_CACHE_HOME/archkit,
-else ~/.cache/archkit. ARCHKIT_CACHE_DIR=off disables it.
+deployment options (layout, batch, precision, quantization and a digest of user calibration
+data), the versions of the libraries involved, and the source of the architecture's module and
+of archkit's export, deployment and parity code. An entry holds the model, what the export
+measured (export.json: time, sizes, accuracy deltas), and one verification file per
+verification setting (seeds and batch sizes). Location: $ARCHKIT_CACHE_DIR, else
+$XDG_CACHE_HOME/archkit, else ~/.cache/archkit. ARCHKIT_CACHE_DIR=off disables it.
 """
 
 from __future__ import annotations
@@ -17,12 +20,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from archkit.errors import ArchkitError
-from archkit.io import write_folder
+from archkit.io import atomic_write_bytes, write_folder
 
-__all__ = ["cache_dir", "cache_key", "load", "store"]
+__all__ = ["cache_dir", "cache_key", "load", "store", "store_verification"]
 
-_LIBRARIES = ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "numpy", "protobuf")
-_SOURCES = ("archkit/export.py", "archkit/verify.py", "archkit/pipeline.py")
+_LIBRARIES = ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "numpy", "protobuf", "onnxconverter-common")
+_SOURCES = ("archkit/export.py", "archkit/verify.py", "archkit/pipeline.py", "archkit/deploy.py")
 
 
 def cache_dir() -> Path | None:
@@ -42,10 +45,12 @@ def _version(pkg: str) -> str:
         return "-"
 
 
-def cache_key(name: str, config: Mapping[str, Any], opset: int | None) -> str:
+def cache_key(name: str, config: Mapping[str, Any], opset: int | None,
+              deploy: Mapping[str, Any] | None = None) -> str:
+    """`deploy`: DeployOptions.cache_fields() (None: the plain export)."""
     root = Path(__file__).resolve().parents[1]
     h = hashlib.sha256()
-    h.update(json.dumps({"name": name, "config": config, "opset": opset,
+    h.update(json.dumps({"name": name, "config": config, "opset": opset, "deploy": deploy,
                          "versions": {p: _version(p) for p in _LIBRARIES}}, sort_keys=True, default=list).encode())
     # Any change to an architecture file or to the export path invalidates every entry.
     for path in sorted([*(root / rel for rel in _SOURCES), *(root / "architectures").glob("*.py")]):
@@ -53,27 +58,46 @@ def cache_key(name: str, config: Mapping[str, Any], opset: int | None) -> str:
     return f"{name}-{h.hexdigest()[:16]}"
 
 
-def load(key: str):
-    """(onnx bytes, verification dict or None), or None on a miss."""
+def load(key: str, tag: str = ""):
+    """(onnx bytes, verification dict for `tag` or None, export info dict), or None on a miss."""
     d = cache_dir()
     if d is None or not (d / key / "model.onnx").is_file():
         return None
     try:
         data = (d / key / "model.onnx").read_bytes()
-        ver = d / key / "verification.json"
-        return data, json.loads(ver.read_text()) if ver.is_file() else None
+        ver = d / key / _verification_file(tag)
+        info = d / key / "export.json"
+        return (data, json.loads(ver.read_text()) if ver.is_file() else None,
+                json.loads(info.read_text()) if info.is_file() else {})
     except (OSError, ValueError):
         return None  # a damaged entry is a miss
 
 
-def store(key: str, onnx_bytes: bytes, verification) -> None:
+def _verification_file(tag: str) -> str:
+    return f"verification-{tag}.json" if tag else "verification.json"
+
+
+def store(key: str, onnx_bytes: bytes, verification, tag: str = "", info: Mapping[str, Any] | None = None) -> None:
     d = cache_dir()
     if d is None:
         return
     files = {"model.onnx": onnx_bytes}
     if verification is not None:
-        files["verification.json"] = json.dumps(asdict(verification), indent=1).encode()
+        files[_verification_file(tag)] = json.dumps(asdict(verification), indent=1).encode()
+    if info is not None:
+        files["export.json"] = json.dumps(dict(info), indent=1, sort_keys=True, default=str).encode()
     try:
         write_folder(d / key, files)
     except ArchkitError:
         pass  # a cache that cannot be written only costs time
+
+
+def store_verification(key: str, verification, tag: str = "") -> None:
+    """Add a verification (another seed/batch setting) to an existing entry."""
+    d = cache_dir()
+    if d is None or not (d / key / "model.onnx").is_file():
+        return
+    try:
+        atomic_write_bytes(d / key / _verification_file(tag), json.dumps(asdict(verification), indent=1).encode())
+    except ArchkitError:
+        pass

@@ -37,14 +37,33 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="the registered architectures")
 
-    e = sub.add_parser("export", help="export an architecture to ONNX")
+    e = sub.add_parser("export", help="export an architecture to ONNX (layout, batch, precision)")
     e.add_argument("name")
     e.add_argument("-o", "--output", required=True, type=Path, help="the .onnx file to write")
     e.add_argument("--opset", type=int, default=None, help="ONNX opset (default: newest tf2onnx supports)")
+    _deploy_arguments(e)
 
-    v = sub.add_parser("verify", help="compare onnxruntime with Keras on seeded inputs")
-    v.add_argument("name")
+    v = sub.add_parser("verify", help="onnxruntime vs Keras (NAME), or vs onnxruntime without graph optimizations (FILE)")
+    v.add_argument("name", metavar="NAME|FILE")
     v.add_argument("--opset", type=int, default=None)
+    v.add_argument("--seeds", type=int, default=3, help="how many input seeds (default 3)")
+    v.add_argument("--batch-sizes", default="1,8", help="comma-separated batch sizes (default 1,8)")
+    v.add_argument("--timeout", type=float, default=None,
+                   help="seconds one onnxruntime child process may take (default 600, or $ARCHKIT_ORT_TIMEOUT)")
+    _deploy_arguments(v)
+
+    b = sub.add_parser("bench", help="latency in onnxruntime vs Keras, GFLOP/s and fraction of the matmul peak")
+    b.add_argument("name", metavar="NAME|FILE")
+    b.add_argument("--threads", type=int, default=None, help="intra-op threads for onnxruntime and TensorFlow "
+                                                             "(default: the usable cores)")
+    b.add_argument("--batch-sizes", default="1,32", help="comma-separated batch sizes (default 1,32)")
+    b.add_argument("--runs", type=int, default=None, help="timed runs per batch size (default 30, within ~8 s)")
+    b.add_argument("--no-keras", action="store_true", help="onnxruntime only")
+    b.add_argument("--spinning", action="store_true",
+                   help="let onnxruntime's idle threads spin-wait (its default; slow when the cores are shared)")
+    b.add_argument("--opset", type=int, default=None)
+    b.add_argument("--timeout", type=float, default=None, help="seconds the onnxruntime child process may take")
+    _deploy_arguments(b)
 
     r = sub.add_parser("report", help="write the cost report of an architecture")
     r.add_argument("name", nargs="?")
@@ -52,7 +71,94 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", type=Path, default=Path("reports"), help="parent folder (default: reports)")
     r.add_argument("--format", default="md,csv,json,png", help="comma-separated: md,csv,json,png (default: all)")
     r.add_argument("--opset", type=int, default=None)
+    r.add_argument("--bench", action="store_true",
+                   help="add a Deployment section: latency, GFLOP/s, fraction of peak (machine-dependent figures)")
+    r.add_argument("--threads", type=int, default=None, help="with --bench: intra-op threads (default: the usable cores)")
+
+    a = sub.add_parser("analyse", help="the costs of any ONNX file (no TensorFlow, no weights read)")
+    a.add_argument("file", type=Path, help="the .onnx file")
+    a.add_argument("--input-shape", action="append", default=[], metavar="NAME=D1,D2,...",
+                   help="fix a graph input's shape, or a symbolic dim (N=8); repeatable; free dims are set to 1")
+    a.add_argument("--by", default="layer", choices=("op", "layer", "block", "type"), help="the table printed (default: layer)")
+    a.add_argument("--format", default=None,
+                   help="printed: one of md,csv,json (default md); with -o: the files, comma-separated (default md,csv,json)")
+    a.add_argument("-o", "--output", type=Path, default=None, help="write the report files into this folder")
+
+    c = sub.add_parser("connectivity", help="how a network is wired: depth, branches, skips, concatenations, "
+                                            "receptive fields (an architecture, or any ONNX file: no TensorFlow)")
+    c.add_argument("target", metavar="NAME|FILE.onnx", help="a registered architecture or an ONNX file")
+    c.add_argument("--input-shape", action="append", default=[], metavar="NAME=D1,D2,...",
+                   help="(files) fix a graph input's shape or a symbolic dim, as for analyse")
+    c.add_argument("--format", default="text", choices=("text", "md", "csv", "dot", "json"),
+                   help="what is printed (default: text)")
+    c.add_argument("-o", "--output", type=Path, default=None,
+                   help="also write connectivity.md, .csv, .dot, .png (and dense_blocks.png) into this folder")
+
+    t = sub.add_parser("train", help="train the notes' MNIST CNN; export it; Keras vs onnxruntime accuracy; kernels, neighbours")
+    t.add_argument("name", choices=("baseline_cnn", "baseline_cnn_dropout"))
+    t.add_argument("--data", default="digits",
+                   help="digits (scikit-learn's, offline; default), mnist (keras' cache file, never downloaded) or FILE.npz")
+    t.add_argument("--epochs", type=int, default=None, help="default: 80 on digits; 5 on MNIST, 20 with --early-stopping")
+    t.add_argument("--early-stopping", action="store_true", help="hold out 5%%, stop when val_loss stalls for 2 epochs")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--query", type=int, default=0, help="test image whose nearest neighbours are drawn (default 0)")
+    t.add_argument("--out", type=Path, default=None, help="folder for the model and figures (default: runs/NAME-DATA)")
+
+    pr = sub.add_parser("primitives", help="the notes' convolution primitives, numpy vs onnxruntime, and their figures")
+    pr.add_argument("--out", type=Path, default=None, help="write the figures (PNG) into this folder")
     return p
+
+
+def _deploy_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("deployment form (NAME only)")
+    g.add_argument("--layout", default="nhwc", choices=("nhwc", "nchw"),
+                   help="input layout: nhwc (Keras') or nchw (channels-first, through tf2onnx's inputs_as_nchw)")
+    g.add_argument("--batch", default="dynamic", metavar="dynamic|N", help="batch dimension: symbolic (default) or fixed N")
+    g.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"),
+                   help="fp16: onnxconverter-common's float16 converter; int8: onnxruntime.quantization")
+    g.add_argument("--keep-io-types", action="store_true", help="fp16: keep float32 inputs and outputs")
+    g.add_argument("--quantization", default="static", choices=("static", "dynamic"),
+                   help="int8: static (QDQ, calibrated; default) or dynamic (activations quantized at run time)")
+    g.add_argument("--calibration", default=None, metavar="DIR|FILE.npz",
+                   help="int8 static: a folder of .npy or an .npz of inputs (default: seeded inputs archkit generates)")
+    g.add_argument("--calibration-samples", type=int, default=32,
+                   help="int8 static without --calibration: how many generated samples (default 32)")
+
+
+def _deploy_options(args):
+    from archkit.deploy import DeployOptions
+
+    batch = args.batch
+    if batch != "dynamic":
+        try:
+            batch = int(batch)
+        except ValueError:
+            batch = 0
+        if batch < 1:
+            raise UsageError(f"--batch {args.batch!r}: expected 'dynamic' or a positive integer")
+    else:
+        batch = None
+    if args.calibration is not None and args.precision != "int8":
+        raise UsageError("--calibration applies to --precision int8")
+    if args.keep_io_types and args.precision != "fp16":
+        raise UsageError("--keep-io-types applies to --precision fp16")
+    return DeployOptions(layout=args.layout, batch=batch, precision=args.precision, quantization=args.quantization,
+                         calibration=args.calibration, calibration_samples=args.calibration_samples,
+                         keep_io_types=args.keep_io_types)
+
+
+def _ints(text: str, option: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or any(v < 1 for v in values):
+        raise UsageError(f"{option} {text!r}: expected comma-separated positive integers")
+    return values
+
+
+def _is_file_target(target: str) -> bool:
+    return target.endswith(".onnx") or Path(target).is_file() or os.sep in target
 
 
 def _writable(folder: Path) -> None:
@@ -76,29 +182,155 @@ def _cmd_list(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    from archkit.pipeline import run_architecture
-
-    _writable(args.output.parent if str(args.output.parent) else Path("."))
-    if args.output.exists() and args.output.is_dir():
-        raise OutputError(f"{args.output}: is a folder")
-    analysis, _ = run_architecture(args.name, opset=args.opset, verify=False, path=args.output)
-    print(f"wrote {args.output} (opset {analysis.info.opset}, {analysis.info.size_bytes:,} bytes, "
-          f"{analysis.costs.total()['ops']:,} ops)")
-    return 0
-
-
-def _cmd_verify(args) -> int:
     import architectures
     from archkit.pipeline import run_architecture
 
-    architectures.get(args.name)  # unknown names fail before TensorFlow loads
-    analysis, _ = run_architecture(args.name, opset=args.opset, verify=True)
-    v = analysis.verification
-    for o in v.outputs:
-        print(f"{o.output}  batch {o.batch}: max abs {o.max_abs:.2g}, max rel {o.max_rel:.2g}, "
-              f"top-1 agreement {o.argmax_agreement:.0%}  {'ok' if o.ok else 'FAIL'}")
+    architectures.get(args.name)  # unknown names fail before any work
+    deploy = _deploy_options(args)
+    _writable(args.output.parent if str(args.output.parent) else Path("."))
+    if args.output.exists() and args.output.is_dir():
+        raise OutputError(f"{args.output}: is a folder")
+    analysis, _ = run_architecture(args.name, opset=args.opset, verify=False, path=args.output, deploy=deploy)
+    for line in _export_lines(analysis, deploy, args.output):
+        print(line)
+    return 0
+
+
+def _export_lines(analysis, deploy, output) -> list[str]:
+    d = analysis.deployment or {}
+    lines = [f"wrote {output} (opset {analysis.info.opset}, {deploy.describe()}, "
+             f"{analysis.info.size_bytes:,} bytes, {analysis.costs.total()['ops']:,} ops)"]
+    inputs = ", ".join(f"{n} {s}" for n, s in analysis.info.inputs)
+    lines.append(f"inputs: {inputs}; Transpose ops left: {d.get('transposes', '?')}")
+    deltas = d.get("deltas")
+    if deltas:
+        lines.append(f"size: {deltas['size_bytes']:,} bytes vs {deltas['fp32_size_bytes']:,} in fp32: "
+                     f"{deltas['size_ratio']:.2f}x smaller ({deltas['size_bytes'] - deltas['fp32_size_bytes']:+,} bytes)")
+        for out, o in deltas["outputs"].items():
+            lines.append(f"accuracy vs fp32 on {deltas['samples']} seeded inputs, output {out!r}: top-1 agreement "
+                         f"{o['top1_agreement']:.1%}, top-5 {o['top5_agreement']:.1%}, max abs error "
+                         f"{o['max_abs_error']:.2g}, max rel {o['max_rel_error']:.2g}")
+    if d.get("cached"):
+        lines.append(f"export: taken from the cache (unchanged; it took {d.get('export_seconds', 0):.1f} s"
+                     + (f" + {d['convert_seconds']:.1f} s conversion" if d.get("convert_seconds") else "") + ")")
+    else:
+        lines.append(f"export: {d.get('export_seconds', 0):.1f} s"
+                     + (f" + {d['convert_seconds']:.1f} s {deploy.precision} conversion" if deploy.precision != "fp32" else ""))
+    return lines
+
+
+def _cmd_verify(args) -> int:
+    seeds = tuple(range(args.seeds)) if args.seeds >= 1 else None
+    if not seeds:
+        raise UsageError(f"--seeds {args.seeds}: expected a positive integer")
+    batch_sizes = _ints(args.batch_sizes, "--batch-sizes")
+    deploy = _deploy_options(args)
+    if _is_file_target(args.name):
+        from archkit.load import load_model
+        from archkit.verify import verify_onnx
+
+        if not deploy.plain:
+            raise UsageError("--layout/--batch/--precision choose how an architecture is exported; a FILE is as it is")
+        proto = load_model(args.name)
+        v = verify_onnx(proto, path=args.name, seeds=seeds, batch_sizes=batch_sizes, timeout=args.timeout)
+        label = args.name
+    else:
+        import architectures
+        from archkit.pipeline import run_architecture
+
+        architectures.get(args.name)  # unknown names fail before TensorFlow loads
+        if args.timeout:
+            os.environ["ARCHKIT_ORT_TIMEOUT"] = str(args.timeout)
+        analysis, _ = run_architecture(args.name, opset=args.opset, verify=True, deploy=deploy, seeds=seeds,
+                                       batch_sizes=batch_sizes)
+        v = analysis.verification
+        label = f"{args.name} ({deploy.describe()})"
+    for line in _verification_lines(v, label):
+        print(line)
     v.raise_for_failure(args.name)
-    print(f"{args.name}: parity ok ({v.runtime})")
+    print(f"{args.name}: parity ok ({v.runtime}, {v.precision} vs {v.reference})")
+    return 0
+
+
+def _verification_lines(v, label: str) -> list[str]:
+    from archkit.verify import TOLERANCES
+
+    t = TOLERANCES[v.precision]
+    seeds = sorted({o.seed for o in v.outputs})
+    batches = sorted({o.batch for o in v.outputs})
+    lines = [f"{label}: onnxruntime vs {v.reference}; seeds {', '.join(map(str, seeds))}; "
+             f"batch sizes {', '.join(map(str, batches))}",
+             f"thresholds ({v.precision}): max abs error <= {t.atol:g} + {t.rtol:g} x max |reference| per batch and seed; "
+             f"top-1 agreement >= {t.top1:.0%}, top-5 >= {t.top5:.0%} over all samples"]
+    agreement = v.agreement()
+    for out in dict.fromkeys(o.output for o in v.outputs):
+        rows = [o for o in v.outputs if o.output == out]
+        top1, top5, n = agreement[out]
+        worst = max(rows, key=lambda o: o.max_abs / o.allowed if o.allowed else float("inf"))
+        ok = all(o.ok for o in rows) and top1 >= t.top1 and top5 >= t.top5
+        lines.append(f"output {out!r}: max abs {max(o.max_abs for o in rows):.2g} (allowed {worst.allowed:.2g} at batch "
+                     f"{worst.batch}), max rel {max(o.max_rel for o in rows):.2g}, top-1 {top1:.1%}, top-5 {top5:.1%} "
+                     f"({n} samples)  {'ok' if ok else 'FAIL'}")
+        for batch in batches:
+            b = [o for o in rows if o.batch == batch]
+            lines.append(f"  batch {batch}: max abs {max(o.max_abs for o in b):.2g}, max rel {max(o.max_rel for o in b):.2g}, "
+                         f"top-1 {sum(o.argmax_agreement for o in b) / len(b):.0%}, "
+                         f"top-5 {sum(o.top5_agreement for o in b) / len(b):.0%}")
+    return lines
+
+
+def _bench(target: str, args, *, deploy=None, opset=None):
+    """Bench a registered architecture (vs Keras unless told not to) or an ONNX file."""
+    from archkit import bench
+
+    threads = getattr(args, "threads", None) or bench.default_threads()
+    if threads < 1:
+        raise UsageError(f"--threads {threads}: expected a positive integer")
+    batch_sizes = _ints(getattr(args, "batch_sizes", "1,32"), "--batch-sizes")
+    runs = getattr(args, "runs", None) or bench.RUNS
+    timeout = getattr(args, "timeout", None)
+    spinning = bool(getattr(args, "spinning", False))
+    if _is_file_target(target):
+        from archkit.load import load_model
+        from archkit.pipeline import analyse_model
+
+        proto = load_model(target)
+        analysis = analyse_model(proto, size_bytes=Path(target).stat().st_size)
+        return bench.bench_model(proto, name=analysis.name, path=target, macs_per_sample=analysis.costs.total()["macs"],
+                                 macs_complete=analysis.costs.complete, threads=threads, batch_sizes=batch_sizes,
+                                 runs=runs, timeout=timeout, spinning=spinning), analysis
+    import architectures
+    from archkit.pipeline import build_seeded, run_architecture
+
+    architectures.get(target)
+    keras = not getattr(args, "no_keras", False)
+    if keras:
+        bench.set_keras_threads(threads)  # before TensorFlow runs anything
+    analysis, proto = run_architecture(target, opset=opset, verify=False, deploy=deploy)
+    costs = analysis.costs
+    if not costs.complete:  # quantized ops have no cost rule: count the fp32 export of the same network
+        costs = run_architecture(target, opset=opset, verify=False)[0].costs
+    model = build_seeded(target)[2] if keras else None
+    b = bench.bench_model(proto, name=target, macs_per_sample=costs.total()["macs"], macs_complete=costs.complete,
+                          keras_model=model, threads=threads, batch_sizes=batch_sizes, runs=runs, timeout=timeout,
+                          spinning=spinning,
+                          deployment={**{k: v for k, v in (analysis.deployment or {}).items() if k != "options"},
+                                      **(deploy.cache_fields() if deploy else {})})
+    return b, analysis
+
+
+def _cmd_bench(args) -> int:
+    from archkit.bench import summary_lines
+
+    if _is_file_target(args.name):
+        deploy = _deploy_options(args)
+        if not deploy.plain:
+            raise UsageError("--layout/--batch/--precision choose how an architecture is exported; a FILE is as it is")
+        b, _ = _bench(args.name, args)
+    else:
+        b, _ = _bench(args.name, args, deploy=_deploy_options(args), opset=args.opset)
+    for line in summary_lines(b):
+        print(line)
     return 0
 
 
@@ -114,9 +346,17 @@ def _cmd_report(args) -> int:
     names = architectures.names() if args.all else [args.name]
     archs = [architectures.get(n) for n in names]  # all names checked before any work
     _writable(args.out)
+    if args.bench:
+        from archkit.bench import default_threads, set_keras_threads
+
+        set_keras_threads(args.threads or default_threads())  # before TensorFlow runs anything
     failed = []
     for arch in archs:
         analysis, _ = run_architecture(arch.name, opset=args.opset, verify=True)
+        if args.bench:
+            from dataclasses import replace
+
+            analysis = replace(analysis, bench=_bench(arch.name, args, opset=args.opset)[0])
         write_folder(args.out / arch.name, render(analysis, formats, arch=arch))
         v = analysis.verification
         status = "parity ok" if v.ok else "PARITY FAILED"
@@ -147,7 +387,148 @@ def _write_index(out: Path) -> None:
         atomic_write_bytes(out / "README.md", index(summaries).encode())
 
 
-COMMANDS = {"list": _cmd_list, "export": _cmd_export, "verify": _cmd_verify, "report": _cmd_report}
+def _cmd_analyse(args) -> int:
+    from archkit.onnxfile import analyse_file, parse_input_shape, render_view, summary_lines
+
+    shapes = dict(parse_input_shape(t) for t in args.input_shape)
+    if args.output is None:
+        fmt = args.format or "md"
+        if fmt not in ("md", "csv", "json"):
+            raise UsageError(f"--format {fmt!r}: printing takes one of md, csv, json (write several with -o DIR)")
+        analysis = analyse_file(args.file, input_shapes=shapes)
+        sys.stdout.write(render_view(analysis, args.by, fmt))
+        return 0
+    from archkit.io import write_folder
+    from archkit.report import render
+
+    formats = _formats(args.format or "md,csv,json")
+    _writable(args.output)
+    analysis = analyse_file(args.file, input_shapes=shapes)
+    write_folder(args.output, render(analysis, formats))
+    for line in summary_lines(analysis):
+        print(line)
+    print(f"-> {args.output}")
+    return 0
+
+
+def _cmd_connectivity(args) -> int:
+    from archkit import drawing
+
+    target = str(args.target)
+    if target.endswith(".onnx") or Path(target).is_file() or os.sep in target:
+        from archkit.onnxfile import analyse_file, parse_input_shape
+
+        shapes = dict(parse_input_shape(t) for t in args.input_shape)
+        if args.output is not None:
+            _writable(args.output)
+        analysis = analyse_file(target, input_shapes=shapes, connectivity=True)
+    else:
+        import architectures
+        from archkit.pipeline import run_architecture
+
+        if args.input_shape:
+            raise UsageError("--input-shape applies to ONNX files; an architecture's shapes are its own")
+        architectures.get(target)  # an unknown name fails before any work
+        if args.output is not None:
+            _writable(args.output)
+        analysis, _ = run_architecture(target, verify=False)
+    conn, name = analysis.connectivity, analysis.name
+    if args.output is not None:
+        from archkit.io import atomic_write_bytes
+
+        files = {"connectivity.md": (drawing.markdown(conn, name) + "\n").encode(),
+                 **drawing.files(conn, name, ("csv", "png"))}
+        for fname, data in files.items():
+            atomic_write_bytes(args.output / fname, data)
+    if args.format == "text":
+        out = drawing.text(conn, name)
+    elif args.format == "md":
+        out = drawing.markdown(conn, name, images=False) + "\n"
+    elif args.format == "csv":
+        out = drawing.csv(conn).decode()
+    elif args.format == "dot":
+        out = drawing.dot(conn, name)
+    else:
+        import dataclasses
+        import json
+
+        out = json.dumps({"name": name, **conn.summary(), "detail": dataclasses.asdict(conn)}, indent=1) + "\n"
+    sys.stdout.write(out)
+    if args.output is not None:
+        print(f"-> {args.output}", file=sys.stderr if args.format != "text" else sys.stdout)
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from archkit import train as tr
+    from archkit.io import atomic_write_bytes
+
+    if args.epochs is not None and args.epochs < 1:
+        raise UsageError(f"--epochs {args.epochs}: must be at least 1")
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise OutputError(f"--out {args.out}: is a file")
+    data = tr.load_dataset(args.data)  # a missing MNIST cache or bad .npz fails before TensorFlow loads
+    epochs = args.epochs if args.epochs is not None else tr.default_epochs(data.name, early_stopping=args.early_stopping)
+    out = args.out or Path("runs") / f"{args.name}-{data.name}"
+    _writable(out)
+    n_val = int(len(data.x_train) * tr.VALIDATION_SPLIT) if args.early_stopping else 0
+    print(f"training {args.name} on {data.name}: {len(data.x_train) - n_val:,} train"
+          + (f" + {n_val:,} validation" if n_val else "") + f", {len(data.x_test):,} test images; "
+          f"up to {epochs} epochs of batch {tr.BATCH_SIZE}" + (", early stopping" if args.early_stopping else ""), flush=True)
+    run = tr.train(args.name, data, epochs=epochs, early_stopping=args.early_stopping, seed=args.seed, query=args.query,
+                   verbose=1 if sys.stdout.isatty() else 2)
+    r = run.result
+    files = {"model.keras": run.keras_bytes(), "model.onnx": run.onnx_model.SerializeToString(),
+             "metrics.json": r.to_json().encode(), **run.figures()}
+    for fname, blob in files.items():
+        atomic_write_bytes(out / fname, blob)
+    print(f"{r.epochs_run} epochs in {r.train_seconds:.1f} s")
+    print(f"test accuracy: Keras {r.keras_accuracy:.4f}, onnxruntime {r.onnx_accuracy:.4f} "
+          f"({r.n_test - r.prediction_disagreements:,}/{r.n_test:,} predictions identical; "
+          f"max |probability difference| {r.max_abs_prob_diff:.2g})")
+    print(f"nearest neighbours of test image {r.query} (label {r.query_label}) by FC1: "
+          + ", ".join(f"#{i} (label {l})" for i, l in zip(r.neighbours, r.neighbour_labels)))
+    print(f"-> {out}/ ({', '.join(files)})")
+    r.raise_for_disagreement()
+    return 0
+
+
+def _cmd_primitives(args) -> int:
+    from archkit import primitives as pm
+    from archkit.io import atomic_write_bytes
+
+    if args.out is not None:
+        _writable(args.out)
+    print("conv0 (sigmoid of the summed elementwise products), the notes' Out[11]-[15]:")
+    values = pm.conv0_examples()
+    for key, value in values.items():
+        want = pm.NOTES_CONV0[key]
+        print(f"  {key:<32} {value!r:<20} {'= the notes' if value == want else f'!= the notes {want!r}'}")
+    photo = pm.load_photo()
+    results = pm.checks(photo)
+    print("numpy vs onnxruntime (one ONNX graph each):")
+    width = max(len(c.name) for c in results)
+    shapes = [f"{'x'.join(map(str, c.input_shape[1:]))} -> {'x'.join(map(str, c.output_shape[1:]))}" for c in results]
+    for c, shape in zip(results, shapes):
+        agree = "identical" if c.exact else f"max |diff| {c.max_abs_diff:.2g} (float32 rounding <= {c.tolerance:.2g})"
+        print(f"  {c.name:<{width}}  {shape:<{max(map(len, shapes))}}  {'+'.join(c.onnx_ops):<8} {agree}  "
+              f"{'ok' if c.ok else 'FAIL'}")
+    if args.out is not None:
+        figures = pm.figures(results, photo)
+        for fname, blob in figures.items():
+            atomic_write_bytes(args.out / fname, blob)
+        print(f"-> {args.out}/ ({len(figures)} figures)")
+    bad = [c.name for c in results if not c.ok] + [k for k, v in values.items() if v != pm.NOTES_CONV0[k]]
+    if bad:
+        raise ParityError(f"primitives differ between numpy and onnxruntime, or from the notes: {', '.join(bad)}")
+    return 0
+
+
+COMMANDS = {"list": _cmd_list, "export": _cmd_export, "verify": _cmd_verify, "report": _cmd_report,
+            "analyse": _cmd_analyse, "connectivity": _cmd_connectivity, "train": _cmd_train, "primitives": _cmd_primitives}
+
+
+COMMANDS["bench"] = _cmd_bench
 
 
 def main(argv: list[str] | None = None) -> int:

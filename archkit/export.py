@@ -137,12 +137,26 @@ def export_keras(
     block_of: Callable[[str], str] | None = None,
     path: str | os.PathLike | None = None,
     copy_graphs: bool = False,
+    layout: str = "nhwc",
+    batch: int | None = None,
 ) -> onnx.ModelProto:
-    """Convert `model` to a checked ONNX model; write it atomically to `path` if given."""
+    """Convert `model` to a checked ONNX model; write it atomically to `path` if given.
+
+    layout="nchw" makes every 4-D input channels-first through tf2onnx's `inputs_as_nchw` (its
+    transpose optimizer then pushes the inserted Transpose through the graph; archkit.deploy
+    removes the pairs it leaves around Split and Gather). batch=N fixes the batch dimension (default: a
+    symbolic dimension named `batch`).
+    """
+    from archkit.deploy import LAYOUTS, fold_transpose_pairs
+
     tf, _ = import_keras()
     opset = opset or default_opset()
     if not 9 <= opset <= max_opset():
         raise UsageError(f"--opset {opset}: tf2onnx here supports opsets 9 to {max_opset()}")
+    if layout not in LAYOUTS:
+        raise UsageError(f"--layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
+        raise UsageError(f"--batch {batch!r}: expected 'dynamic' or a positive integer")
 
     from keras.src.export.tf2onnx_lib import patch_tf2onnx
 
@@ -152,15 +166,19 @@ def export_keras(
     import tf2onnx
 
     input_names = [t.name for t in model.inputs]
-    signature = [tf.TensorSpec((None, *t.shape[1:]), t.dtype, name=n) for t, n in zip(model.inputs, input_names)]
+    signature = [tf.TensorSpec((batch, *t.shape[1:]), t.dtype, name=n) for t, n in zip(model.inputs, input_names)]
     function = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False))
+    nchw = [n for t, n in zip(model.inputs, input_names) if len(t.shape) == 4] if layout == "nchw" else None
     try:
         with _quiet_stderr(), _optimizer_copies(copy_graphs):
-            proto, _ = tf2onnx.convert.from_function(function, input_signature=signature, opset=opset)
+            proto, _ = tf2onnx.convert.from_function(function, input_signature=signature, opset=opset,
+                                                     inputs_as_nchw=nchw)
     except Exception as e:  # tf2onnx raises assorted kinds; all mean the same to the user
         raise ExportError(f"{name}: tf2onnx failed: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from e
 
     _check_ops(proto, name)
+    if nchw:
+        fold_transpose_pairs(proto)
     _renumber_generated_names(proto)
     _name_outputs(proto, list(model.output_names))
     _name_batch_dim(proto)
@@ -175,6 +193,9 @@ def export_keras(
             "non_trainable": sum(l["non_trainable"] for l in layers),
         }),
         "archkit.layers": json.dumps(layers, separators=(",", ":")),
+        "archkit.layout": layout,
+        "archkit.batch": "dynamic" if batch is None else str(batch),
+        "archkit.precision": "fp32",
     }
     del proto.metadata_props[:]
     for k, v in meta.items():

@@ -37,6 +37,11 @@ class Analysis:
     keras_params: Mapping[str, int] | None = None
     config: Mapping[str, Any] | None = None
     verification: Any = None  # archkit.verify.Verification, when a Keras source was run
+    connectivity: Any = None  # archkit.connectivity.Connectivity: the wiring, measured on the same graph
+    # How the file was made (run_architecture): deployment options, export time and whether it came
+    # from the cache, Transposes left, sizes, and for fp16/int8 the deltas against the fp32 export.
+    deployment: Mapping[str, Any] | None = None
+    bench: Any = None  # archkit.bench.Bench, when asked for (machine-dependent: never in default reports)
 
 
 def _shape_text(vi: onnx.ValueInfoProto) -> str:
@@ -57,14 +62,30 @@ def analyse_model(proto: onnx.ModelProto, *, name: str | None = None, size_bytes
         inputs=tuple((i.name, _shape_text(i)) for i in proto.graph.input if i.name not in init),
         outputs=tuple((o.name, _shape_text(o)) for o in proto.graph.output),
     )
+    costs = analyse(G, block_of=block_of)
     return Analysis(
         name=name or meta.get("archkit.architecture") or proto.graph.name or "model",
         info=info,
-        costs=analyse(G, block_of=block_of),
+        costs=costs,
+        connectivity=_connectivity(G, costs, proto),
         keras_layers=tuple(json.loads(meta["archkit.layers"])) if "archkit.layers" in meta else (),
         keras_params=json.loads(meta["archkit.keras_params"]) if "archkit.keras_params" in meta else None,
         config=json.loads(meta["archkit.config"]) if "archkit.config" in meta else None,
     )
+
+
+def _connectivity(G, costs: CostReport, proto: onnx.ModelProto):
+    from archkit.connectivity import analyse as connectivity, int_constants
+
+    kernels = None
+    if "archkit.architecture" not in G.graph["metadata"]:
+        # A file from elsewhere may hold trained weights: dense-block matrices then also show how
+        # strongly each layer uses each source (archkit's own exports are seeded: structure only).
+        from onnx import numpy_helper
+
+        inits = {t.name: t for t in proto.graph.initializer if t.data_location != onnx.TensorProto.EXTERNAL}
+        kernels = lambda name: numpy_helper.to_array(inits[name]) if name in inits else None  # noqa: E731
+    return connectivity(G, costs, constants=int_constants(proto), kernel_values=kernels)
 
 
 def build_seeded(name: str, *, seed: int = 0, **overrides):
@@ -82,42 +103,75 @@ def build_seeded(name: str, *, seed: int = 0, **overrides):
 
 
 def run_architecture(name: str, *, opset: int | None = None, verify: bool = True, path=None, cache: bool = True,
-                     **overrides) -> tuple[Analysis, onnx.ModelProto]:
+                     deploy=None, seeds=(0,), batch_sizes=None, **overrides) -> tuple[Analysis, onnx.ModelProto]:
     """Export (or take from the cache), analyse and, if asked, verify a registered architecture.
-    A cache hit imports no TensorFlow."""
+    A cache hit imports no TensorFlow.
+
+    deploy: archkit.deploy.DeployOptions (layout, batch, precision; default: the plain export).
+    seeds, batch_sizes: the verification setting (default seed 0 at batch 1 and 3); each setting's
+    result is cached beside the export. The Analysis' `deployment` says how the file was made:
+    the options, the export time (of the export that made it, and whether it came from the
+    cache), Transposes left, sizes, and for fp16/int8 the size and accuracy deltas against the
+    fp32 export on seeded evaluation inputs."""
+    import time
+    from dataclasses import asdict
+
     import architectures
     from archkit import cache as export_cache
+    from archkit.deploy import DeployOptions
     from archkit.io import atomic_write_bytes
     from archkit.load import parse_model
-    from archkit.verify import Verification
+    from archkit.verify import BATCH_SIZES, Verification
 
+    deploy = deploy or DeployOptions()
+    seeds, batch_sizes = tuple(seeds), tuple(batch_sizes or BATCH_SIZES)
+    tag = "" if (seeds, batch_sizes) == ((0,), BATCH_SIZES) else \
+        f"s{'-'.join(map(str, seeds))}_b{'-'.join(map(str, batch_sizes))}"
     arch = architectures.get(name)
     config = arch.config(**overrides)
-    key = export_cache.cache_key(name, config, opset) if cache else None
-    hit = export_cache.load(key) if key else None
-    if hit is not None and (hit[1] is not None or not verify):
-        data, verification = hit
+    key = export_cache.cache_key(name, config, opset, deploy.cache_fields()) if cache else None
+    hit = export_cache.load(key, tag) if key else None
+    model = verification = None
+    if hit is not None:
+        data, cached, info = hit
         proto = parse_model(data, origin=f"cache entry {key}")
-        if path is not None:
-            atomic_write_bytes(path, data)
-        result = analyse_model(proto, name=name, size_bytes=len(data))
-        if verify:
-            result = _with(result, verification=Verification.from_dict(verification))
-        return result, proto
+        info = {**info, "cached": True}
+        verification = Verification.from_dict(cached) if cached else None
+    else:
+        from archkit.deploy import convert_precision, count_transposes, precision_deltas
+        from archkit.export import export_keras
 
-    from archkit.export import export_keras
+        arch, config, model = build_seeded(name, **overrides)
+        start = time.perf_counter()
+        fp32 = export_keras(model, name=name, config=config, opset=opset, block_of=arch.block,
+                            layout=deploy.layout, batch=deploy.batch)
+        exported = time.perf_counter()
+        proto = convert_precision(fp32, deploy, name=name)
+        converted = time.perf_counter()
+        data = proto.SerializeToString()
+        info = {"options": asdict(deploy), "export_seconds": round(exported - start, 2),
+                "convert_seconds": round(converted - exported, 2), "transposes": count_transposes(proto),
+                "size_bytes": len(data), "fp32_size_bytes": fp32.ByteSize(), "cached": False}
+        if deploy.precision != "fp32":
+            info["deltas"] = precision_deltas(fp32, proto, name=name)  # runs both in onnxruntime
+        elif not verify:
+            from archkit.verify import run_isolated, seeded_inputs
 
-    arch, config, model = build_seeded(name, **overrides)
-    proto = export_keras(model, name=name, config=config, opset=opset, block_of=arch.block, path=path)
-    data = proto.SerializeToString()
-    result = analyse_model(proto, name=name, size_bytes=len(data))
-    if verify:
+            run_isolated(proto, [seeded_inputs(proto, deploy.batch or 1)], what=name)  # it runs
+    if verify and verification is None:
         from archkit.verify import verify_keras
 
-        result = _with(result, verification=verify_keras(model, proto))
-    if key:
-        export_cache.store(key, data, result.verification)
-    return result, proto
+        if model is None:
+            arch, config, model = build_seeded(name, **overrides)
+        verification = verify_keras(model, proto, seeds=seeds, batch_sizes=batch_sizes)
+        if key and hit is not None:
+            export_cache.store_verification(key, verification, tag)
+    if key and hit is None:
+        export_cache.store(key, data, verification, tag, info)
+    if path is not None:
+        atomic_write_bytes(path, data)
+    result = analyse_model(proto, name=name, size_bytes=len(data))
+    return _with(result, verification=verification if verify else None, deployment=info), proto
 
 
 def _with(a: Analysis, **changes) -> Analysis:

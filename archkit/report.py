@@ -90,6 +90,35 @@ def layer_table(a: Analysis) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+_PAPER_HIDDEN = ("block", "note", "params_value", "ops_value")
+
+
+def paper_table(a: Analysis, rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """The paper's per-block table, row by row, with archkit's counts for the same block beside it:
+    output size (the block's last Keras layer), conv/dense weights (kernels, no biases), MACs, and
+    their differences from the paper's params/ops where the paper gives a number."""
+    blocks = a.costs.by_block().set_index("block")
+    last_shape: dict[str, str] = {}
+    for layer in a.keras_layers:
+        if layer["output_shape"]:
+            last_shape[layer["block"]] = "x".join(str(d) for d in layer["output_shape"][1:])
+    columns = list(dict.fromkeys(k for r in rows for k in r if k not in _PAPER_HIDDEN))
+    out = []
+    for r in rows:
+        b = r["block"]
+        weights = int(blocks.loc[b, "weights"]) if b in blocks.index else 0
+        macs = int(blocks.loc[b, "macs"]) if b in blocks.index else 0
+        row = {"block": b, **{c: r.get(c) for c in columns},
+               "counted output": last_shape.get(b, ""), "counted weights": weights, "counted MACs": macs}
+        if r.get("params_value") is not None:
+            row["weights - paper"] = weights - r["params_value"]
+        if r.get("ops_value") is not None:
+            row["MACs - paper"] = macs - r["ops_value"]
+        row["note"] = r.get("note", "")
+        out.append(row)
+    return pd.DataFrame(out)
+
+
 def _counted(a: Analysis, metric: str) -> int | None:
     total = a.costs.total()
     kp = a.keras_params or {}
@@ -146,7 +175,9 @@ def summary(a: Analysis, references=()) -> dict[str, Any]:
                         "max_rel_error": float(_e(o.max_rel)), "top1_agreement": o.argmax_agreement, "ok": o.ok}
                        for o in v.outputs],
         },
+        "connectivity": a.connectivity.summary() if a.connectivity is not None else None,
         "versions": versions(),
+        **({"deployment": a.bench.to_dict()} if getattr(a, "bench", None) is not None else {}),
     }
 
 
@@ -199,6 +230,24 @@ def _markdown(a: Analysis, arch=None, *, chart: bool = False) -> str:
             if r["note"]:
                 out += [f"- **{r['figure']}, {r['source']}:** {r['note']}"]
         out += [""]
+    if arch is not None and arch.paper_table:
+        table = paper_table(a, arch.paper_table)
+        shown = [c for c in table.columns if c != "note"]
+        marks, notes = [], []
+        for r in table.itertuples(index=False):
+            note = getattr(r, "note")
+            if note:
+                notes.append(note)
+                marks.append(f"{r.block} [{len(notes)}]")
+            else:
+                marks.append(r.block)
+        body = [[m, *(_paper_cell(v) for v in row[1:-1])] for m, row in zip(marks, table.itertuples(index=False))]
+        out += ["## Beside the paper's table", "",
+                "The paper's columns as printed, then what archkit counts for the same block. Weights are conv/dense "
+                "kernels without biases; differences are counted minus the paper's figure read as a number.", "",
+                _md_table(shown, body, "".join("r" if c.startswith("counted") or c.endswith("- paper") else "l"
+                                               for c in shown)), ""]
+        out += [f"{i}. {n}" for i, n in enumerate(notes, 1)] + ([""] if notes else [])
     if arch is not None and arch.notes:
         out += ["## Notes", ""] + [f"- {n}" for n in arch.notes] + [""]
 
@@ -242,11 +291,54 @@ def _markdown(a: Analysis, arch=None, *, chart: bool = False) -> str:
                 _md_table(("output", "batch", "max abs error", "max relative error", "top-1 agreement", "pass"),
                           [(o.output, o.batch, _e(o.max_abs), _e(o.max_rel), f"{o.argmax_agreement:.0%}", "yes" if o.ok else "**no**")
                            for o in v.outputs], "lrrrrl"), ""]
+    if a.connectivity is not None:
+        from archkit.drawing import markdown as connectivity_markdown
+
+        out += [connectivity_markdown(a.connectivity, a.name, images=chart), ""]
+    if getattr(a, "bench", None) is not None:
+        out += deployment_section(a.bench)
     out += ["## Conventions", "",
             "MACs are multiply-accumulates of Conv, ConvTranspose, Gemm and MatMul (the papers' \"ops\"/\"FLOPs\"). "
             "flops count everything else once per element (bias adds, activations; BatchNorm 2, softmax 3, "
             "pooling one per window element). See the project README.", ""]
     return "\n".join(out)
+
+
+def deployment_section(b) -> list[str]:
+    """Markdown lines of the Deployment section (archkit.bench.Bench): machine-dependent figures,
+    rendered only when a report is asked for with --bench."""
+    m = b.machine
+    d = b.deployment
+    rows = []
+    for lat in b.latencies:
+        frac = b.fraction(lat)
+        speed = b.speedup(lat.batch) if lat.runtime == "onnxruntime" else None
+        rows.append((lat.runtime, lat.batch, f"{lat.median_ms:.2f}", f"{lat.p90_ms:.2f}", lat.runs,
+                     "" if lat.gflops is None else f"{lat.gflops:.1f}", "" if frac is None else f"{frac:.0%}",
+                     "" if speed is None else f"{speed:.2f}x"))
+    export = ""
+    if d.get("export_seconds") is not None:
+        export = (f" Export: {d['export_seconds']:.1f} s" + (" (the cached export was reused)" if d.get("cached") else "")
+                  + f", {d.get('transposes', '?')} Transpose op(s) in the file.")
+    macs = f"{b.macs_per_sample:,}" if b.macs_per_sample else "unknown"
+    return ["## Deployment", "",
+            f"Measured on {m.get('cpu')} ({m.get('usable_cores')} usable cores, {m.get('system')}, load average "
+            f"{m.get('load_average_1min') or 0:.1f}), onnxruntime {m.get('versions', {}).get('onnxruntime')} with "
+            f"{b.threads} intra-op thread(s) (spin-waiting {'on' if b.spinning else 'off'}), TensorFlow {m.get('versions', {}).get('tensorflow')} "
+            f"(`tf.function`) with {b.keras_threads or 'its default'} intra-op thread(s). These figures depend on the "
+            f"machine and its load; the rest of the report does not.{export}", "",
+            _md_table(("runtime", "batch", "median ms", "p90 ms", "runs", "GFLOP/s", "of matmul peak", "vs Keras"),
+                      rows, "lrrrrrrr"), "",
+            f"GFLOP/s = 2 flops per MAC × {macs} MACs per sample (archkit's count of Conv/Gemm/MatMul"
+            f"{'' if b.macs_complete else ', a lower bound'}) × batch / median latency; warm-up runs excluded. "
+            f"Matmul peak: the best float32 {b.peak.n}×{b.peak.n} MatMul in the same run and thread count — numpy "
+            f"{b.peak.numpy_gflops:.1f} GFLOP/s, onnxruntime {b.peak.onnxruntime_gflops:.1f} GFLOP/s.", ""]
+
+
+def _paper_cell(v: Any) -> str:
+    if v is None or (isinstance(v, float) and pd.isna(v)):
+        return ""
+    return v if isinstance(v, str) else _n(v)
 
 
 def _why(r) -> str:
@@ -334,8 +426,14 @@ def render(a: Analysis, formats: Iterable[str] = FORMATS, *, arch=None) -> dict[
             files["layers.csv"] = _csv(a.costs.by_layer())
         files["blocks.csv"] = _csv(a.costs.by_block())
         files["ops.csv"] = _csv(a.costs.to_frame())
+        if arch is not None and arch.paper_table:
+            files["paper_table.csv"] = _csv(paper_table(a, arch.paper_table))
     if "png" in formats:
         files["blocks.png"] = block_chart(a)
+    if a.connectivity is not None:
+        from archkit.drawing import files as connectivity_files
+
+        files.update(connectivity_files(a.connectivity, a.name, formats))
     if "json" in formats:
         files["summary.json"] = (json.dumps(summary(a, arch.references if arch else ()), indent=2, sort_keys=True,
                                             default=str) + "\n").encode()

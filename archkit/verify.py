@@ -7,22 +7,62 @@ passes when, for every output and batch size,
 and the argmax over the last axis agrees on every sample. float32 through a deep network
 accumulates rounding in a different order in each runtime; errors of 1e-6 relative to the
 output scale are usual, 1e-4 means a real difference.
+
+fp16 and int8 exports are compared with the same float32 Keras model, against looser
+thresholds (TOLERANCES; the README's "Parity" section explains them): the error bound per
+output and batch, and top-1 / top-5 agreement over all samples of an output. Top-k agreement
+is the fraction of samples whose reference top-1 class is among the candidate's k highest.
+
+A file without a Keras source (`verify_onnx`) is checked for loading and running, and its
+outputs with graph optimizations on against onnxruntime with graph optimizations off.
+
+onnxruntime runs in a child process (`run_isolated`) with a timeout: a crash (a signal) or a
+hang becomes a ResourceError naming the signal, not a dead or stuck archkit.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
 
 import numpy as np
 import onnx
 
-from archkit.errors import ParityError
+from archkit.errors import MalformedModelError, ParityError, ResourceError, UnsupportedError
 
-__all__ = ["OutputParity", "Verification", "verify_keras", "ATOL", "RTOL", "BATCH_SIZES"]
+__all__ = ["OutputParity", "Verification", "Tolerance", "TOLERANCES", "verify_keras", "verify_onnx", "run_isolated",
+           "seeded_inputs", "ATOL", "RTOL", "BATCH_SIZES", "ORT_TIMEOUT"]
 
 ATOL = 1e-5
 RTOL = 1e-4
 BATCH_SIZES = (1, 3)
+# How long one child process may take to load and run a model (ARCHKIT_ORT_TIMEOUT overrides).
+ORT_TIMEOUT = 600.0
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """An output passes when max |candidate - reference| <= atol + rtol * max |reference| at every
+    batch and seed, and its top-1 and top-5 agreement over all samples reach top1 and top5."""
+
+    atol: float
+    rtol: float
+    top1: float
+    top5: float
+
+
+TOLERANCES = {
+    "fp32": Tolerance(ATOL, RTOL, 1.0, 1.0),
+    "fp16": Tolerance(1e-3, 1e-2, 0.95, 1.0),
+    "int8": Tolerance(1e-2, 0.25, 0.80, 0.95),
+}
 
 
 @dataclass(frozen=True)
@@ -32,24 +72,60 @@ class OutputParity:
     max_abs: float
     scale: float  # max |keras|: what "relative" is relative to
     argmax_agreement: float  # fraction of samples whose top-1 (argmax) agrees
+    seed: int = 0
+    top5_agreement: float = 1.0  # fraction of samples whose reference top-1 is in the candidate's top 5
+    precision: str = "fp32"  # of the candidate: selects the tolerance
 
     @property
     def max_rel(self) -> float:
         return self.max_abs / self.scale if self.scale else self.max_abs
 
     @property
+    def tolerance(self) -> Tolerance:
+        return TOLERANCES[self.precision]
+
+    @property
+    def allowed(self) -> float:
+        return self.tolerance.atol + self.tolerance.rtol * self.scale
+
+    @property
     def ok(self) -> bool:
-        return self.max_abs <= ATOL + RTOL * self.scale and self.argmax_agreement == 1.0
+        """The error bound; for fp32 also every sample's argmax (lower precisions: see Verification.agreement)."""
+        if self.max_abs > self.allowed:
+            return False
+        return self.argmax_agreement == 1.0 if self.precision == "fp32" else True
 
 
 @dataclass(frozen=True)
 class Verification:
     outputs: tuple[OutputParity, ...]
     runtime: str
+    precision: str = "fp32"
+    reference: str = "Keras"  # what the ONNX model was compared with
+    layout: str = "nhwc"
+
+    def agreement(self) -> dict[str, tuple[float, float, int]]:
+        """Per output: (top-1, top-5 agreement, samples) over every batch and seed."""
+        out: dict[str, list[float]] = {}
+        for o in self.outputs:
+            acc = out.setdefault(o.output, [0.0, 0.0, 0])
+            acc[0] += o.argmax_agreement * o.batch
+            acc[1] += o.top5_agreement * o.batch
+            acc[2] += o.batch
+        return {k: (a / n if n else 1.0, b / n if n else 1.0, n) for k, (a, b, n) in out.items()}
+
+    def _agreement_failures(self) -> list[str]:
+        t = TOLERANCES[self.precision]
+        bad = []
+        for name, (top1, top5, n) in self.agreement().items():
+            if top1 < t.top1 or top5 < t.top5:
+                bad.append(f"output {name!r}: top-1 agreement {top1:.1%} (needs {t.top1:.0%}), "
+                           f"top-5 {top5:.1%} (needs {t.top5:.0%}) over {n} samples")
+        return bad
 
     @property
     def ok(self) -> bool:
-        return all(o.ok for o in self.outputs)
+        return all(o.ok for o in self.outputs) and not self._agreement_failures()
 
     @property
     def max_abs(self) -> float:
@@ -61,15 +137,20 @@ class Verification:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Verification":
-        return cls(tuple(OutputParity(**o) for o in d["outputs"]), d["runtime"])
+        extra = {k: d[k] for k in ("precision", "reference", "layout") if k in d}
+        return cls(tuple(OutputParity(**o) for o in d["outputs"]), d["runtime"], **extra)
 
     def raise_for_failure(self, name: str) -> None:
         bad = [o for o in self.outputs if not o.ok]
+        what = f"onnxruntime ({self.precision})" if self.precision != "fp32" else "onnxruntime"
         if bad:
             o = bad[0]
-            raise ParityError(f"{name}: onnxruntime differs from Keras on output {o.output!r} at batch {o.batch}: "
-                              f"max abs error {o.max_abs:.3g} (allowed {ATOL + RTOL * o.scale:.3g}), "
-                              f"top-1 agreement {o.argmax_agreement:.0%}")
+            raise ParityError(f"{name}: {what} differs from {self.reference} on output {o.output!r} at batch {o.batch}"
+                              f"{f', seed {o.seed}' if o.seed else ''}: max abs error {o.max_abs:.3g} "
+                              f"(allowed {o.allowed:.3g}), top-1 agreement {o.argmax_agreement:.0%}")
+        agreement = self._agreement_failures()
+        if agreement:
+            raise ParityError(f"{name}: {what} disagrees with {self.reference} on {agreement[0]}")
 
 
 def session(proto: onnx.ModelProto, *, threads: int = 1):
@@ -83,33 +164,235 @@ def session(proto: onnx.ModelProto, *, threads: int = 1):
 
 
 def seeded_inputs(proto: onnx.ModelProto, batch: int, *, seed: int = 0) -> dict[str, np.ndarray]:
+    """Standard-normal inputs (cast to the input's float type; integer inputs get 0 and 1).
+    A symbolic dimension is set to `batch`; a fixed batch dimension is kept."""
     rng = np.random.default_rng(seed)
     feeds = {}
     init = {t.name for t in proto.graph.initializer}
     for inp in proto.graph.input:
         if inp.name in init:
             continue
-        dims = [d.dim_value if d.HasField("dim_value") else batch for d in inp.type.tensor_type.shape.dim]
-        dims[0] = batch
-        feeds[inp.name] = rng.standard_normal(dims).astype(np.float32)
+        tt = inp.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else batch for d in tt.shape.dim]
+        if dims and not tt.shape.dim[0].HasField("dim_value"):
+            dims[0] = batch
+        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)) if tt.elem_type else np.dtype(np.float32)
+        if dtype == np.float32:
+            feeds[inp.name] = rng.standard_normal(dims).astype(np.float32)
+        elif np.issubdtype(dtype, np.floating):
+            feeds[inp.name] = rng.standard_normal(dims).astype(np.float32).astype(dtype)
+        else:
+            feeds[inp.name] = rng.integers(0, 2, dims).astype(dtype)
     return feeds
 
 
-def verify_keras(model, proto: onnx.ModelProto, *, batch_sizes=BATCH_SIZES, seed: int = 0) -> Verification:
-    import onnxruntime as ort
+def _fixed_batch(proto: onnx.ModelProto) -> int | None:
+    init = {t.name for t in proto.graph.initializer}
+    for inp in proto.graph.input:
+        if inp.name not in init:
+            dims = inp.type.tensor_type.shape.dim
+            return dims[0].dim_value if dims and dims[0].HasField("dim_value") else None
+    return None
 
-    sess = session(proto)
-    names = [o.name for o in sess.get_outputs()]
+
+def _compare(name: str, got: np.ndarray, want: np.ndarray, batch: int, seed: int, precision: str) -> OutputParity:
+    g = np.asarray(got).astype(np.float64)
+    w = np.asarray(want)
+    diff = float(np.max(np.abs(g - w))) if g.size else 0.0
+    scale = float(np.max(np.abs(w))) if w.size else 0.0
+    g2, w2 = g.reshape(batch, -1), w.reshape(batch, -1)
+    top1 = g2.argmax(-1) == w2.argmax(-1)
+    k = min(5, g2.shape[1]) if g2.size else 1
+    top5 = (np.argsort(-g2, axis=-1, kind="stable")[:, :k] == w2.argmax(-1)[:, None]).any(-1) if g2.size else top1
+    return OutputParity(name, batch, diff, scale, float(top1.mean()) if top1.size else 1.0, seed,
+                        float(top5.mean()) if np.size(top5) else 1.0, precision)
+
+
+def _runs(proto: onnx.ModelProto, batch_sizes, seeds, seed: int):
+    fixed = _fixed_batch(proto)
+    batches = (fixed,) if fixed else tuple(batch_sizes)
+    return [(s, b, seeded_inputs(proto, b, seed=seed + 1000 * s + b)) for s in seeds for b in batches]
+
+
+def verify_keras(model, proto: onnx.ModelProto, *, batch_sizes=BATCH_SIZES, seed: int = 0, seeds=(0,),
+                 timeout: float | None = None) -> Verification:
+    """The ONNX model in onnxruntime (a child process, one thread) against the float32 Keras model
+    on the same seeded inputs, at each batch size for each seed. NCHW inputs are transposed to
+    Keras' NHWC; fp16 inputs are given to Keras as the same values in float32."""
+    from archkit.deploy import metadata, precision_of
+
+    precision = precision_of(proto)
+    layout = metadata(proto).get("archkit.layout", "nhwc")
+    runs = _runs(proto, batch_sizes, seeds, seed)
+    names, got_all, runtime = run_isolated(proto, [f for _, _, f in runs], what=proto.graph.name or "the model",
+                                           timeout=timeout)
     results = []
-    for batch in batch_sizes:
-        feeds = seeded_inputs(proto, batch, seed=seed + batch)
-        got = sess.run(names, feeds)
-        args = list(feeds.values())
+    for (s, batch, feeds), got in zip(runs, got_all):
+        args = [_to_keras(x, layout) for x in feeds.values()]
         want = model(args if len(args) > 1 else args[0], training=False)
         want = [np.asarray(w) for w in (want if isinstance(want, (list, tuple)) else [want])]
         for name, g, w in zip(names, got, want):
-            diff = float(np.max(np.abs(g.astype(np.float64) - w))) if g.size else 0.0
-            scale = float(np.max(np.abs(w))) if w.size else 0.0
-            top1 = g.reshape(batch, -1).argmax(-1) == w.reshape(batch, -1).argmax(-1)
-            results.append(OutputParity(name, batch, diff, scale, float(top1.mean())))
-    return Verification(tuple(results), f"onnxruntime {ort.__version__}")
+            results.append(_compare(name, g, w, batch, s, precision))
+    return Verification(tuple(results), runtime, precision, "Keras (float32)", layout)
+
+
+def _to_keras(x: np.ndarray, layout: str) -> np.ndarray:
+    x = x.astype(np.float32) if np.issubdtype(x.dtype, np.floating) else x
+    return np.transpose(x, (0, 2, 3, 1)) if layout == "nchw" and x.ndim == 4 else x
+
+
+def verify_onnx(model: onnx.ModelProto, *, path: str | os.PathLike | None = None, batch_sizes=BATCH_SIZES,
+                seeds=(0,), seed: int = 0, timeout: float | None = None) -> Verification:
+    """A model without a Keras source: it must load and run in onnxruntime, and with graph
+    optimizations on agree with onnxruntime with them off (the plainest execution of the graph),
+    within the tolerance of its precision. `path`: run the file itself (external data beside it)."""
+    from archkit.deploy import metadata, precision_of
+
+    precision = precision_of(model)
+    runs = _runs(model, batch_sizes, seeds, seed)
+    what = str(path) if path else (model.graph.name or "the model")
+    source = path if path is not None else model
+    feeds = [f for _, _, f in runs]
+    names, want_all, runtime = run_isolated(source, feeds, optimization="off", what=f"{what} (graph optimizations off)",
+                                            timeout=timeout)
+    _, got_all, _ = run_isolated(source, feeds, optimization="all", what=what, timeout=timeout)
+    results = [_compare(name, g, w, batch, s, precision)
+               for (s, batch, _), got, want in zip(runs, got_all, want_all) for name, g, w in zip(names, got, want)]
+    return Verification(tuple(results), runtime, precision, "onnxruntime with graph optimizations off",
+                        metadata(model).get("archkit.layout", "?"))
+
+
+# --- onnxruntime in a child process ----------------------------------------------------------
+
+_CHILD_CODE = "import sys; from archkit.verify import _child_main; sys.exit(_child_main(sys.argv[1]))"
+_OPT_LEVELS = ("off", "basic", "extended", "all")
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def spawn(model, request: Mapping, feeds: Sequence[Mapping[str, np.ndarray]], *, what: str,
+          timeout: float | None = None) -> tuple[dict, list[list[np.ndarray]]]:
+    """Run `request` (a task for _child_main) on `model` (a ModelProto, bytes or a path) in a
+    child process; returns its result and the outputs of each feed. A child killed by a signal,
+    or still running after `timeout` seconds, is a ResourceError."""
+    timeout = float(timeout or os.environ.get("ARCHKIT_ORT_TIMEOUT") or ORT_TIMEOUT)
+    with tempfile.TemporaryDirectory(prefix="archkit-ort-") as tmp:
+        work = Path(tmp)
+        if isinstance(model, onnx.ModelProto):
+            model = model.SerializeToString()
+        if isinstance(model, bytes):
+            (work / "model.onnx").write_bytes(model)
+            model_path = work / "model.onnx"
+        else:
+            model_path = Path(model).resolve()
+        for i, f in enumerate(feeds):
+            np.savez(work / f"in{i}.npz", **{f"i{k}": v for k, v in enumerate(f.values())})
+        request = {**request, "model": str(model_path), "feeds": [list(f) for f in feeds]}
+        (work / "request.json").write_text(json.dumps(request))
+        proc = subprocess.Popen([sys.executable, "-c", _CHILD_CODE, str(work)], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_child_env())
+        try:
+            _, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise ResourceError(f"onnxruntime did not finish {what} within {timeout:g} s (ARCHKIT_ORT_TIMEOUT): "
+                                f"its child process was stopped with SIGKILL") from None
+        rc = proc.returncode
+        if rc < 0:
+            try:
+                sig = signal.Signals(-rc)
+                named = f"{sig.name} ({signal.strsignal(sig)})"
+            except ValueError:
+                named = f"signal {-rc}"
+            raise ResourceError(f"onnxruntime crashed on {what}: its child process was killed by {named}")
+        if (work / "error.json").is_file():
+            e = json.loads((work / "error.json").read_text())
+            message = e["message"].strip().splitlines()[0] if e["message"].strip() else e["type"]
+            if e["stage"] == "load":
+                unsupported = any(m in e["message"] for m in ("NOT_IMPLEMENTED", "No Op registered",
+                                                               "Could not find an implementation"))
+                kind = UnsupportedError if unsupported else MalformedModelError
+                raise kind(f"onnxruntime cannot load {what}: {message}")
+            raise MalformedModelError(f"onnxruntime cannot run {what}: {message}")
+        if rc != 0 or not (work / "result.json").is_file():
+            tail = err.decode(errors="replace").strip().splitlines()
+            raise ResourceError(f"onnxruntime's child process for {what} exited with status {rc}"
+                                + (f": {tail[-1]}" if tail else ""))
+        result = json.loads((work / "result.json").read_text())
+        outputs = []
+        for i in range(len(feeds)):
+            if (work / f"out{i}.npz").is_file():
+                with np.load(work / f"out{i}.npz") as z:
+                    outputs.append([z[f"o{j}"] for j in range(len(z.files))])
+    return result, outputs
+
+
+def run_isolated(model, feeds: Sequence[Mapping[str, np.ndarray]], *, threads: int = 1, optimization: str = "all",
+                 what: str = "the model", timeout: float | None = None) -> tuple[list[str], list[list[np.ndarray]], str]:
+    """Each feed through one onnxruntime session in a child process: (output names, outputs per
+    feed, runtime description)."""
+    if optimization not in _OPT_LEVELS:
+        raise ValueError(f"optimization {optimization!r}: expected one of {_OPT_LEVELS}")
+    result, outputs = spawn(model, {"task": "run", "threads": threads, "optimization": optimization}, feeds,
+                            what=what, timeout=timeout)
+    return result["outputs"], outputs, result["runtime"]
+
+
+def child_session(request: Mapping):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = int(request.get("threads", 1))
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.log_severity_level = 3
+    if "spinning" in request:  # idle worker threads spin-wait for work (onnxruntime's default: on)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if request["spinning"] else "0")
+    opts.graph_optimization_level = {
+        "off": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[request.get("optimization", "all")]
+    return ort.InferenceSession(request["model"], opts, providers=["CPUExecutionProvider"])
+
+
+def _child_main(workdir: str) -> int:
+    """The child: load the model once, run every feed (or the benchmark), write the results."""
+    work = Path(workdir)
+    request = json.loads((work / "request.json").read_text())
+
+    def fail(stage: str, e: BaseException) -> int:
+        (work / "error.json").write_text(json.dumps({"stage": stage, "type": type(e).__name__, "message": str(e)}))
+        return 3
+
+    import onnxruntime as ort
+
+    try:
+        sess = child_session(request)
+    except Exception as e:
+        return fail("load", e)
+    feeds = []
+    for i, names in enumerate(request["feeds"]):
+        with np.load(work / f"in{i}.npz") as z:
+            feeds.append({n: z[f"i{k}"] for k, n in enumerate(names)})
+    result = {"outputs": [o.name for o in sess.get_outputs()], "runtime": f"onnxruntime {ort.__version__}"}
+    try:
+        if request["task"] == "run":
+            for i, f in enumerate(feeds):
+                outs = sess.run(None, f)
+                np.savez(work / f"out{i}.npz", **{f"o{j}": o for j, o in enumerate(outs)})
+        elif request["task"] == "bench":
+            from archkit.bench import child_bench
+
+            result.update(child_bench(sess, feeds, request))
+        else:
+            raise ValueError(f"unknown task {request['task']!r}")
+    except Exception as e:
+        return fail("run", e)
+    (work / "result.json").write_text(json.dumps(result))
+    return 0

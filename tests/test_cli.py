@@ -96,7 +96,8 @@ def test_report_is_quiet_and_equals_the_committed_one(tmp_path):
     assert proc.stdout.startswith("baseline_cnn: 294,176 MACs, parity ok")
     fresh = tmp_path / "baseline_cnn"
     committed = ROOT / "reports" / "baseline_cnn"
-    assert sorted(p.name for p in fresh.iterdir()) == ["README.md", "blocks.csv", "blocks.png", "layers.csv", "ops.csv",
+    assert sorted(p.name for p in fresh.iterdir()) == ["README.md", "blocks.csv", "blocks.png", "connectivity.csv",
+                                                        "connectivity.dot", "connectivity.png", "layers.csv", "ops.csv",
                                                         "summary.json"]
     recorded = json.loads((committed / "summary.json").read_text())["versions"]
     made_now = json.loads((fresh / "summary.json").read_text())["versions"]
@@ -113,7 +114,7 @@ def test_report_formats_select_files(tmp_path):
 
     analysis, _ = _run("baseline_cnn")
     assert set(render(analysis, ["json"])) == {"summary.json"}
-    assert set(render(analysis, ["md", "csv"])) == {"README.md", "layers.csv", "blocks.csv", "ops.csv"}
+    assert set(render(analysis, ["md", "csv"])) == {"README.md", "layers.csv", "blocks.csv", "ops.csv", "connectivity.csv"}
 
 
 def test_export_command(tmp_path):

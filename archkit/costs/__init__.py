@@ -6,28 +6,40 @@ CostReport; every roll-up is derived from its tuple of OpCost rows, so sums alwa
 
 from __future__ import annotations
 
+import gc
 import json
 from dataclasses import dataclass, field
 from math import prod
-from typing import Callable, Mapping
+from typing import Callable, Mapping, NamedTuple
 
 import networkx as nx
 import pandas as pd
 
-from archkit.costs.rules import FREE, RULES, Cost, ShapeUnknown, rule_for
+from archkit.costs.rules import DATA_DEPENDENT, FREE, RULES, Cost, ShapeUnknown
 from archkit.graph import FLOAT_TYPES, op_nodes
-from archkit.names import LayerResolver, scope_of
+from archkit.names import LayerResolver, ScopeNames
 
-__all__ = ["OpCost", "CostReport", "analyse", "RULES", "FREE", "Cost"]
+__all__ = ["OpCost", "CostReport", "analyse", "RULES", "FREE", "Cost", "PARAM_TYPES"]
 
 COLUMNS = ["node", "op_type", "domain", "layer", "block", "output_shape", "macs", "flops", "params", "weights", "status"]
 NUMERIC = ["macs", "flops", "params", "weights"]
-# The weight operand of an op that does MACs (the kernel: input 1); biases and the rest are not "weights".
-_KERNEL_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+# Shown only when some op has them: BatchNormalization statistics, ops inside subgraphs.
+OPTIONAL = ["stats", "context"]
+# Initializer types that hold parameters: floats, and the 8/4-bit integers of quantized weights.
+# int32/int64 (shapes, axes, indices) and bool are not parameters.
+PARAM_TYPES = FLOAT_TYPES | frozenset({
+    "int8", "uint8", "int4", "uint4", "float8e4m3fn", "float8e4m3fnuz", "float8e5m2", "float8e5m2fnuz",
+    "float8e8m0", "float4e2m1", "int2", "uint2"})
+# The kernel operand(s) of ops that do MACs: which inputs are "weights" (biases and the rest are not).
+_KERNEL_INPUTS = {"Conv": (1,), "ConvTranspose": (1,), "ConvInteger": (1,), "DeformConv": (1,), "Gemm": (0, 1),
+                  "MatMul": (0, 1), "MatMulInteger": (0, 1), "QLinearConv": (3,), "QLinearMatMul": (0, 3),
+                  "Einsum": (0, 1, 2, 3), "LSTM": (1, 2), "GRU": (1, 2), "RNN": (1, 2)}
+# QLinearConv's int32 bias is a parameter too.
+_INT_PARAMS = {("QLinearConv", 8)}
+_BN_STATS = (3, 4)  # BatchNormalization: running mean, running variance
 
 
-@dataclass(frozen=True)
-class OpCost:
+class OpCost(NamedTuple):
     node: str
     op_type: str
     domain: str
@@ -36,24 +48,36 @@ class OpCost:
     output_shape: str
     macs: int
     flops: int
-    params: int  # float initializer elements first consumed here (a shared one counts once)
-    weights: int  # of which the kernel of a Conv/ConvTranspose/Gemm/MatMul (no biases)
-    status: str  # "counted" | "free" | "unsupported" | "unknown" (shape not inferred)
+    params: int  # parameter elements (float or quantized initializers) first consumed here; a shared one counts once
+    weights: int  # of which the kernel of a Conv/Gemm/MatMul/Einsum/... (no biases)
+    status: str  # "counted" | "free" | "unsupported" | "unknown" (shape not inferred, or data-dependent)
+    stats: int = 0  # of `params`, BatchNormalization running mean and variance (not learned weights)
+    context: str = ""  # "" in the main graph; for ops in subgraphs, e.g. "per iteration of loop_1 (body)"
 
 
 @dataclass(frozen=True)
 class CostReport:
     ops: tuple[OpCost, ...]
     fixed_dims: Mapping[str, Mapping[int, str | None]] = field(default_factory=dict)
+    subgraphs: Mapping[str, str] = field(default_factory=dict)  # If/Loop/Scan node → "per iteration"/"branches"
+
+    def _columns(self) -> list[str]:
+        extra = [c for c in OPTIONAL if any(getattr(o, c) for o in self.ops)]
+        return COLUMNS + extra
 
     def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame([vars(o) for o in self.ops], columns=COLUMNS)
+        return self._frame(self._columns())
+
+    def _frame(self, names: list[str]) -> pd.DataFrame:
+        columns = dict(zip(OpCost._fields, zip(*self.ops))) if self.ops else {}
+        return pd.DataFrame({c: list(columns.get(c, ())) for c in names})
 
     def by(self, key: str) -> pd.DataFrame:
         """Sums per `key` ("layer", "block", "op_type"), in order of first appearance."""
-        df = self.to_frame()
+        numeric = NUMERIC + (["stats"] if any(o.stats for o in self.ops) else [])
+        df = self._frame([key] + numeric)  # only the columns summed: string columns cost the most
         grouped = df.groupby(key, sort=False)
-        out = grouped[NUMERIC].sum()
+        out = grouped[numeric].sum()
         out.insert(0, "ops", grouped.size())
         return out.reset_index()
 
@@ -67,7 +91,8 @@ class CostReport:
         return self.by("op_type")
 
     def total(self) -> dict[str, int]:
-        return {k: sum(getattr(o, k) for o in self.ops) for k in NUMERIC} | {"ops": len(self.ops)}
+        columns = dict(zip(OpCost._fields, zip(*self.ops))) if self.ops else {}
+        return {k: sum(columns.get(k, ())) for k in ("macs", "flops", "params", "weights", "stats")} | {"ops": len(self.ops)}
 
     @property
     def unsupported(self) -> tuple[str, ...]:
@@ -84,6 +109,11 @@ class CostReport:
         return not any(o.status in ("unsupported", "unknown") for o in self.ops)
 
     @property
+    def per_iteration(self) -> tuple[str, ...]:
+        """Loop/Scan nodes whose body is costed once: the totals count one iteration of each."""
+        return tuple(n for n, kind in self.subgraphs.items() if kind == "per iteration")
+
+    @property
     def per_sample(self) -> bool:
         return bool(self.fixed_dims)
 
@@ -98,50 +128,155 @@ def _layer_metadata(G: nx.DiGraph) -> tuple[list[str], dict[str, str]]:
 
 
 def analyse(G: nx.DiGraph, *, block_of: Callable[[str], str] | None = None) -> CostReport:
+    enabled = gc.isenabled()
+    gc.disable()  # hundreds of thousands of rows: collections only cost time here
+    try:
+        return _analyse(G, block_of)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _analyse(G: nx.DiGraph, block_of: Callable[[str], str] | None) -> CostReport:
     layers, blocks = _layer_metadata(G)
-    resolve = LayerResolver(layers) if layers else scope_of
-    block_of = block_of or (lambda layer: blocks.get(layer, layer))
+    if layers:
+        resolve = LayerResolver(layers)
+        block_of = block_of or (lambda layer: blocks.get(layer, layer))
+    else:
+        scopes = ScopeNames()
+        resolve = scopes.layer
+        block_of = block_of or scopes.block
 
     order = list(op_nodes(G))
+    fast = isinstance(getattr(G, "_pred", None), dict) and isinstance(getattr(G, "_succ", None), dict)
+    pred, succ = (G._pred, G._succ) if fast else (G.pred, G.succ)
     layer_of: dict[str, str] = {}
+    any_layer = False
+    by_scope: dict[str, str | None] = {}
     for nid, data in order:
-        layer = resolve(data["name"])
+        name = data["name"]
+        if name:
+            # ops in one scope share a layer: resolve each scope once
+            scope = name[:name.rfind("/") + 1] or name
+            layer = by_scope.get(scope, _MISSING)
+            if layer is _MISSING:
+                layer = by_scope[scope] = resolve(name)
+        else:
+            layer = None
+        if layer is None and layers:
+            # Ops an exporter renamed when rewriting them (tf2onnx's Conv__85: a conv with its Pad
+            # or BatchNorm fused in) still read weights named in their layer's scope.
+            layer = next((l for t in data["inputs"] if t is not None and t.initializer and t.dtype in FLOAT_TYPES
+                          for l in (resolve(t.name),) if l is not None), None)
         if layer is None:
             # Exporter-inserted ops (tf2onnx's Transpose__32, shape arithmetic) belong to the
             # layer whose output they take; ops at the very start take their consumer's.
-            layer = next((layer_of[p] for p in G.predecessors(nid) if p in layer_of), None)
+            layer = next((layer_of[p] for p in pred[nid] if p in layer_of), None)
+        else:
+            any_layer = True
         if layer is not None:
             layer_of[nid] = layer
+    if not any_layer:  # no scopes at all (e.g. `Conv_0`, `Relu_1`): each op is its own layer
+        layer_of = {nid: data["name"] or nid for nid, data in order}
     for nid, _ in reversed(order):
         if nid not in layer_of:
-            layer_of[nid] = next((layer_of[s] for s in G.successors(nid) if s in layer_of), "(graph)")
+            layer_of[nid] = next((layer_of[s] for s in succ[nid] if s in layer_of), "(graph)")
 
-    seen_weights: set[str] = set()
+    subgraphs: dict[str, str] = {}
+    contexts: dict[tuple, str] = {(None, None): ""}
+    nodes = G.nodes
+    seen: set[str] = set()
+    shape_text: dict = {}
+    block_cache: dict[str, str] = {}
     rows = []
+    append = rows.append
+    per_type: dict[tuple[str, str], tuple] = {}  # (domain, op_type) → (rule, kernel inputs, is BN, is Constant)
     for nid, data in order:
-        params = weights = 0
-        for i, t in enumerate(data["inputs"]):
-            if t is not None and t.initializer and t.dtype in FLOAT_TYPES and t.name not in seen_weights:
-                seen_weights.add(t.name)
-                params += prod(t.shape)
-                if i == 1 and data["op_type"] in _KERNEL_OPS:
-                    weights += prod(t.shape)
-        cost, status = _cost(data)
-        out = data["outputs"][0] if data["outputs"] else None
-        shape = "x".join(str(d) if d is not None else "?" for d in out.shape) if out and out.shape is not None else "?"
+        op_type = data["op_type"]
+        domain = data["domain"]
+        kind = per_type.get((domain, op_type))
+        if kind is None:
+            kind = per_type[(domain, op_type)] = (
+                RULES.get((domain, op_type)), _KERNEL_INPUTS.get(op_type, ()),
+                op_type == "BatchNormalization", op_type == "Constant" and domain == "ai.onnx")
+        rule, kernel, is_bn, is_constant = kind
+        params = weights = stats = 0
+        i = -1
+        for t in data["inputs"]:
+            i += 1
+            if t is not None and t[3] and t[0] not in seen and (t[2] in PARAM_TYPES or (op_type, i) in _INT_PARAMS):
+                seen.add(t[0])
+                n = prod(t[1])
+                params += n
+                if i in kernel:
+                    weights += n
+                elif is_bn and i in _BN_STATS:
+                    stats += n
+        if is_constant:
+            # weights stored as Constant nodes (scalars are arithmetic literals, not parameters)
+            v = data["attrs"].get("value")
+            if v is not None and v.dtype in PARAM_TYPES and len(v.shape) and prod(v.shape) > 1:
+                params += prod(v.shape)
+        if rule is None:
+            cost, status = _cost(data)
+        else:
+            try:
+                cost, status = rule(data), "counted"
+            except ShapeUnknown:
+                cost, status = _ZERO, "unknown"
+        outs = data["outputs"]
+        shape = outs[0][1] if outs else None
+        text = shape_text.get(shape)
+        if text is None:
+            text = shape_text[shape] = "?" if shape is None else "x".join(
+                str(d) if d is not None else "?" for d in shape)
         layer = layer_of[nid]
-        rows.append(OpCost(nid, data["op_type"], data["domain"], layer, block_of(layer), shape,
-                           cost.macs, cost.flops, params, weights, status))
-    return CostReport(tuple(rows), G.graph.get("fixed_dims", {}))
+        block = block_cache.get(layer)
+        if block is None:
+            block = block_cache[layer] = block_of(layer)
+        if data.get("parent") is None:
+            context = ""
+        else:
+            key = (data["parent"], data["subgraph"])
+            context = contexts.get(key)
+            if context is None:
+                context = contexts[key] = _context(nodes, data, subgraphs)
+        append(_new(OpCost, (nid, op_type, domain, layer, block, text, cost[0], cost[1], params, weights,
+                             status, stats, context)))
+    return CostReport(tuple(rows), G.graph.get("fixed_dims", {}), subgraphs)
+
+
+def _context(nodes, data: dict, subgraphs: dict[str, str]) -> str:
+    """Where a subgraph op runs: "per iteration of L (body)", "branch then_branch of I", nested
+    outermost first."""
+    parts = []
+    while data.get("parent") is not None:
+        parent = data["parent"]
+        kind = nodes[parent]["op_type"]
+        if kind in ("Loop", "Scan", "SequenceMap"):
+            subgraphs[parent] = "per iteration"
+            parts.append(f"per iteration of {parent} ({data['subgraph']})")
+        else:
+            subgraphs.setdefault(parent, "branches")
+            parts.append(f"branch {data['subgraph']} of {parent}")
+        data = nodes[parent]
+    return "; ".join(reversed(parts))
 
 
 def _cost(data: dict) -> tuple[Cost, str]:
-    rule = rule_for(data["domain"], data["op_type"])
+    rule = RULES.get((data["domain"], data["op_type"]))
     if rule is None:
         if data["domain"] == "ai.onnx" and data["op_type"] in FREE:
-            return Cost(), "free"
-        return Cost(), "unsupported"
+            return _ZERO, "free"
+        if data["domain"] == "ai.onnx" and data["op_type"] in DATA_DEPENDENT:
+            return _ZERO, "unknown"
+        return _ZERO, "unsupported"
     try:
         return rule(data), "counted"
     except ShapeUnknown:
-        return Cost(), "unknown"
+        return _ZERO, "unknown"
+
+
+_ZERO = Cost()
+_MISSING = object()
+_new = tuple.__new__  # a NamedTuple without its Python-level __new__: the rows are many

@@ -1,0 +1,471 @@
+"""Renderers for archkit.connectivity: markdown, CSV, DOT and PNG. Pure: data in, bytes or text out.
+
+Drawings need no graphviz binary: the layer (or block) graph is laid out in rows by
+networkx.topological_generations, nodes ordered in each row by the mean position of their
+predecessors, and drawn with matplotlib's Agg backend. The DOT file always holds the full layer
+graph with each block as a cluster; the PNG shows layers for small networks and blocks where a
+layer-level picture would be unreadable (more than LAYER_LIMIT layers). Everything is
+deterministic (no timestamps in the PNG metadata).
+"""
+
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+from typing import Iterable, Sequence
+
+import networkx as nx
+
+from archkit.connectivity import PUBLISHED_RECEPTIVE_FIELDS, Connectivity, DenseBlock, ReceptiveField
+
+__all__ = ["LAYER_LIMIT", "markdown", "csv", "dot", "png", "dense_png", "files", "text"]
+
+LAYER_LIMIT = 100  # layers up to which the PNG is drawn layer by layer
+
+_COLORS = {"input": "#ffffff", "output": "#ffffff", "weighted": "#9dc3e6", "merge": "#f4b183", "pool": "#a9d18e",
+           "other": "#e7e6e6", "block": "#dae3f3"}
+
+
+def files(conn: Connectivity, name: str, formats: Iterable[str]) -> dict[str, bytes]:
+    """The connectivity files of one report folder (see archkit.report.render)."""
+    formats = set(formats)
+    out: dict[str, bytes] = {}
+    if "csv" in formats:
+        out["connectivity.csv"] = csv(conn)
+    if "png" in formats:  # the drawing, and its source for graphviz
+        out["connectivity.dot"] = dot(conn, name).encode()
+        out["connectivity.png"] = png(conn, name)
+        if conn.dense_blocks:
+            out["dense_blocks.png"] = dense_png(conn, name)
+    return out
+
+
+# --- text -----------------------------------------------------------------------------------
+
+def csv(conn: Connectivity) -> bytes:
+    buf = io.StringIO()
+    conn.to_frame().to_csv(buf, index=False, lineterminator="\n")
+    return buf.getvalue().encode()
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence], align: str | None = None) -> list[str]:
+    align = align or "l" * len(header)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"]
+    for r in rows:
+        lines.append("| " + " | ".join(_cell(c) for c in r) + " |")
+    return lines
+
+
+def _cell(c) -> str:
+    text = f"{c:,}" if isinstance(c, int) and not isinstance(c, bool) else str(c)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _rf(rf: ReceptiveField | None) -> str:
+    return "" if rf is None else rf.text
+
+
+def _short(name: str, block: str) -> str:
+    """A layer's name without its block's prefix (`inception_3a_b2_3x3` in block inception_3a → `b2_3x3`)."""
+    if name.startswith(block + "_") and len(name) > len(block) + 1:
+        return name[len(block) + 1:]
+    return name
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def markdown(conn: Connectivity, name: str, *, images: bool = True) -> str:
+    """The "Connectivity" section of a report README."""
+    s = conn.summary()
+    rf = conn.final_rf
+    level = "layers" if _layer_level(conn) else "blocks"
+    out = ["## Connectivity", "",
+           f"Measured on the ONNX graph with its ops collapsed to layers (and to blocks): {s['layers']:,} layers, "
+           "weighted layers being those with a constant conv/dense kernel. A fork/join pair is a layer where paths "
+           "meet and the layer every path to it passes through (its immediate dominator). Receptive fields follow "
+           "Araujo et al. (2019) over all paths: size / effective stride, effective padding, per spatial axis "
+           "(one number when height and width agree).", ""]
+    rows = [
+        ("depth", f"{conn.depth} weighted layers on the longest input→output path"),
+        ("weighted layers", f"{conn.weighted_layers:,}"),
+        ("parallel paths", f"at most {conn.max_parallel_paths} between a fork and its join"),
+        ("fork/join pairs", f"{len(conn.fork_joins)}"),
+        ("residual Adds", f"{len(conn.residuals)}" + (f" ({s['projection_shortcuts']} with a projection shortcut)"
+                                                      if conn.residuals else "")),
+        ("concatenations", f"{len(conn.concats)}"),
+    ]
+    if conn.dense_blocks:
+        rows.append(("dense blocks", ", ".join(f"{d.name}: {d.layers} layers" for d in conn.dense_blocks)))
+    rows.append(("receptive field", f"`{conn.final_layer}`: {_rf(rf)}" if rf else "no spatial layer"))
+    out += _table(("", ""), rows) + [""]
+    if images:
+        out += [f"![{name}: the wiring, one node per {level[:-1]}](connectivity.png)", "",
+                f"Drawn {'layer by layer' if level == 'layers' else 'block by block'}; `connectivity.dot` holds every "
+                "layer with blocks as clusters (render with `dot -Tsvg connectivity.dot`). Per-layer figures: "
+                "`connectivity.csv`.", ""]
+
+    if conn.fork_joins:
+        out += ["### Parallel branches", "",
+                "Every fork/join pair; each branch with its weighted layers (longest path) and its share of the "
+                "MACs of all the pair's branches.", ""]
+        rows = []
+        for f in conn.fork_joins:
+            parts = []
+            for b in f.branches:
+                if not b.layers:
+                    parts.append("identity")
+                    continue
+                label = " → ".join(_short(l, f.block) for l in b.layers if conn.layer(l).weighted) or \
+                    " → ".join(_short(l, f.block) for l in b.layers)
+                parts.append(f"{label} ({b.weighted}, {_pct(b.share)})")
+            rows.append((f"`{f.join}`", f.block, f"`{f.fork}`", len(f.branches), f.paths, f.macs, "; ".join(parts)))
+        out += _table(("join", "block", "fork", "branches", "paths", "MACs", "branches: weighted layers, MAC share"),
+                      rows, "lllrrrl") + [""]
+
+    if conn.residuals:
+        out += ["### Skip connections", "",
+                "Every Add of two computed tensors from different layers: the span is the number of weighted layers "
+                "on the longer branch (what the shortcut skips); a projection shortcut carries weighted layers of its "
+                "own.", ""]
+        out += _table(("Add", "block", "fork", "span", "shortcut"),
+                      [(f"`{r.layer}`", r.block, f"`{r.fork}`", r.span,
+                        "projection: " + ", ".join(f"`{l}`" for l in r.shortcut) if r.projection else "identity")
+                       for r in conn.residuals], "lllrl") + [""]
+
+    if conn.concats:
+        out += ["### Concatenations", "",
+                "Per Concat: the tensors it joins, and the earlier layers whose features (channels) its output "
+                "carries, followed back through elementwise ops, pooling, transposes and reshapes.", ""]
+        out += _table(("Concat", "block", "inputs", "layers carried", "from"),
+                      [(f"`{c.layer}`", c.block, c.inputs, len(c.sources), _few(c.sources))
+                       for c in conn.concats], "llrrl") + [""]
+
+    if conn.dense_blocks:
+        out += ["### Dense blocks", "",
+                "Chains of concatenations, each feeding the next. Row s of a block's matrix is a source (s = 0: the "
+                "block's input; s = i: the features dense layer i adds), column ℓ a weighted layer that reads them "
+                "(the first conv of dense layer ℓ, then what reads the block's output): the DenseNet paper's Figure 5. "
+                + ("The weights here are untrained (seeded), so the drawing shows structure: which sources each layer "
+                   "reads." if not any(d.mean_abs_weight for d in conn.dense_blocks) else
+                   "Cells hold the mean absolute kernel weight per input map from each source."), ""]
+        if images:
+            out += [f"![{name}: dense-block connectivity](dense_blocks.png)", ""]
+        out += _table(("block", "layers", "sources", "fan-in per layer (earlier layers read)", "output read by"),
+                      [(d.name, d.layers, len(d.sources), _fan_in(d), ", ".join(f"`{t}`" for t in d.targets[d.layers:]))
+                       for d in conn.dense_blocks], "lrrll") + [""]
+
+    out += ["### Receptive field", ""]
+    if conn.stacks:
+        groups: dict = defaultdict(list)
+        for st in conn.stacks:
+            groups[(st.kernels, st.strides, st.field)].append(st)
+        out += ["Stacked convolutions (nothing spatial between them) and the field they reach together:", ""]
+        for (_, _, _), sts in groups.items():
+            first = sts[0]
+            more = f" and {len(sts) - 1} more" if len(sts) > 1 else ""
+            out += [f"- {first.text}: `{'` → `'.join(first.layers)}`{more}"]
+        out += [""]
+    rows = []
+    for block, layer in _block_ends(conn):
+        rf = layer.receptive_field
+        rows.append((block, f"`{layer.name}`", layer.output_shape, _xy(rf.size), _xy(rf.stride), _xy(rf.padding),
+                     "yes" if rf.aligned else "**no**"))
+    if rows:
+        out += ["At the last layer of each block (every layer's in `connectivity.csv`):", ""]
+        out += _table(("block", "layer", "output", "size", "effective stride", "effective padding", "aligned"),
+                      rows, "lllrrrl") + [""]
+    if conn.rf_unsupported:
+        out += [f"Receptive fields stop at ops archkit cannot follow: {', '.join(conn.rf_unsupported)}.", ""]
+    published = [p for p in PUBLISHED_RECEPTIVE_FIELDS if p.architecture == name]
+    if published:
+        out += ["Beside the published figures (google-research/receptive_field, TF-slim models at 224x224):", ""]
+        rows = []
+        for p in published:
+            try:
+                layer = conn.layer(p.layer)
+            except KeyError:
+                layer = None
+            rf = layer.receptive_field if layer else None
+            if rf is None:
+                verdict = "**not found**"
+            elif (rf.size[0], rf.stride[0]) == (p.size, p.stride):
+                verdict = "same size and stride"
+            elif rf.size[0] == p.size:
+                verdict = "same size, other stride (see below)"
+            else:
+                verdict = "differs (see below)" if p.note else "**differs**"
+            rows.append((f"{p.model} `{p.end_point}`", f"{p.size} / {p.stride}, padding {p.padding}", f"`{p.layer}`",
+                         _rf(rf) if rf else "", verdict))
+        out += _table(("published (TF-slim)", "size / stride, padding", "archkit layer", "counted", ""), rows) + [""]
+        notes = list(dict.fromkeys(p.note for p in published if p.note))
+        out += [f"- {n}" for n in notes] + ([""] if notes else [])
+    return "\n".join(out).rstrip("\n")
+
+
+def _xy(v) -> str:
+    return str(v[0]) if len(set(v)) == 1 else "x".join(map(str, v))
+
+
+def _few(names: Sequence[str], n: int = 4) -> str:
+    shown = ", ".join(f"`{x}`" for x in names[:n])
+    return shown + (f" … ({len(names) - n} more)" if len(names) > n else "")
+
+
+def _fan_in(d: DenseBlock) -> str:
+    f = list(d.fan_in)
+    inner, outer = f[:d.layers], f[d.layers:]
+    text = ", ".join(map(str, inner)) if len(inner) <= 8 else \
+        f"{', '.join(map(str, inner[:3]))}, …, {', '.join(map(str, inner[-2:]))}"
+    return text + (f"; then {', '.join(map(str, outer))}" if outer else "")
+
+
+def _block_ends(conn: Connectivity):
+    last = {}
+    for l in conn.layers:
+        if l.receptive_field is not None and l.kind not in ("input", "output"):
+            last[l.block] = l
+    order = list(dict.fromkeys(l.block for l in conn.layers))
+    return [(b, last[b]) for b in order if b in last]
+
+
+# --- DOT ------------------------------------------------------------------------------------
+
+def _q(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def _label(conn: Connectivity, layer) -> str:
+    if layer.kind in ("input", "output"):
+        return f"{layer.name.split(':', 1)[1]}\n{layer.output_shape}"
+    text = layer.name
+    if layer.kernel:
+        text += "\n" + "x".join(map(str, layer.kernel)) + ("/" + _xy(layer.stride) if layer.stride and max(layer.stride) > 1 else "")
+    return text
+
+
+def dot(conn: Connectivity, name: str) -> str:
+    lines = [f"digraph {_q(name)} {{", "  rankdir=TB;",
+             '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=10];',
+             '  edge [color="#555555", arrowsize=0.6];']
+    by_block: dict[str, list] = defaultdict(list)
+    for l in conn.layers:
+        by_block[l.block].append(l)
+    for i, (block, layers) in enumerate(by_block.items()):
+        cluster = len(layers) > 1 or layers[0].name != block
+        indent = "    " if cluster else "  "
+        if cluster:
+            lines += [f"  subgraph {_q(f'cluster_{i}')} {{", f"    label={_q(block)};",
+                      '    style="rounded,filled"; fillcolor="#f2f2f2"; color="#bfbfbf";']
+        for l in layers:
+            lines.append(f"{indent}{_q(l.name)} [label={_q(_label(conn, l))}, fillcolor={_q(_COLORS[l.kind])}];")
+        if cluster:
+            lines.append("  }")
+    for l in conn.layers:
+        for p in l.predecessors:
+            lines.append(f"  {_q(p)} -> {_q(l.name)};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+# --- PNG ------------------------------------------------------------------------------------
+
+def _layer_level(conn: Connectivity) -> bool:
+    return sum(1 for l in conn.layers if l.kind not in ("input", "output")) <= LAYER_LIMIT
+
+
+def _layout(g: nx.DiGraph) -> dict[str, tuple[float, float]]:
+    """Rows by topological generation; in each row, nodes ordered by the mean x of their
+    predecessors (ties by name: exporters' op order is arbitrary, names follow the paper's
+    branch order) and spread one unit apart around it."""
+    pos: dict[str, tuple[float, float]] = {}
+    for y, gen in enumerate(nx.topological_generations(g)):
+        want = {}
+        for n in gen:
+            xs = [pos[p][0] for p in g.predecessors(n) if p in pos]
+            want[n] = sum(xs) / len(xs) if xs else 0.0
+        nodes = sorted(gen, key=lambda n: (want[n], n))
+        placed = []
+        for n in nodes:
+            x = want[n] if not placed else max(want[n], placed[-1] + 1.0)
+            placed.append(x)
+        shift = sum(want[n] for n in nodes) / len(nodes) - sum(placed) / len(placed)
+        for n, x in zip(nodes, placed):
+            pos[n] = (x + shift, -float(y))
+    return pos
+
+
+def png(conn: Connectivity, name: str) -> bytes:
+    if _layer_level(conn):
+        g = conn.layer_graph()
+        info = {l.name: l for l in conn.layers}
+        labels = {n: _label(conn, info[n]) for n in g}
+        colors = {n: _COLORS[info[n].kind] for n in g}
+        groups = {n: info[n].block for n in g}
+        title = f"{name}: {len(g):,} layers, depth {conn.depth} (weighted layers), blocks shaded"
+    else:
+        g = _block_graph(conn)
+        labels, colors = _block_labels(conn, g), {n: _COLORS["block"] for n in g}
+        for n in g:
+            if n.startswith(("input:", "output:")):
+                colors[n] = _COLORS["input"]
+        groups = None
+        title = f"{name}: {len(g):,} blocks (layer-level graph in connectivity.dot), depth {conn.depth}"
+    return _draw(g, labels, colors, groups, title)
+
+
+def _block_graph(conn: Connectivity) -> nx.DiGraph:
+    g = nx.DiGraph()
+    g.add_nodes_from(conn.blocks)
+    g.add_edges_from(conn.block_edges)
+    return g
+
+
+def _block_labels(conn: Connectivity, g: nx.DiGraph) -> dict[str, str]:
+    layers: dict[str, list] = defaultdict(list)
+    for l in conn.layers:
+        layers[l.block].append(l)
+    joins = {f.block: f for f in conn.fork_joins}
+    res = defaultdict(list)
+    for r in conn.residuals:
+        res[r.block].append(r)
+    dense = {d.name: d for d in conn.dense_blocks}
+    out = {}
+    for b in g:
+        ls = layers.get(b, [])
+        if b.startswith(("input:", "output:")):
+            out[b] = _label(conn, ls[0]) if ls else b
+            continue
+        lines = [b]
+        w = sum(1 for l in ls if l.weighted)
+        macs = sum(l.macs for l in ls)
+        lines.append(f"{w} weighted, {macs / 1e6:,.0f}M MACs" if w else f"{len(ls)} layer{'s' * (len(ls) != 1)}")
+        if b in dense:
+            lines.append(f"dense: {dense[b].layers} layers")
+        elif res.get(b):
+            lines.append("residual" + (", projection" if any(r.projection for r in res[b]) else ""))
+        elif b in joins:
+            f = joins[b]
+            lines.append(f"{len(f.branches)} branches" + (f", {f.paths} paths" if f.paths > len(f.branches) else ""))
+        out[b] = "\n".join(lines)
+    return out
+
+
+def _draw(g: nx.DiGraph, labels: dict, colors: dict, groups: dict | None, title: str) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyBboxPatch
+
+    pos = _layout(g)
+    xs = [p[0] for p in pos.values()] or [0.0]
+    rows = -min((p[1] for p in pos.values()), default=0.0) + 1
+    width_units = max(xs) - min(xs) + 1
+    fig_w = min(max(6.0, 2.1 * width_units), 40.0)
+    fig_h = min(max(3.0, 0.62 * rows + 0.8), 120.0)
+    fig, ax = plt.subplots(figsize=(fig_w, fig_h))
+    ax.set_xlim(min(xs) - 0.75, max(xs) + 0.75)
+    ax.set_ylim(-rows + 0.4, 0.6)
+    ax.axis("off")
+    if groups:
+        members: dict[str, list] = defaultdict(list)
+        for n in g:
+            if not n.startswith(("input:", "output:")):
+                members[groups[n]].append(n)
+        for i, (block, ns) in enumerate(members.items()):
+            if len(ns) < 2 and ns[0] == block:
+                continue
+            bx = [pos[n][0] for n in ns]
+            by = [pos[n][1] for n in ns]
+            ax.add_patch(FancyBboxPatch((min(bx) - 0.48, min(by) - 0.36), max(bx) - min(bx) + 0.96,
+                                        max(by) - min(by) + 0.72, boxstyle="round,pad=0.02,rounding_size=0.1",
+                                        fc="#f2f2f2" if i % 2 == 0 else "#e9eef6", ec="#bfbfbf", lw=0.6, zorder=0))
+            ax.text(max(bx) + 0.46, max(by) + 0.33, block, ha="right", va="top", fontsize=5.5, color="#7f7f7f", zorder=1)
+    for u, v in g.edges:
+        (x0, y0), (x1, y1) = pos[u], pos[v]
+        span = y0 - y1
+        style = "arc3,rad=0" if span <= 1.01 or abs(x1 - x0) > 0.01 else f"arc3,rad={min(0.3, 0.8 / span):.3f}"
+        ax.annotate("", xy=(x1, y1 + 0.2), xytext=(x0, y0 - 0.2),
+                    arrowprops=dict(arrowstyle="-|>", lw=0.6, color="#595959", shrinkA=0, shrinkB=0,
+                                    connectionstyle=style, mutation_scale=7), zorder=2)
+    for n in g:
+        x, y = pos[n]
+        ax.text(x, y, labels[n], ha="center", va="center", fontsize=6, zorder=3,
+                bbox=dict(boxstyle="round,pad=0.3", fc=colors[n], ec="#7f7f7f", lw=0.6))
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=72, metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def dense_png(conn: Connectivity, name: str) -> bytes:
+    """The DenseNet paper's Figure 5 for each dense block: source layer s (rows) → target ℓ (columns)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    blocks = conn.dense_blocks
+    weighted = all(d.mean_abs_weight is not None for d in blocks)
+    fig, axes = plt.subplots(1, len(blocks), figsize=(3.2 * len(blocks) + 0.6, 3.6), squeeze=False)
+    for ax, d in zip(axes[0], blocks):
+        m = np.array(d.mean_abs_weight if weighted else d.matrix, dtype=float)
+        if not weighted:
+            m = np.where(m > 0, 1.0, np.nan)
+        im = ax.imshow(m, cmap="viridis" if weighted else "Blues", vmin=0 if not weighted else None,
+                       vmax=1.4 if not weighted else None, interpolation="nearest", aspect="auto")
+        ax.set_title(f"{d.name} ({d.layers} layers)", fontsize=9)
+        ax.set_xlabel("target layer (ℓ)", fontsize=8)
+        ax.set_ylabel("source layer (s)", fontsize=8)
+        n_t, n_s = m.shape[1], m.shape[0]
+        step = max(1, n_t // 8)
+        ax.set_xticks(range(0, n_t, step), [str(i + 1) for i in range(0, n_t, step)], fontsize=7)
+        ax.set_yticks(range(0, n_s, step), [str(i) for i in range(0, n_s, step)], fontsize=7)
+        ax.axvline(d.layers - 0.5, color="#c00000", lw=0.8)
+        if weighted:
+            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    what = "mean |weight| per input map" if weighted else "which earlier layers' features each layer reads (untrained: structure)"
+    fig.suptitle(f"{name}: dense-block connectivity, {what}; right of the red line: what reads the block's output",
+                 fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=72, metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+# --- plain text (the command line) ----------------------------------------------------------
+
+def text(conn: Connectivity, name: str) -> str:
+    """What `archkit connectivity` prints: the figures, then one line per pair, Add, Concat, block."""
+    s = conn.summary()
+    lines = [f"{name}: {s['layers']:,} layers ({conn.weighted_layers:,} weighted); depth {conn.depth} weighted layers; "
+             f"at most {conn.max_parallel_paths} parallel paths"]
+    rf = conn.final_rf
+    lines.append(f"receptive field: {conn.final_layer} {rf.text}" if rf else "receptive field: no spatial layer")
+    lines.append(f"fork/join pairs: {len(conn.fork_joins)}")
+    for f in conn.fork_joins:
+        shares = " ".join(_pct(b.share) for b in f.branches)
+        lines.append(f"  {f.join}  {len(f.branches)} branches, {f.paths} paths  fork {f.fork}  MAC shares {shares}")
+    lines.append(f"residual Adds: {len(conn.residuals)}, {s['projection_shortcuts']} with a projection shortcut")
+    for r in conn.residuals:
+        lines.append(f"  {r.layer}  span {r.span}  " + ("projection " + ", ".join(r.shortcut) if r.projection else "identity"))
+    lines.append(f"concatenations: {len(conn.concats)}")
+    for c in conn.concats:
+        lines.append(f"  {c.layer}  {c.inputs} inputs, carries {len(c.sources)} layers")
+    lines.append(f"dense blocks: {len(conn.dense_blocks)}")
+    for d in conn.dense_blocks:
+        lines.append(f"  {d.name}  {d.layers} layers, fan-in {_fan_in(d)}; output read by {', '.join(d.targets[d.layers:])}")
+    if conn.stacks:
+        groups: dict = defaultdict(list)
+        for st in conn.stacks:
+            groups[st.text].append(st)
+        lines.append("kernel stacks: " + "; ".join(f"{t} ({len(v)})" for t, v in groups.items()))
+    if conn.rf_unsupported:
+        lines.append(f"receptive fields stop at: {', '.join(conn.rf_unsupported)}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,157 @@
+"""Any ONNX file → the Analysis archkit's own reports use (`archkit analyse FILE.onnx`).
+
+    from archkit.onnxfile import analyse_file
+    a = analyse_file("resnet50.onnx", input_shapes={"input": (8, 3, 224, 224)})
+    a.costs.total(), a.costs.by_block(), a.costs.complete
+
+No TensorFlow is imported, no weight is read (external data files are never opened: dims
+suffice), and the result is the same `archkit.pipeline.Analysis` that `archkit report` renders.
+This module also holds the plain-text views the command prints (a table per --by).
+"""
+
+from __future__ import annotations
+
+import gc
+import io
+import numbers
+import json
+import os
+from pathlib import Path
+from typing import Mapping
+
+import pandas as pd
+
+from archkit.costs import analyse
+from archkit.errors import UsageError
+from archkit.graph import build_graph
+from archkit.load import load_model
+from archkit.pipeline import Analysis, ModelInfo, _shape_text, analyse_model
+
+__all__ = ["analyse_file", "VIEWS", "view", "render_view", "summary_lines", "parse_input_shape"]
+
+VIEWS = ("op", "layer", "block", "type")
+
+
+def analyse_file(path: str | os.PathLike, *, input_shapes: Mapping[str, object] | None = None,
+                 name: str | None = None, connectivity: bool = False) -> Analysis:
+    """Analyse an ONNX file. `input_shapes`: graph input name → full shape, or a symbolic dim's
+    name (as the file declares it) → its value; symbolic dims left free are set to 1 (per sample).
+
+    `connectivity=True` adds the wiring analysis (archkit.pipeline.analyse_model: it reads the
+    weights held inside the file and takes time superlinear in the graph's size); by default
+    only costs are computed, and no weight is read."""
+    enabled = gc.isenabled()
+    gc.disable()  # one pass of the collector over the result at the end, not one per stage
+    try:
+        return _analyse_file(Path(path), input_shapes, name, connectivity)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _analyse_file(p: Path, input_shapes, name: str | None, connectivity: bool) -> Analysis:
+    proto = load_model(p)
+    name = name or proto.graph.name or p.stem
+    size = p.stat().st_size
+    if connectivity:
+        return analyse_model(proto, name=name, size_bytes=size, input_shapes=input_shapes)
+    return costs_only(proto, name=name, size_bytes=size, input_shapes=input_shapes)
+
+
+def costs_only(proto, *, name: str, size_bytes: int, input_shapes: Mapping[str, object] | None = None) -> Analysis:
+    """analyse_model's Analysis without the connectivity pass."""
+    G = build_graph(proto, input_shapes=input_shapes)
+    init = set(G.graph["initializers"])
+    info = ModelInfo(
+        opset=G.graph["opset"].get("ai.onnx", 0), ir_version=proto.ir_version, producer=G.graph["producer"],
+        size_bytes=size_bytes,
+        inputs=tuple((i.name, _shape_text(i)) for i in proto.graph.input if i.name not in init),
+        outputs=tuple((o.name, _shape_text(o)) for o in proto.graph.output),
+    )
+    meta = G.graph["metadata"]
+    return Analysis(
+        name=name, info=info, costs=analyse(G),
+        keras_layers=tuple(json.loads(meta["archkit.layers"])) if "archkit.layers" in meta else (),
+        keras_params=json.loads(meta["archkit.keras_params"]) if "archkit.keras_params" in meta else None,
+        config=json.loads(meta["archkit.config"]) if "archkit.config" in meta else None,
+    )
+
+
+def parse_input_shape(text: str) -> tuple[str, tuple[int, ...]]:
+    """`NAME=1,3,224,224` (a graph input's shape) or `N=8` (a symbolic dim's value)."""
+    name, sep, dims = text.rpartition("=")
+    try:
+        if not sep or not name:
+            raise ValueError
+        shape = tuple(int(d) for d in dims.replace("x", ",").split(","))
+        if any(d < 0 for d in shape):
+            raise ValueError
+    except ValueError:
+        raise UsageError(f"--input-shape {text!r}: expected NAME=D1,D2,... with non-negative integers "
+                         "(NAME: a graph input, or a symbolic dimension such as N=8)") from None
+    return name, shape
+
+
+def view(a: Analysis, by: str) -> pd.DataFrame:
+    if by not in VIEWS:
+        raise UsageError(f"--by {by!r}: expected one of {', '.join(VIEWS)}")
+    c = a.costs
+    return {"op": c.to_frame, "layer": c.by_layer, "block": c.by_block, "type": c.by_type}[by]()
+
+
+def summary_lines(a: Analysis) -> list[str]:
+    """What the totals mean, one fact per line (markdown)."""
+    c = a.costs
+    t = c.total()
+    per = " per sample" if c.per_sample else ""
+    lines = [
+        f"{a.name}: opset {a.info.opset}, {t['ops']:,} ops, {a.info.size_bytes:,} bytes"
+        + (f" ({a.info.producer})" if a.info.producer else ""),
+        f"MACs{per}: {t['macs']:,}",
+        f"other flops{per}: {t['flops']:,}",
+        f"parameters: {t['params']:,} (conv/dense kernels {t['weights']:,}"
+        + (f"; BatchNormalization statistics {t['stats']:,}, learned {t['params'] - t['stats']:,}" if t["stats"] else "")
+        + ")",
+    ]
+    if c.per_sample:
+        dims = "; ".join(f"`{i}` axis {ax} ({n or 'unnamed'})" for i, axes in c.fixed_dims.items() for ax, n in axes.items())
+        lines.append(f"per sample: symbolic dimensions set to 1: {dims} (fix them with --input-shape)")
+    if not c.complete:
+        parts = []
+        if c.unsupported:
+            parts.append(f"no cost rule for {', '.join(c.unsupported)}")
+        if c.unknown:
+            parts.append(f"cost unknown for {len(c.unknown)} ops (shape not inferred or data-dependent), "
+                         f"e.g. {', '.join(c.unknown[:3])}")
+        lines.append("totals are lower bounds: " + "; ".join(parts))
+    if c.per_iteration:
+        lines.append(f"loop bodies costed once, per iteration: {', '.join(c.per_iteration)}")
+    branches = [n for n, k in c.subgraphs.items() if k == "branches"]
+    if branches:
+        lines.append(f"both branches of each If counted: {', '.join(branches)}")
+    return lines
+
+
+def render_view(a: Analysis, by: str, fmt: str) -> str:
+    """The --by table for the terminal: markdown (with the summary), CSV, or JSON (with the summary)."""
+    df = view(a, by)
+    if fmt == "csv":
+        buf = io.StringIO()
+        df.to_csv(buf, index=False, lineterminator="\n")
+        return buf.getvalue()
+    if fmt == "json":
+        c = a.costs
+        doc = {"name": a.name, "by": by, "total": c.total(), "per_sample": c.per_sample,
+               "fixed_dims": {k: {str(ax): n for ax, n in v.items()} for k, v in c.fixed_dims.items()},
+               "complete": c.complete, "unsupported_ops": list(c.unsupported), "unknown_cost_ops": list(c.unknown),
+               "per_iteration": list(c.per_iteration), "rows": json.loads(df.to_json(orient="records"))}
+        return json.dumps(doc, indent=1) + "\n"
+    if fmt != "md":
+        raise UsageError(f"--format {fmt!r}: printing takes one of md, csv, json (write several with -o DIR)")
+    lines = [f"- {line}" for line in summary_lines(a)] + [""]
+    header = list(df.columns)
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join("---:" if pd.api.types.is_numeric_dtype(df[h]) else "---" for h in header) + "|")
+    for row in df.itertuples(index=False):
+        lines.append("| " + " | ".join(f"{v:,}" if isinstance(v, numbers.Integral) and not isinstance(v, bool) else str(v).replace("|", "\\|") for v in row) + " |")
+    return "\n".join(lines) + "\n"

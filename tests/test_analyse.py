@@ -1,0 +1,357 @@
+"""`archkit analyse`: any ONNX file, exact costs (issue 5). Files are built with onnx.helper in the
+patterns other exporters emit; no other framework is needed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import networkx as nx
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from archkit.costs import analyse
+from archkit.graph import build_graph
+from archkit.onnxfile import analyse_file
+from archkit.pipeline import analyse_model
+from tests.onnx_builders import one_node, w
+from tests.torch_patterns import encoder_block, encoder_macs, external, resnet
+
+
+def _model(nodes, inputs, inits=(), outputs=None, opset=17):
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs.items()],
+                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, None)
+                               for o in (outputs or [nodes[-1].output[0]])], list(inits))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+# --- torchvision's published figures, from files in PyTorch's export pattern -----------------
+
+# shared/REFERENCES.md: [tv] GMACs and num_params (BatchNorm statistics are buffers, not parameters).
+TORCHVISION = {18: ("1.814", 11_689_512), 50: ("4.089", 25_557_032)}
+
+
+@pytest.mark.parametrize("depth", sorted(TORCHVISION))
+def test_pytorch_resnet_reproduces_torchvision(depth):
+    gmacs, num_params = TORCHVISION[depth]
+    a = analyse_model(resnet(depth))
+    t = a.costs.total()
+    assert f"{t['macs'] / 1e9:.3f}" == gmacs
+    assert t["params"] - t["stats"] == num_params
+    assert a.costs.complete and a.costs.per_sample
+    assert a.costs.fixed_dims == {"input": {0: "N"}}
+    # BN statistics apart: running mean + variance of every BatchNormalization
+    bn = [o for o in a.costs.ops if o.op_type == "BatchNormalization"]
+    assert t["stats"] == sum(o.stats for o in bn) == sum(o.params for o in bn) // 2
+    # MACs only from Conv and Gemm; the classifier is Gemm(transB=1) after Flatten
+    assert {o.op_type for o in a.costs.ops if o.macs} == {"Conv", "Gemm"}
+    fc = next(o for o in a.costs.ops if o.op_type == "Gemm")
+    assert (fc.layer, fc.macs) == ("fc", (512 if depth < 50 else 2048) * 1000)
+
+
+def test_pytorch_resnet50_exact_counts_and_rollup():
+    a = analyse_model(resnet(50))
+    assert a.costs.total()["macs"] == 4_089_184_256
+    blocks = a.costs.by_block()
+    names = list(blocks.block)
+    assert names[:4] == ["conv1", "bn1", "relu", "maxpool"]
+    assert [b for b in names if b.startswith("layer")] == [f"layer{l}.{b}" for l, n in zip((1, 2, 3, 4), (3, 4, 6, 3))
+                                                           for b in range(n)]
+    layers = set(a.costs.by_layer().layer)
+    assert {"layer1.0.conv1", "layer1.0.downsample.0", "layer1.0.downsample.1", "layer4.2.bn3", "fc"} <= layers
+    assert blocks.macs.sum() == a.costs.by_layer().macs.sum() == a.costs.total()["macs"]
+
+
+def test_batch_fixed_by_input_shape_and_by_dim_name():
+    m = resnet(18)
+    per_sample = analyse_model(m).costs.total()["macs"]
+    by_input = analyse_model(m, input_shapes={"input": (8, 3, 224, 224)}).costs
+    by_name = analyse_model(m, input_shapes={"N": (8,)}).costs
+    assert by_input.total()["macs"] == by_name.total()["macs"] == 8 * per_sample
+    assert not by_input.per_sample and not by_name.per_sample
+
+
+def test_attention_block_closed_form():
+    a = analyse_model(encoder_block())
+    t = a.costs.total()
+    assert t["macs"] == encoder_macs() == 819_200
+    assert a.costs.complete
+    by_layer = a.costs.by_layer().set_index("layer")
+    # Q·Kᵀ and the weighted sum: 2·S²·D, in the attention module itself
+    assert by_layer.loc["encoder.layers.0.self_attn", "macs"] == 2 * 16 * 16 * 64
+    assert by_layer.loc["encoder.layers.0.linear1", "macs"] == 16 * 64 * 256
+    softmax = next(o for o in a.costs.ops if o.op_type == "Softmax")
+    assert (softmax.flops, softmax.output_shape) == (3 * 4 * 16 * 16, "1x4x16x16")
+
+
+@pytest.mark.parametrize("seq,dim,heads", [(7, 48, 3), (32, 128, 8)])
+def test_attention_scales_as_the_formula(seq, dim, heads):
+    a = analyse_model(encoder_block(seq=seq, dim=dim, heads=heads))
+    assert a.costs.total()["macs"] == encoder_macs(seq=seq, dim=dim, heads=heads)
+
+
+def _div_reshape_model():
+    """Reshape target computed with Div from Shape: onnx's own inference gives up on it."""
+    nodes = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Gather", ["s", "i2"], ["d2"], axis=0),
+             helper.make_node("Div", ["d2", "two"], ["half"]),
+             helper.make_node("Concat", ["one", "minus1", "half"], ["shape"], axis=0),
+             helper.make_node("Reshape", ["x", "shape"], ["r"], name="m/Reshape"),
+             helper.make_node("MatMul", ["r", "w"], ["y"], name="m/MatMul")]
+    inits = [numpy_helper.from_array(np.array(v, np.int64), n) for n, v in
+             [("i2", [2]), ("two", [2]), ("one", [1]), ("minus1", [-1])]] + [numpy_helper.from_array(w(32, 5), "w")]
+    return _model(nodes, {"x": ["N", 4, 64]}, inits)
+
+
+def test_stronger_inference_when_onnx_leaves_shapes_unknown():
+    m = _div_reshape_model()
+    weak = analyse(build_graph(m, symbolic=False))
+    mm = next(o for o in weak.ops if o.op_type == "MatMul")
+    assert mm.status == "unknown" and not weak.complete and weak.unknown == ("m/MatMul",)
+    G = build_graph(m)
+    assert G.graph["shape_inference"] == "onnx+onnxruntime-symbolic"
+    strong = analyse(G)
+    mm = next(o for o in strong.ops if o.op_type == "MatMul")
+    assert (mm.status, mm.macs, mm.output_shape) == ("counted", 8 * 5 * 32, "1x8x5")
+    assert strong.complete
+
+
+def test_unknown_shapes_are_listed_and_totals_are_lower_bounds():
+    nodes = [helper.make_node("Mystery", ["x"], ["h"], name="a/Mystery", domain="com.example"),
+             helper.make_node("Conv", ["h", "w"], ["y"], name="b/Conv")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(w(4, 3, 3, 3), "w")])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)])
+    report = analyse(build_graph(m))
+    assert [o.status for o in report.ops] == ["unsupported", "unknown"]
+    assert report.unknown == ("b/Conv",) and report.unsupported == ("com.example::Mystery",)
+    assert not report.complete
+    assert report.ops[1].params == 4 * 3 * 3 * 3  # its weights are still counted
+
+
+# --- subgraphs --------------------------------------------------------------------------------
+
+def _loop_model():
+    body = helper.make_graph(
+        [helper.make_node("MatMul", ["h", "wl"], ["h2"], name="step/MatMul"),
+         helper.make_node("Relu", ["h2"], ["h3"], name="step/Relu"),
+         helper.make_node("Identity", ["cond"], ["cond_out"], name="step/cond")],
+        "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []), helper.make_tensor_value_info("cond", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("h", TensorProto.FLOAT, [2, 8])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []), helper.make_tensor_value_info("h3", TensorProto.FLOAT, [2, 8])])
+    # onnx infers no shape for a Loop's carried outputs (they may change across iterations):
+    # the branches use the Loop's input, ordered after the Loop through `y`'s Identity.
+    then_b = helper.make_graph([helper.make_node("MatMul", ["h0", "wt"], ["t"], name="then/MatMul"),
+                                helper.make_node("Identity", ["y"], ["yt"], name="then/Identity")], "then", [],
+                               [helper.make_tensor_value_info("t", TensorProto.FLOAT, [2, 3])])
+    else_b = helper.make_graph([helper.make_node("MatMul", ["h0", "we"], ["t"], name="else/MatMul"),
+                                helper.make_node("Identity", ["y"], ["yt"], name="else/Identity")], "else", [],
+                               [helper.make_tensor_value_info("t", TensorProto.FLOAT, [2, 3])])
+    nodes = [helper.make_node("MatMul", ["x", "w0"], ["h0"], name="pre/MatMul"),
+             helper.make_node("Loop", ["trips", "", "h0"], ["y"], name="loop", body=body),
+             helper.make_node("If", ["flag"], ["z"], name="branch", then_branch=then_b, else_branch=else_b)]
+    inits = [numpy_helper.from_array(w(4, 8), "w0"), numpy_helper.from_array(w(8, 8), "wl"),
+             numpy_helper.from_array(w(8, 3), "wt"), numpy_helper.from_array(w(8, 3), "we"),
+             numpy_helper.from_array(np.array(5, np.int64), "trips")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4]),
+                                           helper.make_tensor_value_info("flag", TensorProto.BOOL, [])],
+                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_subgraphs_are_walked_and_loop_bodies_flagged_per_iteration():
+    G = build_graph(_loop_model())
+    report = analyse(G)
+    ops = {o.node: o for o in report.ops}
+    body = ops["loop/body/step/MatMul"]
+    assert (body.macs, body.context) == (2 * 8 * 8, "per iteration of loop (body)")
+    assert ops["loop/body/step/Relu"].flops == 16
+    assert ops["branch/then_branch/then/MatMul"].context == "branch then_branch of branch"
+    assert ops["branch/else_branch/else/MatMul"].macs == 2 * 8 * 3
+    assert ops["loop"].status == "free" and ops["branch"].status == "free"
+    assert report.per_iteration == ("loop",)
+    assert report.subgraphs == {"loop": "per iteration", "branch": "branches"}
+    # the body runs before its Loop node is done; its weights are parameters of the model
+    order = [o.node for o in report.ops]
+    assert order.index("loop/body/step/MatMul") < order.index("loop") < order.index("branch")
+    assert G.has_edge("loop/body/step/Relu", "loop") and G.has_edge("loop", "branch/then_branch/then/Identity")
+    assert report.total()["params"] == 4 * 8 + 8 * 8 + 2 * 8 * 3
+    assert report.total()["macs"] == 2 * 4 * 8 + 2 * 8 * 8 + 2 * (2 * 8 * 3)
+    assert {"context"} <= set(report.to_frame().columns)
+
+
+def test_context_column_only_when_there_are_subgraphs():
+    report = analyse(build_graph(one_node("Relu", {"x": [2, 3]}, None)))
+    assert list(report.to_frame().columns) == ["node", "op_type", "domain", "layer", "block", "output_shape", "macs",
+                                                "flops", "params", "weights", "status"]
+
+
+# --- parameters -----------------------------------------------------------------------------
+
+def test_parameters_kinds():
+    q = {"x": np.zeros((1, 4, 6, 6), np.uint8), "xs": np.array(0.5, np.float32), "xz": np.array(0, np.uint8),
+         "w": np.zeros((5, 4, 3, 3), np.int8), "ws": np.array(0.5, np.float32), "wz": np.array(0, np.int8),
+         "ys": np.array(0.5, np.float32), "yz": np.array(0, np.uint8), "b": np.zeros(5, np.int32)}
+    op = analyse(build_graph(one_node("QLinearConv", {}, None, weights=q))).ops[0]
+    # int8 kernel and int32 bias are parameters; scales and zero points too (floats, int8)
+    assert op.weights == 5 * 4 * 3 * 3
+    assert op.params == 1 * 4 * 6 * 6 + 5 * 4 * 3 * 3 + 5 + 6
+
+
+def test_constant_node_weights_count_but_scalars_do_not():
+    nodes = [helper.make_node("Constant", [], ["wc"], name="c/Constant", value=numpy_helper.from_array(w(4, 3))),
+             helper.make_node("Constant", [], ["half"], name="h/Constant", value=numpy_helper.from_array(np.array(0.5, np.float32))),
+             helper.make_node("MatMul", ["x", "wc"], ["y"], name="c/MatMul"),
+             helper.make_node("Mul", ["y", "half"], ["z"], name="c/Mul")]
+    report = analyse(build_graph(_model(nodes, {"x": [2, 4]})))
+    assert report.total()["params"] == 12
+    assert report.total()["macs"] == 2 * 3 * 4
+
+
+def test_bn_statistics_apart_from_weights():
+    bn = one_node("BatchNormalization", {"x": [1, 6, 4, 4]}, None, weights={"s": w(6), "b": w(6), "m": w(6), "v": w(6)})
+    op = analyse(build_graph(bn)).ops[0]
+    assert (op.params, op.stats, op.weights) == (24, 12, 0)
+    assert "stats" in analyse(build_graph(bn)).by_layer().columns
+
+
+# --- external data: never read ----------------------------------------------------------------
+
+def test_external_weights_over_2gb_are_never_read(tmp_path):
+    # a 40000 x 20000 float kernel: 3.2 GB declared in a file that does not exist
+    k = external("fc.weight", (40_000, 20_000), location="missing.bin")
+    m = one_node("Gemm", {"x": ["N", 20_000]}, None, transB=1)
+    m.graph.node[0].input.append("fc.weight")
+    m.graph.initializer.append(k)
+    path = tmp_path / "big.onnx"
+    path.write_bytes(m.SerializeToString())
+    a = analyse_file(path)
+    t = a.costs.total()
+    assert (t["params"], t["macs"]) == (800_000_000, 800_000_000)
+    assert not (tmp_path / "missing.bin").exists()
+
+
+# --- names of third-party files -------------------------------------------------------------
+
+def test_tf2onnx_names_roll_up_into_keras_layers_and_blocks():
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], name="model/conv2_block1_1_conv/Conv2D"),
+             helper.make_node("Relu", ["a"], ["b"], name="model/conv2_block1_1_relu/Relu"),
+             helper.make_node("Conv", ["b", "w2"], ["c"], name="model/conv2_block1_2_conv/Conv2D"),
+             helper.make_node("Add", ["c", "x"], ["d"], name="model/conv2_block1_add/add"),
+             helper.make_node("Relu", ["d"], ["e"], name="model/conv2_block2_out/Relu")]
+    inits = [numpy_helper.from_array(w(4, 4, 1, 1), "w1"), numpy_helper.from_array(w(4, 4, 1, 1), "w2")]
+    report = analyse(build_graph(_model(nodes, {"x": [1, 4, 5, 5]}, inits)))
+    assert list(report.by_block().block) == ["model/conv2_block1", "model/conv2_block2"]
+    assert list(report.by_layer().layer)[:2] == ["model/conv2_block1_1_conv", "model/conv2_block1_1_relu"]
+
+
+def test_unscoped_names_are_their_own_layers():
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="Relu_0"), helper.make_node("Neg", ["a"], ["b"], name="Neg_1")]
+    report = analyse(build_graph(_model(nodes, {"x": [2, 2]})))
+    assert [o.layer for o in report.ops] == ["Relu_0", "Neg_1"]
+
+
+# --- the graph ------------------------------------------------------------------------------
+
+def test_unsorted_file_is_ordered_topologically_and_cycles_are_refused():
+    from archkit.errors import MalformedModelError
+
+    nodes = [helper.make_node("Neg", ["a"], ["b"], name="second"), helper.make_node("Relu", ["x"], ["a"], name="first")]
+    G = build_graph(_model(nodes, {"x": [2, 2]}, outputs=["b"]))
+    assert G.graph["op_order"] == ("first", "second")
+    assert [o.node for o in analyse(G).ops] == ["first", "second"]
+    cyc = [helper.make_node("Relu", ["b"], ["a"], name="p"), helper.make_node("Neg", ["a"], ["b"], name="q")]
+    with pytest.raises(MalformedModelError, match="cycle"):
+        build_graph(_model(cyc, {"x": [2, 2]}, outputs=["b"]))
+
+
+def test_fast_graph_equals_the_public_api_graph():
+    G = build_graph(resnet(18))
+    H = nx.DiGraph()
+    H.add_nodes_from(G.nodes(data=True))
+    H.add_edges_from(G.edges(data=True))
+    assert nx.utils.graphs_equal(G, H) or (dict(G.nodes(data=True)) == dict(H.nodes(data=True))
+                                           and sorted(G.edges(data="tensors")) == sorted(H.edges(data="tensors")))
+    assert nx.is_directed_acyclic_graph(G)
+    assert list(G.graph["op_order"]) == [n for n in nx.topological_sort(G) if G.nodes[n]["kind"] == "op"] or \
+        all(G.nodes[a]["index"] < G.nodes[b]["index"] for a, b in G.edges if G.nodes[a]["kind"] == G.nodes[b]["kind"] == "op")
+    conv = G.nodes["/conv1/Conv"]
+    assert conv["inputs"][1].initializer and conv["outputs"][0].shape == (1, 64, 112, 112)
+    assert G.edges["/conv1/Conv", "/bn1/BatchNormalization"]["tensors"] == ("/conv1/Conv_output_0",)
+
+
+# --- the command --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def resnet18_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("analyse") / "resnet18.onnx"
+    path.write_bytes(resnet(18).SerializeToString())
+    return path
+
+
+def test_cli_prints_the_table(resnet18_file, capsys):
+    from archkit.cli import main
+
+    assert main(["analyse", str(resnet18_file), "--by", "block"]) == 0
+    out = capsys.readouterr().out
+    assert "MACs per sample: 1,814,073,344" in out
+    assert "| layer1.0 |" in out and "BatchNormalization statistics 9,600" in out
+    assert main(["analyse", str(resnet18_file), "--by", "type", "--format", "json", "--input-shape", "input=2,3,224,224"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["total"]["macs"] == 2 * 1_814_073_344 and not doc["per_sample"]
+    assert {r["op_type"] for r in doc["rows"]} >= {"Conv", "Gemm", "BatchNormalization"}
+
+
+def test_cli_writes_a_report_folder(resnet18_file, tmp_path, capsys):
+    from archkit.cli import main
+
+    out = tmp_path / "rep"
+    assert main(["analyse", str(resnet18_file), "-o", str(out), "--input-shape", "N=4"]) == 0
+    assert {"README.md", "layers.csv", "blocks.csv", "ops.csv", "summary.json"} <= {p.name for p in out.iterdir()}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["costs"]["macs"] == 4 * 1_814_073_344
+    assert "-> " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,code,fragment", [
+    (["analyse", "/nonexistent/model.onnx"], 3, "no such file"),
+    (["analyse", "{f}", "--input-shape", "input=1,3"], 2, "rank 2 given"),
+    (["analyse", "{f}", "--input-shape", "nosuch=1"], 2, "no graph input or symbolic dim"),
+    (["analyse", "{f}", "--input-shape", "input"], 2, "expected NAME=D1,D2"),
+    (["analyse", "{f}", "--format", "md,csv"], 2, "printing takes one of"),
+])
+def test_cli_errors(resnet18_file, capsys, argv, code, fragment):
+    from archkit.cli import main
+
+    assert main([a.replace("{f}", str(resnet18_file)) for a in argv]) == code
+    assert fragment in capsys.readouterr().err
+
+
+def test_cli_malformed_file(tmp_path, capsys):
+    from archkit.cli import main
+
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07garbage\xff\xff")
+    assert main(["analyse", str(bad)]) == 4
+
+
+def test_analyse_imports_no_tensorflow(resnet18_file):
+    code = ("import sys; from archkit.cli import main; rc = main(['analyse', sys.argv[1]]); "
+            "assert 'tensorflow' not in sys.modules, 'tensorflow imported'; sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code, str(resnet18_file)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "1,814,073,344" in proc.stdout
+
+
+def test_keras_export_names_with_folded_batchnorm():
+    from archkit.names import ScopeNames
+
+    names = ScopeNames()
+    layer = names.layer("resnet50_1/conv2_block2_1_bn_1/batchnorm/add_1")
+    assert (layer, names.block(layer)) == ("resnet50_1/conv2_block2_1_bn_1", "resnet50_1/conv2_block2")
+    assert names.block("model/block_3_expand") == "model/block_3"  # MobileNetV2
+    assert names.block("model/block2b_dwconv") == "model/block2b"  # EfficientNet
+    assert names.block("model/mixed0") == "model/mixed0"

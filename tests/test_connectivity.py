@@ -1,0 +1,299 @@
+"""Connectivity: closed-form checks on small hand-built graphs, then the real architectures
+(GoogLeNet's inception blocks, ResNet-50's shortcuts, DenseNet-121's dense blocks, receptive
+fields against google-research/receptive_field's table)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from archkit.pipeline import analyse_model
+
+
+class Net:
+    """A hand-built NCHW graph: `conv(...)` and friends add nodes named `<layer>/<Op>` (so each
+    op is its own layer, as scopes make it in files without archkit's metadata)."""
+
+    def __init__(self, shape=(1, 8, 16, 16), name="x"):
+        self.nodes, self.inits, self.name = [], [], name
+        self.inputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape))]
+        self.channels = {name: shape[1]}
+
+    def _add(self, op, layer, inputs, channels, **attrs):
+        out = f"{layer}_out"
+        self.nodes.append(helper.make_node(op, inputs, [out], name=f"{layer}/{op}", **attrs))
+        self.channels[out] = channels
+        return out
+
+    def conv(self, layer, x, out_ch, kernel=(3, 3), *, stride=1, pads=None, weights=None, **attrs):
+        cin = self.channels[x]
+        w = weights if weights is not None else np.ones((out_ch, cin, *kernel), np.float32)
+        self.inits.append(numpy_helper.from_array(w.astype(np.float32), f"{layer}_w"))
+        if pads is None and "auto_pad" not in attrs:
+            pads = [k // 2 for k in kernel] * 2
+        if pads is not None:
+            attrs["pads"] = pads
+        return self._add("Conv", layer, [x, f"{layer}_w"], out_ch, kernel_shape=list(kernel), strides=[stride] * 2,
+                         **attrs)
+
+    def relu(self, layer, x):
+        return self._add("Relu", layer, [x], self.channels[x])
+
+    def add(self, layer, a, b):
+        return self._add("Add", layer, [a, b], self.channels[a])
+
+    def concat(self, layer, *xs):
+        return self._add("Concat", layer, list(xs), sum(self.channels[x] for x in xs), axis=1)
+
+    def maxpool(self, layer, x, k=2, s=2):
+        return self._add("MaxPool", layer, [x], self.channels[x], kernel_shape=[k, k], strides=[s, s])
+
+    def model(self, *outputs) -> onnx.ModelProto:
+        graph = helper.make_graph(self.nodes, "g", self.inputs,
+                                  [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs],
+                                  self.inits)
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+def connectivity(model: onnx.ModelProto):
+    return analyse_model(model).connectivity
+
+
+# --- hand-built graphs -----------------------------------------------------------------------
+
+def test_chain():
+    n = Net()
+    y = n.conv("c1", "x", 8)                       # 3x3/1, pad 1
+    y = n.relu("r1", y)
+    y = n.conv("c2", y, 8, stride=2)               # 3x3/2, pad 1
+    y = n.maxpool("p", y)                          # 2x2/2
+    c = connectivity(n.model(y))
+    assert [l.name for l in c.layers] == ["input:x", "c1", "r1", "c2", "p", "output:p_out"]
+    assert (c.depth, c.weighted_layers, c.max_parallel_paths) == (2, 2, 1)
+    assert c.fork_joins == c.residuals == c.concats == c.dense_blocks == ()
+    # r = 1 + Σ (k - 1) ∏ s, stride ∏ s, padding Σ p ∏ s
+    rf = {l.name: l.receptive_field for l in c.layers}
+    assert (rf["c1"].size, rf["c1"].stride, rf["c1"].padding) == ((3, 3), (1, 1), (1, 1))
+    assert (rf["c2"].size, rf["c2"].stride, rf["c2"].padding) == ((5, 5), (2, 2), (2, 2))
+    assert (rf["p"].size, rf["p"].stride, rf["p"].padding) == ((7, 7), (4, 4), (2, 2))
+    assert c.final_layer == "p"
+    assert [(s.layers, s.field) for s in c.stacks] == [(("c1", "c2"), (5, 5))]  # two stacked 3x3 reach 5x5
+    assert [l.depth for l in c.layers] == [0, 1, 1, 2, 2, 2]
+
+
+def test_diamond():
+    n = Net()
+    a = n.conv("a", "x", 4, (1, 1))
+    b = n.conv("b", a, 2, (3, 3))
+    d = n.conv("d", a, 6, (5, 5))
+    y = n.concat("cat", b, d)
+    c = connectivity(n.model(y))
+    (f,) = c.fork_joins
+    assert (f.fork, f.join, f.paths, c.max_parallel_paths) == ("a", "cat", 2, 2)
+    assert [(br.layers, br.weighted) for br in f.branches] == [(("b",), 1), (("d",), 1)]
+    macs_b, macs_d = 16 * 16 * 9 * 4 * 2, 16 * 16 * 25 * 4 * 6
+    assert f.macs == macs_b + macs_d
+    assert [br.share for br in f.branches] == pytest.approx([macs_b / f.macs, macs_d / f.macs])
+    (cat,) = c.concats
+    assert (cat.inputs, cat.input_layers, cat.sources) == (2, ("b", "d"), ("b", "d"))
+    assert c.depth == 2
+    rf = c.layer("cat").receptive_field  # the largest path wins; both centred: aligned
+    assert (rf.size, rf.padding, rf.aligned) == ((5, 5), (2, 2), True)
+
+
+def test_unaligned_paths_are_flagged():
+    n = Net()
+    b = n.conv("b", "x", 2, (3, 3), pads=[0, 0, 2, 2])  # same output size, centre shifted by one
+    d = n.conv("d", "x", 2, (5, 5))
+    y = n.concat("cat", b, d)
+    rf = connectivity(n.model(y)).layer("cat").receptive_field
+    assert (rf.size, rf.aligned) == ((5, 5), False)
+
+
+def test_residual_identity_and_projection():
+    n = Net()
+    s = n.relu("stem_relu", n.conv("stem", "x", 8))
+    y = n.conv("b1_2", n.relu("b1_1r", n.conv("b1_1", s, 8)), 8)
+    s = n.relu("b1_out", n.add("b1_add", s, y))                                   # identity shortcut
+    short = n.conv("b2_0", s, 16, (1, 1), stride=2)                               # projection
+    y = n.conv("b2_2", n.relu("b2_1r", n.conv("b2_1", s, 16, stride=2)), 16)
+    out = n.relu("b2_out", n.add("b2_add", short, y))
+    c = connectivity(n.model(out))
+    assert [(r.layer, r.fork, r.span, r.projection, r.shortcut) for r in c.residuals] == [
+        ("b1_add", "stem_relu", 2, False, ()),
+        ("b2_add", "b1_out", 2, True, ("b2_0",)),
+    ]
+    assert [(f.fork, f.join, len(f.branches)) for f in c.fork_joins] == [("stem_relu", "b1_add", 2), ("b1_out", "b2_add", 2)]
+    assert c.fork_joins[0].branches[0].layers == ()  # the identity path, first as the Add takes it
+    assert (c.depth, c.weighted_layers, c.max_parallel_paths) == (5, 6, 2)
+
+
+def _dense_block(weights: bool):
+    """Four dense layers of growth 4 on an 8-map input, then a 1x1 transition."""
+    n = Net()
+    cat = "x"
+    for i in range(1, 5):
+        y = n.conv(f"d{i}", n.relu(f"d{i}_relu", cat), 4)
+        cat = n.concat(f"d{i}_cat", cat, y)
+    w = None
+    if weights:  # |w| = s + 1 on the maps of source s: the block input's 8, then 4 per layer
+        per_map = np.repeat([1.0, 2.0, 3.0, 4.0, 5.0], [8, 4, 4, 4, 4])
+        w = (per_map[None, :, None, None] * np.array([1, -1])[:, None, None, None]).astype(np.float32)
+    t = n.conv("trans", cat, 2, (1, 1), weights=w)
+    return n.model(t)
+
+
+def test_four_layer_dense_block():
+    c = connectivity(_dense_block(weights=False))
+    (d,) = c.dense_blocks
+    assert d.layers == 4
+    assert d.sources == ("input:x", "d1", "d2", "d3", "d4")
+    assert d.targets == ("d1", "d2", "d3", "d4", "trans")
+    assert d.fan_in == (1, 2, 3, 4, 5)
+    assert d.matrix == tuple(tuple(s < t + 1 for t in range(5)) for s in range(5))  # source s feeds layer ℓ > s
+    assert [len(x.sources) for x in c.concats] == [2, 3, 4, 5]
+    assert all(x.inputs == 2 for x in c.concats)
+    # a file from elsewhere has its weights read (all ones here); archkit's own exports, or no
+    # weights given, give structure only
+    assert d.mean_abs_weight == tuple(tuple(float(v) for v in row) for row in d.matrix)
+    from archkit.connectivity import analyse
+    from archkit.costs import analyse as costs
+    from archkit.graph import build_graph
+
+    G = build_graph(_dense_block(weights=False))
+    (d,) = analyse(G, costs(G)).dense_blocks
+    assert d.mean_abs_weight is None and d.fan_in == (1, 2, 3, 4, 5)
+
+
+def test_dense_block_mean_absolute_weights():
+    """With weights (a file from elsewhere), each cell is the mean |w| per input map of the source."""
+    c = connectivity(_dense_block(weights=True))
+    (d,) = c.dense_blocks
+    assert d.mean_abs_weight is not None
+    assert [row[-1] for row in d.mean_abs_weight] == pytest.approx([1.0, 2.0, 3.0, 4.0, 5.0])
+
+
+def test_1x7_then_7x1_reach_7x7():
+    n = Net(shape=(1, 4, 17, 17))
+    y = n.conv("a_1x7", "x", 4, (1, 7), pads=[0, 3, 0, 3])
+    y = n.conv("a_7x1", y, 4, (7, 1), pads=[3, 0, 3, 0])
+    c = connectivity(n.model(y))
+    rf = c.layer("a_7x1").receptive_field
+    assert (rf.size, rf.stride, rf.padding) == ((7, 7), (1, 1), (3, 3))
+    assert c.layer("a_1x7").receptive_field.size == (1, 7)  # height x width
+    (s,) = c.stacks
+    assert (s.kernels, s.field, s.text) == (((1, 7), (7, 1)), (7, 7), "1x7 → 7x1 reach 7x7")
+
+
+def test_nhwc_input_auto_pad_and_pad_op():
+    """tf2onnx's layout: an NHWC input transposed to NCHW; SAME_UPPER resolved from the sizes; a Pad
+    whose amounts are an initializer."""
+    n = Net(shape=(1, 9, 9, 3))
+    n.channels["x"] = 3
+    t = n._add("Transpose", "to_nchw", ["x"], 3, perm=[0, 3, 1, 2])
+    y = n.conv("s1", t, 4, (3, 3), stride=2, auto_pad="SAME_UPPER")   # 9 → 5: total pad 2, 1 before
+    y = n.conv("s2", y, 4, (3, 3), stride=2, auto_pad="SAME_UPPER")   # 5 → 3: total pad 2, 1 before
+    n.inits.append(numpy_helper.from_array(np.array([0, 0, 2, 2, 0, 0, 2, 2], np.int64), "pads"))
+    y = n._add("Pad", "pad", [y, "pads"], 4)
+    y = n.conv("v", y, 4, (3, 3), auto_pad="VALID")
+    c = connectivity(n.model(y))
+    assert (c.layer("s1").receptive_field.size, c.layer("s1").receptive_field.padding) == ((3, 3), (1, 1))
+    rf = c.layer("s2").receptive_field
+    assert (rf.size, rf.stride, rf.padding) == ((7, 7), (4, 4), (3, 3))
+    rf = c.layer("v").receptive_field  # the Pad adds 2 input steps of 4 to the padding
+    assert (rf.size, rf.stride, rf.padding) == ((15, 15), (4, 4), (11, 11))
+
+
+def test_render_files_and_sections():
+    from archkit import drawing
+    from archkit.report import render
+
+    a = analyse_model(_dense_block(weights=False), name="dense4")
+    files = render(a, ["md", "csv", "png"])
+    assert {"connectivity.csv", "connectivity.dot", "connectivity.png", "dense_blocks.png"} <= set(files)
+    text = files["README.md"].decode()
+    assert "## Connectivity" in text and "### Dense blocks" in text and "1, 2, 3, 4; then 5" in text
+    dot = files["connectivity.dot"].decode()
+    assert dot.startswith('digraph "dense4"') and '"d1" -> "d1_cat";' in dot
+    assert files["connectivity.png"][:8] == b"\x89PNG\r\n\x1a\n"
+    assert render(a, ["png"])["connectivity.png"] == files["connectivity.png"]  # deterministic
+    csv = files["connectivity.csv"].decode().splitlines()
+    assert csv[0].startswith("layer,block,kind,") and len(csv) == 1 + len(a.connectivity.layers)
+    assert "dense blocks: 1" in drawing.text(a.connectivity, "dense4")
+
+
+def test_cli_on_a_plain_onnx_file(tmp_path, capsys):
+    from archkit.cli import main
+
+    path = tmp_path / "dense.onnx"
+    onnx.save(_dense_block(weights=False), path)
+    assert main(["connectivity", str(path), "-o", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "depth 5 weighted layers" in out and "fan-in 1, 2, 3, 4; then 5" in out
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "connectivity.csv", "connectivity.dot", "connectivity.md", "connectivity.png", "dense_blocks.png"]
+    assert main(["connectivity", str(path), "--format", "json"]) == 0
+    import json
+
+    assert json.loads(capsys.readouterr().out)["dense_blocks"] == [4]
+
+
+# --- the real architectures ------------------------------------------------------------------
+
+def test_googlenet_has_nine_inception_blocks_of_four_branches(arch_run):
+    c = arch_run("inception_v1")[0].connectivity
+    blocks = [f for f in c.fork_joins if f.block.startswith("inception_")]
+    assert len(blocks) == 9 == len(c.fork_joins)
+    assert [f.join for f in blocks] == [f"inception_{b}_concat" for b in ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b")]
+    assert all(len(f.branches) == 4 and f.paths == 4 for f in blocks)
+    assert all(len(x.sources) == 4 for x in c.concats)
+    assert c.depth == 22  # "22 layers deep when counting only layers with parameters"
+    assert c.max_parallel_paths == 4
+
+
+def test_resnet50_shortcuts_depth_and_receptive_field(arch_run):
+    c = arch_run("resnet50")[0].connectivity
+    assert len(c.residuals) == 16
+    assert [r.block for r in c.residuals if r.projection] == ["conv2_block1", "conv3_block1", "conv4_block1", "conv5_block1"]
+    assert all(r.span == 3 for r in c.residuals)
+    assert c.depth == 50 and c.weighted_layers == 54  # 49 convs + fc on the longest path, 4 projections beside it
+    rf = c.layer("conv5_block3_out").receptive_field
+    assert (rf.size, rf.stride, rf.aligned) == ((483, 483), (32, 32), True)  # google-research/receptive_field
+    assert c.final_layer == "conv5_block3_out"
+
+
+def test_densenet121_blocks_and_fan_in(arch_run):
+    c = arch_run("densenet121")[0].connectivity
+    assert [d.layers for d in c.dense_blocks] == [6, 12, 24, 16]
+    for d, reader in zip(c.dense_blocks, ("pool2_conv", "pool3_conv", "pool4_conv", "predictions")):
+        assert d.fan_in == tuple(range(1, d.layers + 2))  # layer ℓ reads ℓ sources; the next stage all n + 1
+        assert d.targets[-1] == reader
+    assert [d.name for d in c.dense_blocks] == ["dense_block1", "dense_block2", "dense_block3", "dense_block4"]
+    assert c.depth == 121
+    assert c.residuals == ()
+
+
+def test_inception_v3_receptive_field(arch_run):
+    c = arch_run("inception_v3")[0].connectivity
+    rf = c.final_rf
+    assert c.final_layer == "mixed10_concat"
+    assert (rf.size, rf.stride, rf.padding) == ((1311, 1311), (32, 32), (618, 618))  # TF-slim Mixed_7c at 224
+
+
+@pytest.mark.parametrize("name,kernels,field", [
+    ("inception_v2_module", ((3, 3), (3, 3)), (5, 5)),   # two stacked 3x3 replace the 5x5
+    ("inception_v3_module_b", ((1, 7), (7, 1)), (7, 7)),  # 1x7 then 7x1 cover 7x7
+])
+def test_factorised_modules_reach_the_fields_they_replace(arch_run, name, kernels, field):
+    c = arch_run(name)[0].connectivity
+    assert any(s.kernels == kernels and s.field == field for s in c.stacks)
+
+
+def test_alexnet_receptive_field_definitions(arch_run):
+    c = arch_run("alexnet")[0].connectivity
+    pool5, conv5 = c.layer("pool5").receptive_field, c.layer("conv5").receptive_field
+    assert (pool5.size[0], pool5.stride[0]) == (195, 32)  # TF-slim alexnet_v2/pool5, the published 195 / 32
+    assert (conv5.size[0], conv5.stride[0]) == (163, 16)  # its conv5
+    assert c.depth == 8

@@ -1,0 +1,41 @@
+"""Every registered architecture: exports cleanly, onnxruntime agrees with Keras, costs add up,
+and every published figure is either reproduced or its difference is explained."""
+
+from __future__ import annotations
+
+import pytest
+
+import architectures
+from archkit.report import paper_table, reference_rows, render
+
+NAMES = architectures.names()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_architecture_end_to_end(arch_run, name):
+    arch = architectures.get(name)
+    analysis, proto = arch_run(name)
+    costs = analysis.costs
+    assert costs.unsupported == () and costs.unknown == ()
+    assert analysis.verification.ok, analysis.verification.outputs
+
+    total = costs.total()
+    for view in (costs.by_layer(), costs.by_block(), costs.by_type()):
+        for key in ("macs", "flops", "params", "weights"):
+            assert view[key].sum() == total[key]
+    # every ONNX op belongs to a Keras layer, every Keras layer to a block
+    assert {o.layer for o in costs.ops} <= {l["name"] for l in analysis.keras_layers}
+    assert sum(l["trainable"] + l["non_trainable"] for l in analysis.keras_layers) == analysis.keras_params["total"]
+
+    for row in reference_rows(analysis, arch.references):
+        assert row["verdict"] in ("exact", "matches to the published rounding") or row["note"], row
+    if arch.paper_table:
+        table = paper_table(analysis, arch.paper_table)
+        assert set(table.block) <= set(costs.by_block().block)
+    assert set(render(analysis, arch=arch)) >= {"README.md", "layers.csv", "ops.csv", "summary.json", "blocks.png"}
+
+
+def test_names_are_unique_and_documented():
+    assert len(NAMES) == len(set(NAMES))
+    for arch in architectures.all_architectures():
+        assert arch.description and arch.paper and arch.family
