@@ -373,7 +373,9 @@ class _Builder:
         self.pred[nid] = {}
 
     def walk(self, g: onnx.GraphProto, shapes: Mapping, inits: Mapping, producer, local: dict, prefix: str,
-             parent: str | None, sub: str | None) -> None:
+             parent: str | None, sub: str | None, originals=None) -> None:
+        """`originals`: the same nodes in the caller's model, which the lazy attributes then hold
+        (so that the inferred copy can be freed once the graph is built)."""
         node_d, succ, pred, late = self.node, self.succ, self.pred, self.late
         infos: dict[str, TensorInfo] = {}
         infos_get, inits_get, shapes_get, producer_get = infos.get, inits.get, shapes.get, producer.get
@@ -391,7 +393,8 @@ class _Builder:
             sub_outputs = None
             domain = node.domain
             if not domain and op_type not in SUBGRAPH_OPS:
-                attrs = _LazyAttrs(node)  # most are never read (a Conv's cost needs shapes only)
+                # most are never read (a Conv's cost needs shapes only)
+                attrs = _LazyAttrs(node if originals is None else originals[position])
             elif node.attribute:
                 attrs, graphs = _attrs(node)
                 if graphs:
@@ -581,7 +584,8 @@ def _walk(model: onnx.ModelProto, g: onnx.GraphProto, shapes: dict, initializers
             r = shapes.get(i.name) or _UNKNOWN
             b.add(nid, {"kind": "input", "tensor": TensorInfo(i.name, r[0], r[1])})
             producer[i.name] = nid
-    b.walk(g, shapes, initializers, producer, producer, "", None, None)
+    originals = model.graph.node if len(model.graph.node) == len(g.node) else None
+    b.walk(g, shapes, initializers, producer, producer, "", None, None, originals)
     b.producer = producer
     return b
 

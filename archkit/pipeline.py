@@ -166,6 +166,13 @@ def run_architecture(name: str, *, opset: int | None = None, verify: bool = True
         verification = verify_keras(model, proto, seeds=seeds, batch_sizes=batch_sizes)
         if key and hit is not None:
             export_cache.store_verification(key, verification, tag)
+    if model is not None:
+        # Keras/TensorFlow keep every traced function alive; an `archkit report --all` (or a test
+        # session) exporting the whole zoo in one process would otherwise grow past 15 GB.
+        import keras
+
+        del model
+        keras.utils.clear_session(free_memory=True)
     if key and hit is None:
         export_cache.store(key, data, verification, tag, info)
     if path is not None:

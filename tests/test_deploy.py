@@ -6,7 +6,7 @@ NCHW parity exports each architecture again (tf2onnx's `inputs_as_nchw`), at a s
 its config allows (SMALL below) and 10 classes for the classifiers. Export time is mostly the
 network's depth and weights, not its input size, so the deeper members of each family (HEAVY:
 resnet34/50/101/152, densenet169/201, inception_v2/v3) are exported only with
-ARCHKIT_TEST_ALL_EXPORTS=1 (about 5 minutes more on an idle 2-core machine); every family keeps
+ARCHKIT_TEST_ALL_EXPORTS=1 (about 3 minutes more on a quiet 2-core machine); every family keeps
 members in the default run (resnet18, densenet121, inception_v1 and the inception modules, both
 AlexNets, the baseline CNNs).
 """
