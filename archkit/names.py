@@ -79,12 +79,13 @@ def torch_block(layer: str) -> str:
 
 def _torch_block_settled(layer: str) -> tuple[str, bool]:
     """torch_block, and whether every module below `layer` has the same block (the container
-    walk stopped before the last component: deeper paths cannot move it)."""
+    walk stopped on a named module, and the index that may follow it is known or cannot come:
+    deeper paths cannot move it)."""
     comps = layer.split(".")
     i = 0
     while i < len(comps) - 1 and comps[i] in _CONTAINERS:
         i += 1
-    settled = i < len(comps) - 1
+    settled = comps[i] not in _CONTAINERS and (i + 1 < len(comps) or comps[i].isdigit())
     if i + 1 < len(comps) and comps[i + 1].isdigit() and not comps[i].isdigit():
         i += 1
     return ".".join(comps[: i + 1]), settled
