@@ -28,19 +28,7 @@ def test_the_family_is_registered():
                          "inception_v3", "inception_v3_module_a", "inception_v3_module_b", "inception_v3_module_c"]
 
 
-# --- every architecture: complete export, parity, the roll-up invariant ---------------------
-
-@pytest.mark.parametrize("name", INCEPTION)
-def test_export_is_complete_and_computes_what_keras_computes(arch_run, name):
-    analysis, _ = arch_run(name)
-    costs = analysis.costs
-    assert costs.unsupported == ()
-    assert costs.unknown == ()
-    assert set(costs.to_frame().status) <= {"counted", "free"}
-    assert analysis.verification.ok, analysis.verification.outputs
-    total = costs.total()
-    for view in (costs.by_block(), costs.by_layer(), costs.by_type()):
-        assert {k: int(view[k].sum()) for k in ("macs", "flops", "params")} == {k: total[k] for k in ("macs", "flops", "params")}
+# --- shared helpers (complete export, parity and the roll-up invariant: tests/test_registry.py) ---
 
 
 def _counted(analysis, metric):
