@@ -17,6 +17,7 @@ from typing import Iterable, Sequence
 import networkx as nx
 
 from archkit.connectivity import PUBLISHED_RECEPTIVE_FIELDS, Connectivity, DenseBlock, ReceptiveField
+from archkit.io import png_bytes
 
 __all__ = ["LAYER_LIMIT", "markdown", "csv", "dot", "png", "dense_png", "files", "text"]
 
@@ -396,10 +397,7 @@ def _draw(g: nx.DiGraph, labels: dict, colors: dict, groups: dict | None, title:
                 bbox=dict(boxstyle="round,pad=0.3", fc=colors[n], ec="#7f7f7f", lw=0.6))
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=72, metadata={"Software": None})
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig, dpi=72)
 
 
 def dense_png(conn: Connectivity, name: str) -> bytes:
@@ -433,10 +431,7 @@ def dense_png(conn: Connectivity, name: str) -> bytes:
     fig.suptitle(f"{name}: dense-block connectivity, {what}; right of the red line: what reads the block's output",
                  fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=72, metadata={"Software": None})
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig, dpi=72)
 
 
 # --- plain text (the command line) ----------------------------------------------------------

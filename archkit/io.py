@@ -59,3 +59,16 @@ def write_folder(folder: str | os.PathLike, files: Mapping[str, bytes]) -> None:
             os.replace(old, target)
         raise OutputError(f"{target}: cannot write ({e.strerror})") from None
     shutil.rmtree(old, ignore_errors=True)
+
+
+def png_bytes(fig, *, dpi: int) -> bytes:
+    """A matplotlib figure as PNG bytes, then closed. No "Software" tag: the same figure gives
+    the same bytes whatever matplotlib wrote it, so committed reports stay byte-identical."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()

@@ -18,7 +18,6 @@ No TensorFlow is imported here.
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -26,6 +25,7 @@ from typing import Callable, Sequence
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+from archkit.io import png_bytes
 
 __all__ = [
     "EX0", "EX1", "K0", "K3X3", "NOTES_CONV0", "conv0", "block_reduce_max", "conv0_examples",
@@ -343,10 +343,7 @@ def plot_figs(panels: Sequence[tuple[str, np.ndarray]], *, title: str | None = N
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, metadata={"Software": None})
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig, dpi=80)
 
 
 def figures(results: Sequence[PrimitiveCheck] | None = None, photo: np.ndarray | None = None) -> dict[str, bytes]:

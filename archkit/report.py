@@ -14,6 +14,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import pandas as pd
 
 from archkit.pipeline import Analysis
+from archkit.io import png_bytes
 
 __all__ = ["FORMATS", "render", "index", "block_chart", "layer_table", "reference_rows", "summary", "versions"]
 
@@ -382,10 +383,7 @@ def block_chart(a: Analysis) -> bytes:
     fig.suptitle(f"{a.name}: MACs and {params_label.lower()} per block "
                  f"(totals {total['macs']:,} and {sum(params):,})", fontsize=10)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, metadata={"Software": None})
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig, dpi=80)
 
 
 def index(summaries: Sequence[Mapping[str, Any]]) -> str:

@@ -31,6 +31,7 @@ import numpy as np
 import onnx
 
 from archkit.errors import InputError, ParityError, UsageError
+from archkit.io import png_bytes
 
 __all__ = [
     "TRAINABLE", "BATCH_SIZE", "VALIDATION_SPLIT", "PATIENCE", "Dataset", "load_dataset", "load_digits",
@@ -406,12 +407,7 @@ def train(name: str, data: Dataset, *, epochs: int, early_stopping: bool, seed: 
 # --- figures -------------------------------------------------------------------------------
 
 def _png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, metadata={"Software": None})
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig, dpi=80)
 
 
 def _pyplot():
