@@ -50,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--batch-sizes", default="1,8", help="comma-separated batch sizes (default 1,8)")
     v.add_argument("--timeout", type=float, default=None,
                    help="seconds one onnxruntime child process may take (default 600, or $ARCHKIT_ORT_TIMEOUT)")
+    _max_bytes_argument(v)
     _deploy_arguments(v)
 
     b = sub.add_parser("bench", help="latency in onnxruntime vs Keras, GFLOP/s and fraction of the matmul peak")
@@ -63,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="let onnxruntime's idle threads spin-wait (its default; slow when the cores are shared)")
     b.add_argument("--opset", type=int, default=None)
     b.add_argument("--timeout", type=float, default=None, help="seconds the onnxruntime child process may take")
+    _max_bytes_argument(b)
     _deploy_arguments(b)
 
     r = sub.add_parser("report", help="write the cost report of an architecture")
@@ -82,7 +84,11 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--by", default="layer", choices=("op", "layer", "block", "type"), help="the table printed (default: layer)")
     a.add_argument("--format", default=None,
                    help="printed: one of md,csv,json (default md); with -o: the files, comma-separated (default md,csv,json)")
-    a.add_argument("-o", "--output", type=Path, default=None, help="write the report files into this folder")
+    a.add_argument("-o", "--output", type=Path, default=None,
+                   help="write the report files into this folder (new, empty, or an earlier report: it is replaced)")
+    a.add_argument("--strict", action="store_true",
+                   help="an op without a cost rule (unknown op, custom domain) or of unknown cost is an error (exit 6)")
+    _max_bytes_argument(a)
 
     c = sub.add_parser("connectivity", help="how a network is wired: depth, branches, skips, concatenations, "
                                             "receptive fields (an architecture, or any ONNX file: no TensorFlow)")
@@ -93,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="what is printed (default: text)")
     c.add_argument("-o", "--output", type=Path, default=None,
                    help="also write connectivity.md, .csv, .dot, .png (and dense_blocks.png) into this folder")
+    _max_bytes_argument(c)
 
     t = sub.add_parser("train", help="train the notes' MNIST CNN; export it; Keras vs onnxruntime accuracy; kernels, neighbours")
     t.add_argument("name", choices=("baseline_cnn", "baseline_cnn_dropout"))
@@ -107,6 +114,20 @@ def _parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("primitives", help="the notes' convolution primitives, numpy vs onnxruntime, and their figures")
     pr.add_argument("--out", type=Path, default=None, help="write the figures (PNG) into this folder")
     return p
+
+
+def _max_bytes_argument(p: argparse.ArgumentParser) -> None:
+    from archkit.load import MAX_BYTES, parse_size
+
+    def size(text: str) -> int:
+        try:
+            return parse_size(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    p.add_argument("--max-bytes", type=size, default=MAX_BYTES, metavar="SIZE",
+                   help="(files) refuse an ONNX file larger than this, before reading it: 1000, 512K, 100M, 2G "
+                        "(default: protobuf's limit, 2G - 1 byte; exit 7)")
 
 
 def _deploy_arguments(p: argparse.ArgumentParser) -> None:
@@ -170,6 +191,42 @@ def _writable(folder: Path) -> None:
         raise OutputError(f"{folder}: output folder is not writable")
 
 
+def _report_folder(folder: Path, source: Path | None = None) -> None:
+    """A folder a report may replace: new, empty, or holding only report files; never the input's."""
+    from archkit.report import FILE_NAMES
+
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{folder}: is a file, not a folder" + (" (the input model?)" if source else ""))
+    _writable(folder)
+    if source is not None:
+        src, out = os.path.realpath(source), os.path.realpath(folder)
+        if os.path.commonpath([src, out]) == out:
+            raise OutputError(f"{folder}: holds the input {source}; a report replaces its folder, choose another")
+    if folder.is_dir():
+        foreign = sorted(p.name for p in folder.iterdir() if p.name not in FILE_NAMES or p.is_dir())
+        if foreign:
+            raise OutputError(f"{folder}: holds files that are not an archkit report ({foreign[0]!r}"
+                              + (f" and {len(foreign) - 1} more" if len(foreign) > 1 else "")
+                              + "); a report replaces its folder, choose a new or empty one")
+
+
+def _connectivity_folder(folder: Path, source: Path | None = None) -> None:
+    """connectivity -o adds its files to a folder; none of them may be the input."""
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{folder}: is a file, not a folder")
+    _writable(folder)
+    if source is not None and os.path.dirname(os.path.realpath(source)) == os.path.realpath(folder) \
+            and source.name.startswith(("connectivity.", "dense_blocks.")):
+        raise OutputError(f"{folder}: writing the connectivity files would replace the input {source}")
+
+
+def _warn(analysis) -> None:
+    from archkit.escape import terminal
+
+    for w in getattr(analysis, "warnings", ()):
+        print(f"archkit: warning: {terminal(w)}", file=sys.stderr)
+
+
 def _cmd_list(args) -> int:
     import architectures
 
@@ -231,8 +288,9 @@ def _cmd_verify(args) -> int:
 
         if not deploy.plain:
             raise UsageError("--layout/--batch/--precision choose how an architecture is exported; a FILE is as it is")
-        proto = load_model(args.name)
-        v = verify_onnx(proto, path=args.name, seeds=seeds, batch_sizes=batch_sizes, timeout=args.timeout)
+        loaded = load_model(args.name, max_bytes=args.max_bytes)
+        loaded.require_weights("verify")
+        v = verify_onnx(loaded.proto, path=args.name, seeds=seeds, batch_sizes=batch_sizes, timeout=args.timeout)
         label = args.name
     else:
         import architectures
@@ -245,8 +303,10 @@ def _cmd_verify(args) -> int:
                                        batch_sizes=batch_sizes)
         v = analysis.verification
         label = f"{args.name} ({deploy.describe()})"
-    for line in _verification_lines(v, label):
-        print(line)
+    from archkit.escape import terminal
+
+    for line in _verification_lines(v, label):  # output names come from the file
+        print(terminal(line))
     v.raise_for_failure(args.name)
     print(f"{args.name}: parity ok ({v.runtime}, {v.precision} vs {v.reference})")
     return 0
@@ -294,8 +354,10 @@ def _bench(target: str, args, *, deploy=None, opset=None):
         from archkit.load import load_model
         from archkit.pipeline import analyse_model
 
-        proto = load_model(target)
-        analysis = analyse_model(proto, size_bytes=Path(target).stat().st_size)
+        loaded = load_model(target, max_bytes=getattr(args, "max_bytes", None))
+        loaded.require_weights("bench")
+        proto = loaded.proto
+        analysis = analyse_model(proto, size_bytes=loaded.size_bytes)
         return bench.bench_model(proto, name=analysis.name, path=target, macs_per_sample=analysis.costs.total()["macs"],
                                  macs_complete=analysis.costs.complete, threads=threads, batch_sizes=batch_sizes,
                                  runs=runs, timeout=timeout, spinning=spinning), analysis
@@ -329,8 +391,10 @@ def _cmd_bench(args) -> int:
         b, _ = _bench(args.name, args)
     else:
         b, _ = _bench(args.name, args, deploy=_deploy_options(args), opset=args.opset)
-    for line in summary_lines(b):
-        print(line)
+    from archkit.escape import terminal
+
+    for line in summary_lines(b):  # a file's graph name
+        print(terminal(line))
     return 0
 
 
@@ -346,6 +410,8 @@ def _cmd_report(args) -> int:
     names = architectures.names() if args.all else [args.name]
     archs = [architectures.get(n) for n in names]  # all names checked before any work
     _writable(args.out)
+    for arch in archs:
+        _report_folder(args.out / arch.name)
     if args.bench:
         from archkit.bench import default_threads, set_keras_threads
 
@@ -395,15 +461,17 @@ def _cmd_analyse(args) -> int:
         fmt = args.format or "md"
         if fmt not in ("md", "csv", "json"):
             raise UsageError(f"--format {fmt!r}: printing takes one of md, csv, json (write several with -o DIR)")
-        analysis = analyse_file(args.file, input_shapes=shapes)
+        analysis = analyse_file(args.file, input_shapes=shapes, max_bytes=args.max_bytes, strict=args.strict)
+        _warn(analysis)
         sys.stdout.write(render_view(analysis, args.by, fmt))
         return 0
     from archkit.io import write_folder
     from archkit.report import render
 
     formats = _formats(args.format or "md,csv,json")
-    _writable(args.output)
-    analysis = analyse_file(args.file, input_shapes=shapes)
+    _report_folder(args.output, source=args.file)
+    analysis = analyse_file(args.file, input_shapes=shapes, max_bytes=args.max_bytes, strict=args.strict)
+    _warn(analysis)
     write_folder(args.output, render(analysis, formats))
     for line in summary_lines(analysis):
         print(line)
@@ -420,8 +488,9 @@ def _cmd_connectivity(args) -> int:
 
         shapes = dict(parse_input_shape(t) for t in args.input_shape)
         if args.output is not None:
-            _writable(args.output)
-        analysis = analyse_file(target, input_shapes=shapes, connectivity=True)
+            _connectivity_folder(args.output, source=Path(target))
+        analysis = analyse_file(target, input_shapes=shapes, connectivity=True, max_bytes=args.max_bytes)
+        _warn(analysis)
     else:
         import architectures
         from archkit.pipeline import run_architecture
@@ -430,7 +499,7 @@ def _cmd_connectivity(args) -> int:
             raise UsageError("--input-shape applies to ONNX files; an architecture's shapes are its own")
         architectures.get(target)  # an unknown name fails before any work
         if args.output is not None:
-            _writable(args.output)
+            _connectivity_folder(args.output)
         analysis, _ = run_architecture(target, verify=False)
     conn, name = analysis.connectivity, analysis.name
     if args.output is not None:
@@ -532,6 +601,8 @@ COMMANDS["bench"] = _cmd_bench
 
 
 def main(argv: list[str] | None = None) -> int:
+    from archkit.escape import terminal
+
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     if debug:
         os.environ["ARCHKIT_DEBUG"] = "1"
@@ -541,7 +612,7 @@ def main(argv: list[str] | None = None) -> int:
     except ArchkitError as e:
         if debug:
             raise
-        print(f"archkit: error: {e}", file=sys.stderr)
+        print(f"archkit: error: {terminal(str(e))}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("archkit: interrupted", file=sys.stderr)
@@ -549,6 +620,6 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # a bug: one line unless --debug
         if debug:
             raise
-        print(f"archkit: internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
+        print(f"archkit: internal error: {terminal(type(e).__name__ + ': ' + (str(e).splitlines() or [''])[0])} "
               "(rerun with --debug for the traceback)", file=sys.stderr)
         return 1

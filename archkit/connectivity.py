@@ -326,10 +326,12 @@ def int_constants(model) -> dict[str, tuple[int, ...]]:
     pad amounts, axes, shapes. Reads nothing else."""
     from onnx import TensorProto, numpy_helper
 
+    from archkit.load import has_data
+
     out = {}
     for t in model.graph.initializer:
         if t.data_type in (TensorProto.INT64, TensorProto.INT32) and len(t.dims) <= 1 \
-                and (not t.dims or t.dims[0] <= 64) and t.data_location != TensorProto.EXTERNAL:
+                and (not t.dims or t.dims[0] <= 64) and has_data(t):
             out[t.name] = tuple(int(v) for v in numpy_helper.to_array(t).ravel())
     return out
 

@@ -6,17 +6,24 @@ predecessors, and drawn with matplotlib's Agg backend. The DOT file always holds
 graph with each block as a cluster; the PNG shows layers for small networks and blocks where a
 layer-level picture would be unreadable (more than LAYER_LIMIT layers). Everything is
 deterministic (no timestamps in the PNG metadata).
+
+Layer, block and op names come from the model and are untrusted: each is passed through the
+archkit.escape function of the output it lands in (markdown tables escape plain str cells
+themselves; text archkit composes around escaped names is escape.Markdown).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections import defaultdict
 from typing import Iterable, Sequence
 
 import networkx as nx
 
+from archkit import escape as esc
 from archkit.connectivity import PUBLISHED_RECEPTIVE_FIELDS, Connectivity, DenseBlock, ReceptiveField
+from archkit.escape import Markdown, md, md_code
 from archkit.io import png_bytes
 
 __all__ = ["LAYER_LIMIT", "markdown", "csv", "dot", "png", "dense_png", "files", "text"]
@@ -44,8 +51,11 @@ def files(conn: Connectivity, name: str, formats: Iterable[str]) -> dict[str, by
 # --- text -----------------------------------------------------------------------------------
 
 def csv(conn: Connectivity) -> bytes:
+    df = conn.to_frame()
+    if any(esc.name(p) != p for l in conn.layers for p in l.predecessors):  # each name cut on its own, not the list
+        df["predecessors"] = [" ".join(esc.name(p) for p in l.predecessors) for l in conn.layers]
     buf = io.StringIO()
-    conn.to_frame().to_csv(buf, index=False, lineterminator="\n")
+    esc.csv_frame(df, limits={"predecessors": None}).to_csv(buf, index=False, lineterminator="\n")
     return buf.getvalue().encode()
 
 
@@ -58,8 +68,9 @@ def _table(header: Sequence[str], rows: Iterable[Sequence], align: str | None = 
 
 
 def _cell(c) -> str:
-    text = f"{c:,}" if isinstance(c, int) and not isinstance(c, bool) else str(c)
-    return text.replace("|", "\\|").replace("\n", " ")
+    if isinstance(c, Markdown):
+        return c
+    return f"{c:,}" if isinstance(c, int) and not isinstance(c, bool) else md(str(c))
 
 
 def _rf(rf: ReceptiveField | None) -> str:
@@ -98,11 +109,11 @@ def markdown(conn: Connectivity, name: str, *, images: bool = True) -> str:
         ("concatenations", f"{len(conn.concats)}"),
     ]
     if conn.dense_blocks:
-        rows.append(("dense blocks", ", ".join(f"{d.name}: {d.layers} layers" for d in conn.dense_blocks)))
-    rows.append(("receptive field", f"`{conn.final_layer}`: {_rf(rf)}" if rf else "no spatial layer"))
+        rows.append(("dense blocks", Markdown(", ".join(f"{md(d.name)}: {d.layers} layers" for d in conn.dense_blocks))))
+    rows.append(("receptive field", Markdown(f"{md_code(conn.final_layer)}: {_rf(rf)}") if rf else "no spatial layer"))
     out += _table(("", ""), rows) + [""]
     if images:
-        out += [f"![{name}: the wiring, one node per {level[:-1]}](connectivity.png)", "",
+        out += [f"![{md(name)}: the wiring, one node per {level[:-1]}](connectivity.png)", "",
                 f"Drawn {'layer by layer' if level == 'layers' else 'block by block'}; `connectivity.dot` holds every "
                 "layer with blocks as clusters (render with `dot -Tsvg connectivity.dot`). Per-layer figures: "
                 "`connectivity.csv`.", ""]
@@ -118,10 +129,11 @@ def markdown(conn: Connectivity, name: str, *, images: bool = True) -> str:
                 if not b.layers:
                     parts.append("identity")
                     continue
-                label = " → ".join(_short(l, f.block) for l in b.layers if conn.layer(l).weighted) or \
-                    " → ".join(_short(l, f.block) for l in b.layers)
+                label = " → ".join(md(_short(l, f.block)) for l in b.layers if conn.layer(l).weighted) or \
+                    " → ".join(md(_short(l, f.block)) for l in b.layers)
                 parts.append(f"{label} ({b.weighted}, {_pct(b.share)})")
-            rows.append((f"`{f.join}`", f.block, f"`{f.fork}`", len(f.branches), f.paths, f.macs, "; ".join(parts)))
+            rows.append((md_code(f.join), f.block, md_code(f.fork), len(f.branches), f.paths, f.macs,
+                         Markdown("; ".join(parts))))
         out += _table(("join", "block", "fork", "branches", "paths", "MACs", "branches: weighted layers, MAC share"),
                       rows, "lllrrrl") + [""]
 
@@ -131,8 +143,8 @@ def markdown(conn: Connectivity, name: str, *, images: bool = True) -> str:
                 "on the longer branch (what the shortcut skips); a projection shortcut carries weighted layers of its "
                 "own.", ""]
         out += _table(("Add", "block", "fork", "span", "shortcut"),
-                      [(f"`{r.layer}`", r.block, f"`{r.fork}`", r.span,
-                        "projection: " + ", ".join(f"`{l}`" for l in r.shortcut) if r.projection else "identity")
+                      [(md_code(r.layer), r.block, md_code(r.fork), r.span,
+                        Markdown("projection: " + ", ".join(md_code(l) for l in r.shortcut)) if r.projection else "identity")
                        for r in conn.residuals], "lllrl") + [""]
 
     if conn.concats:
@@ -140,7 +152,7 @@ def markdown(conn: Connectivity, name: str, *, images: bool = True) -> str:
                 "Per Concat: the tensors it joins, and the earlier layers whose features (channels) its output "
                 "carries, followed back through elementwise ops, pooling, transposes and reshapes.", ""]
         out += _table(("Concat", "block", "inputs", "layers carried", "from"),
-                      [(f"`{c.layer}`", c.block, c.inputs, len(c.sources), _few(c.sources))
+                      [(md_code(c.layer), c.block, c.inputs, len(c.sources), _few(c.sources))
                        for c in conn.concats], "llrrl") + [""]
 
     if conn.dense_blocks:
@@ -152,9 +164,10 @@ def markdown(conn: Connectivity, name: str, *, images: bool = True) -> str:
                    "reads." if not any(d.mean_abs_weight for d in conn.dense_blocks) else
                    "Cells hold the mean absolute kernel weight per input map from each source."), ""]
         if images:
-            out += [f"![{name}: dense-block connectivity](dense_blocks.png)", ""]
+            out += [f"![{md(name)}: dense-block connectivity](dense_blocks.png)", ""]
         out += _table(("block", "layers", "sources", "fan-in per layer (earlier layers read)", "output read by"),
-                      [(d.name, d.layers, len(d.sources), _fan_in(d), ", ".join(f"`{t}`" for t in d.targets[d.layers:]))
+                      [(d.name, d.layers, len(d.sources), _fan_in(d),
+                        Markdown(", ".join(md_code(t) for t in d.targets[d.layers:])))
                        for d in conn.dense_blocks], "lrrll") + [""]
 
     out += ["### Receptive field", ""]
@@ -166,19 +179,19 @@ def markdown(conn: Connectivity, name: str, *, images: bool = True) -> str:
         for (_, _, _), sts in groups.items():
             first = sts[0]
             more = f" and {len(sts) - 1} more" if len(sts) > 1 else ""
-            out += [f"- {first.text}: `{'` → `'.join(first.layers)}`{more}"]
+            out += [f"- {first.text}: {' → '.join(md_code(l, table=False) for l in first.layers)}{more}"]
         out += [""]
     rows = []
     for block, layer in _block_ends(conn):
         rf = layer.receptive_field
-        rows.append((block, f"`{layer.name}`", layer.output_shape, _xy(rf.size), _xy(rf.stride), _xy(rf.padding),
-                     "yes" if rf.aligned else "**no**"))
+        rows.append((block, md_code(layer.name), layer.output_shape, _xy(rf.size), _xy(rf.stride), _xy(rf.padding),
+                     "yes" if rf.aligned else Markdown("**no**")))
     if rows:
         out += ["At the last layer of each block (every layer's in `connectivity.csv`):", ""]
         out += _table(("block", "layer", "output", "size", "effective stride", "effective padding", "aligned"),
                       rows, "lllrrrl") + [""]
     if conn.rf_unsupported:
-        out += [f"Receptive fields stop at ops archkit cannot follow: {', '.join(conn.rf_unsupported)}.", ""]
+        out += [f"Receptive fields stop at ops archkit cannot follow: {', '.join(md(o) for o in conn.rf_unsupported)}.", ""]
     published = [p for p in PUBLISHED_RECEPTIVE_FIELDS if p.architecture == name]
     if published:
         out += ["Beside the published figures (google-research/receptive_field, TF-slim models at 224x224):", ""]
@@ -190,15 +203,15 @@ def markdown(conn: Connectivity, name: str, *, images: bool = True) -> str:
                 layer = None
             rf = layer.receptive_field if layer else None
             if rf is None:
-                verdict = "**not found**"
+                verdict = Markdown("**not found**")
             elif (rf.size[0], rf.stride[0]) == (p.size, p.stride):
                 verdict = "same size and stride"
             elif rf.size[0] == p.size:
                 verdict = "same size, other stride (see below)"
             else:
-                verdict = "differs (see below)" if p.note else "**differs**"
-            rows.append((f"{p.model} `{p.end_point}`", f"{p.size} / {p.stride}, padding {p.padding}", f"`{p.layer}`",
-                         _rf(rf) if rf else "", verdict))
+                verdict = "differs (see below)" if p.note else Markdown("**differs**")
+            rows.append((Markdown(f"{p.model} `{p.end_point}`"), f"{p.size} / {p.stride}, padding {p.padding}",
+                         Markdown(f"`{p.layer}`"), _rf(rf) if rf else "", verdict))
         out += _table(("published (TF-slim)", "size / stride, padding", "archkit layer", "counted", ""), rows) + [""]
         notes = list(dict.fromkeys(p.note for p in published if p.note))
         out += [f"- {n}" for n in notes] + ([""] if notes else [])
@@ -209,9 +222,9 @@ def _xy(v) -> str:
     return str(v[0]) if len(set(v)) == 1 else "x".join(map(str, v))
 
 
-def _few(names: Sequence[str], n: int = 4) -> str:
-    shown = ", ".join(f"`{x}`" for x in names[:n])
-    return shown + (f" … ({len(names) - n} more)" if len(names) > n else "")
+def _few(names: Sequence[str], n: int = 4) -> Markdown:
+    shown = ", ".join(md_code(x) for x in names[:n])
+    return Markdown(shown + (f" … ({len(names) - n} more)" if len(names) > n else ""))
 
 
 def _fan_in(d: DenseBlock) -> str:
@@ -234,20 +247,32 @@ def _block_ends(conn: Connectivity):
 # --- DOT ------------------------------------------------------------------------------------
 
 def _q(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    """A DOT quoted string: backslash, quote and line breaks escaped (so `\\N`, `\\G`, `\\l` stay
+    literal); the names in `s` are already shown with escape.name."""
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r") + '"'
 
 
-def _label(conn: Connectivity, layer) -> str:
+def _id(s: str) -> str:
+    """A DOT node ID for a layer name: the name itself, or where escape.name changes it (cut or
+    escaped), the shown name and a hash of the full one, so two layers never share an ID."""
+    shown = esc.name(s)
+    if shown == s:
+        return _q(s)
+    return _q(f"{shown} #{hashlib.sha256(s.encode('utf-8', 'surrogatepass')).hexdigest()[:12]}")
+
+
+def _label(conn: Connectivity, layer, show=esc.name) -> str:
+    """A node's label: its name (shown with `show`, one of archkit.escape's), then its shape or kernel."""
     if layer.kind in ("input", "output"):
-        return f"{layer.name.split(':', 1)[1]}\n{layer.output_shape}"
-    text = layer.name
+        return f"{show(layer.name.split(':', 1)[1])}\n{show(layer.output_shape)}"
+    text = show(layer.name)
     if layer.kernel:
         text += "\n" + "x".join(map(str, layer.kernel)) + ("/" + _xy(layer.stride) if layer.stride and max(layer.stride) > 1 else "")
     return text
 
 
 def dot(conn: Connectivity, name: str) -> str:
-    lines = [f"digraph {_q(name)} {{", "  rankdir=TB;",
+    lines = [f"digraph {_q(esc.name(name))} {{", "  rankdir=TB;",
              '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=10];',
              '  edge [color="#555555", arrowsize=0.6];']
     by_block: dict[str, list] = defaultdict(list)
@@ -257,15 +282,15 @@ def dot(conn: Connectivity, name: str) -> str:
         cluster = len(layers) > 1 or layers[0].name != block
         indent = "    " if cluster else "  "
         if cluster:
-            lines += [f"  subgraph {_q(f'cluster_{i}')} {{", f"    label={_q(block)};",
+            lines += [f"  subgraph {_q(f'cluster_{i}')} {{", f"    label={_q(esc.name(block))};",
                       '    style="rounded,filled"; fillcolor="#f2f2f2"; color="#bfbfbf";']
         for l in layers:
-            lines.append(f"{indent}{_q(l.name)} [label={_q(_label(conn, l))}, fillcolor={_q(_COLORS[l.kind])}];")
+            lines.append(f"{indent}{_id(l.name)} [label={_q(_label(conn, l))}, fillcolor={_q(_COLORS[l.kind])}];")
         if cluster:
             lines.append("  }")
     for l in conn.layers:
         for p in l.predecessors:
-            lines.append(f"  {_q(p)} -> {_q(l.name)};")
+            lines.append(f"  {_id(p)} -> {_id(l.name)};")
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -301,10 +326,10 @@ def png(conn: Connectivity, name: str) -> bytes:
     if _layer_level(conn):
         g = conn.layer_graph()
         info = {l.name: l for l in conn.layers}
-        labels = {n: _label(conn, info[n]) for n in g}
+        labels = {n: _label(conn, info[n], esc.plot) for n in g}
         colors = {n: _COLORS[info[n].kind] for n in g}
         groups = {n: info[n].block for n in g}
-        title = f"{name}: {len(g):,} layers, depth {conn.depth} (weighted layers), blocks shaded"
+        title = f"{esc.plot(name)}: {len(g):,} layers, depth {conn.depth} (weighted layers), blocks shaded"
     else:
         g = _block_graph(conn)
         labels, colors = _block_labels(conn, g), {n: _COLORS["block"] for n in g}
@@ -312,7 +337,7 @@ def png(conn: Connectivity, name: str) -> bytes:
             if n.startswith(("input:", "output:")):
                 colors[n] = _COLORS["input"]
         groups = None
-        title = f"{name}: {len(g):,} blocks (layer-level graph in connectivity.dot), depth {conn.depth}"
+        title = f"{esc.plot(name)}: {len(g):,} blocks (layer-level graph in connectivity.dot), depth {conn.depth}"
     return _draw(g, labels, colors, groups, title)
 
 
@@ -336,9 +361,9 @@ def _block_labels(conn: Connectivity, g: nx.DiGraph) -> dict[str, str]:
     for b in g:
         ls = layers.get(b, [])
         if b.startswith(("input:", "output:")):
-            out[b] = _label(conn, ls[0]) if ls else b
+            out[b] = _label(conn, ls[0], esc.plot) if ls else esc.plot(b)
             continue
-        lines = [b]
+        lines = [esc.plot(b)]
         w = sum(1 for l in ls if l.weighted)
         macs = sum(l.macs for l in ls)
         lines.append(f"{w} weighted, {macs / 1e6:,.0f}M MACs" if w else f"{len(ls)} layer{'s' * (len(ls) != 1)}")
@@ -383,7 +408,7 @@ def _draw(g: nx.DiGraph, labels: dict, colors: dict, groups: dict | None, title:
             ax.add_patch(FancyBboxPatch((min(bx) - 0.48, min(by) - 0.36), max(bx) - min(bx) + 0.96,
                                         max(by) - min(by) + 0.72, boxstyle="round,pad=0.02,rounding_size=0.1",
                                         fc="#f2f2f2" if i % 2 == 0 else "#e9eef6", ec="#bfbfbf", lw=0.6, zorder=0))
-            ax.text(max(bx) + 0.46, max(by) + 0.33, block, ha="right", va="top", fontsize=5.5, color="#7f7f7f", zorder=1)
+            ax.text(max(bx) + 0.46, max(by) + 0.33, esc.plot(block), ha="right", va="top", fontsize=5.5, color="#7f7f7f", zorder=1)
     for u, v in g.edges:
         (x0, y0), (x1, y1) = pos[u], pos[v]
         span = y0 - y1
@@ -417,7 +442,7 @@ def dense_png(conn: Connectivity, name: str) -> bytes:
             m = np.where(m > 0, 1.0, np.nan)
         im = ax.imshow(m, cmap="viridis" if weighted else "Blues", vmin=0 if not weighted else None,
                        vmax=1.4 if not weighted else None, interpolation="nearest", aspect="auto")
-        ax.set_title(f"{d.name} ({d.layers} layers)", fontsize=9)
+        ax.set_title(f"{esc.plot(d.name)} ({d.layers} layers)", fontsize=9)
         ax.set_xlabel("target layer (ℓ)", fontsize=8)
         ax.set_ylabel("source layer (s)", fontsize=8)
         n_t, n_s = m.shape[1], m.shape[0]
@@ -428,7 +453,7 @@ def dense_png(conn: Connectivity, name: str) -> bytes:
         if weighted:
             fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     what = "mean |weight| per input map" if weighted else "which earlier layers' features each layer reads (untrained: structure)"
-    fig.suptitle(f"{name}: dense-block connectivity, {what}; right of the red line: what reads the block's output",
+    fig.suptitle(f"{esc.plot(name)}: dense-block connectivity, {what}; right of the red line: what reads the block's output",
                  fontsize=8)
     fig.tight_layout()
     return png_bytes(fig, dpi=72)
@@ -437,30 +462,34 @@ def dense_png(conn: Connectivity, name: str) -> bytes:
 # --- plain text (the command line) ----------------------------------------------------------
 
 def text(conn: Connectivity, name: str) -> str:
-    """What `archkit connectivity` prints: the figures, then one line per pair, Add, Concat, block."""
+    """What `archkit connectivity` prints: the figures, then one line per pair, Add, Concat, block.
+    Names are shown with escape.name: no control character or escape sequence reaches the terminal."""
+    n = esc.name
     s = conn.summary()
-    lines = [f"{name}: {s['layers']:,} layers ({conn.weighted_layers:,} weighted); depth {conn.depth} weighted layers; "
+    lines = [f"{n(name)}: {s['layers']:,} layers ({conn.weighted_layers:,} weighted); depth {conn.depth} weighted layers; "
              f"at most {conn.max_parallel_paths} parallel paths"]
     rf = conn.final_rf
-    lines.append(f"receptive field: {conn.final_layer} {rf.text}" if rf else "receptive field: no spatial layer")
+    lines.append(f"receptive field: {n(conn.final_layer)} {rf.text}" if rf else "receptive field: no spatial layer")
     lines.append(f"fork/join pairs: {len(conn.fork_joins)}")
     for f in conn.fork_joins:
         shares = " ".join(_pct(b.share) for b in f.branches)
-        lines.append(f"  {f.join}  {len(f.branches)} branches, {f.paths} paths  fork {f.fork}  MAC shares {shares}")
+        lines.append(f"  {n(f.join)}  {len(f.branches)} branches, {f.paths} paths  fork {n(f.fork)}  MAC shares {shares}")
     lines.append(f"residual Adds: {len(conn.residuals)}, {s['projection_shortcuts']} with a projection shortcut")
     for r in conn.residuals:
-        lines.append(f"  {r.layer}  span {r.span}  " + ("projection " + ", ".join(r.shortcut) if r.projection else "identity"))
+        lines.append(f"  {n(r.layer)}  span {r.span}  "
+                     + ("projection " + ", ".join(map(n, r.shortcut)) if r.projection else "identity"))
     lines.append(f"concatenations: {len(conn.concats)}")
     for c in conn.concats:
-        lines.append(f"  {c.layer}  {c.inputs} inputs, carries {len(c.sources)} layers")
+        lines.append(f"  {n(c.layer)}  {c.inputs} inputs, carries {len(c.sources)} layers")
     lines.append(f"dense blocks: {len(conn.dense_blocks)}")
     for d in conn.dense_blocks:
-        lines.append(f"  {d.name}  {d.layers} layers, fan-in {_fan_in(d)}; output read by {', '.join(d.targets[d.layers:])}")
+        lines.append(f"  {n(d.name)}  {d.layers} layers, fan-in {_fan_in(d)}; "
+                     f"output read by {', '.join(map(n, d.targets[d.layers:]))}")
     if conn.stacks:
         groups: dict = defaultdict(list)
         for st in conn.stacks:
             groups[st.text].append(st)
         lines.append("kernel stacks: " + "; ".join(f"{t} ({len(v)})" for t, v in groups.items()))
     if conn.rf_unsupported:
-        lines.append(f"receptive fields stop at: {', '.join(conn.rf_unsupported)}")
+        lines.append(f"receptive fields stop at: {', '.join(map(n, conn.rf_unsupported))}")
     return "\n".join(lines) + "\n"

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 from collections import ChainMap
 from types import MappingProxyType
 from typing import Iterable, Mapping, NamedTuple
@@ -223,11 +224,86 @@ def _skeleton(model: onnx.ModelProto, input_shapes: Mapping[str, object]) -> tup
     return header.SerializeToString() + _field(_GRAPH_TAG, graph), fixed, initializers, shape_data
 
 
-def _infer(skeleton: bytes) -> onnx.ModelProto:
+def _infer(skeleton: bytes, *, data_prop: bool = True) -> onnx.ModelProto:
     try:
-        return onnx.shape_inference.infer_shapes(skeleton, data_prop=True)
+        return onnx.shape_inference.infer_shapes(skeleton, data_prop=data_prop)
     except Exception as e:  # onnx raises several C++-backed kinds; all mean the graph is inconsistent
         raise MalformedModelError(f"shape inference failed: {str(e).strip().splitlines()[0]}") from None
+
+
+# Value propagation (onnx's data_prop, onnxruntime's symbolic inference) computes tensors element
+# by element, at a couple of hundred bytes each: a Range(0, 1e8) in a 300-byte file took 14 GB and
+# a minute, a ConstantOfShape of 1e7 elements 2 GB. Only these ops make a tensor larger than the
+# values they are given; a model holding none of them, and no large constant, is inferred with
+# propagation at once.
+_GENERATORS = frozenset({"Range", "ConstantOfShape", "Tile", "Expand", "Pad", "Resize", "Upsample", "OneHot",
+                         "CenterCropPad", "Constant"})
+_PROPAGATED = 2**16  # the largest tensor whose values propagation may compute
+
+
+def _graphs(g: onnx.GraphProto):
+    yield g
+    for n in g.node:
+        if n.attribute:
+            for a in n.attribute:
+                if a.type == _A.GRAPH:
+                    yield from _graphs(a.g)
+                elif a.type == _A.GRAPHS:
+                    for sg in a.graphs:
+                        yield from _graphs(sg)
+
+
+def _may_grow(g: onnx.GraphProto) -> bool:
+    """Whether some op of the model could make a large tensor out of small values, or is a large
+    constant (a small Constant, common in PyTorch exports, is harmless)."""
+    for sg in _graphs(g):
+        types = {n.op_type for n in sg.node}
+        if not _GENERATORS.isdisjoint(types - {"Constant"}):
+            return True
+        if "Constant" in types and any(n.op_type == "Constant" and a.type == _A.TENSOR and math.prod(a.t.dims) > _PROPAGATED
+                                       for n in sg.node for a in n.attribute):
+            return True
+    return False
+
+
+def _large_values(inferred: onnx.ModelProto) -> bool:
+    """Whether, inferred without propagation, some generator's output is large or of unknown size."""
+    sizes: dict[str, int | None] = {}
+    for g in _graphs(inferred.graph):
+        for vi in (*g.value_info, *g.output):
+            tt = vi.type.tensor_type
+            known = tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim)
+            n = math.prod(d.dim_value for d in tt.shape.dim) if known else None
+            old = sizes.get(vi.name, 0)
+            sizes[vi.name] = None if n is None or old is None else max(n, old)
+    for g in _graphs(inferred.graph):
+        for node in g.node:
+            if node.op_type in _GENERATORS:
+                for out in node.output:
+                    n = sizes.get(out)
+                    if out and (n is None or n > _PROPAGATED):
+                        return True
+    return False
+
+
+def _complete(inferred: onnx.ModelProto) -> bool:
+    """Whether every op output of the main graph has a known shape."""
+    g = inferred.graph
+    known = {vi.name for vi in (*g.value_info, *g.output) if vi.type.tensor_type.HasField("shape")
+             and all(d.HasField("dim_value") for d in vi.type.tensor_type.shape.dim)}
+    return all(not o or o in known for n in g.node for o in n.output)
+
+
+def _infer_bounded(model: onnx.ModelProto, skeleton: bytes) -> tuple[onnx.ModelProto, bool]:
+    """Shape inference with value propagation where that is bounded; (inferred, propagated)."""
+    if not _may_grow(model.graph):
+        return _infer(skeleton), True
+    plain = _infer(skeleton, data_prop=False)
+    if _complete(plain):
+        return plain, True  # nothing left for propagation to find
+    if _large_values(plain):
+        return plain, False  # shapes that would need large values computed stay unknown: costs say so
+    return _infer(skeleton), True
 
 
 def _symbolic_infer(inferred: onnx.ModelProto) -> onnx.ModelProto | None:
@@ -387,11 +463,13 @@ class _Builder:
             position += 1
             name = node.name
             op_type = node.op_type
+            domain = node.domain
+            if name.__class__ is not str or op_type.__class__ is not str or domain.__class__ is not str:
+                _not_text(node)  # protobuf hands back bytes for a string that is not UTF-8
             nid = prefix + (name or f"{op_type}_{position}")
             if nid in node_d or (not prefix and nid.startswith(("input:", "output:"))):
                 nid = f"{nid}#{position}"
             sub_outputs = None
-            domain = node.domain
             if not domain and op_type not in SUBGRAPH_OPS:
                 # most are never read (a Conv's cost needs shapes only)
                 attrs = _LazyAttrs(node if originals is None else originals[position])
@@ -416,6 +494,8 @@ class _Builder:
                     if not n:
                         ins.append(None)
                         continue
+                    if n.__class__ is not str:
+                        _not_text(node)
                     r = inits_get(n)
                     if r is not None:
                         ins.append(_new(TensorInfo, (n, r[0], r[1], True)))  # an initializer: no producer
@@ -436,6 +516,8 @@ class _Builder:
             outs = []
             for n in node.output:
                 if n:
+                    if n.__class__ is not str:
+                        _not_text(node)
                     r = shapes_get(n) or _UNKNOWN
                     if not r[2]:
                         unknown = True
@@ -520,7 +602,7 @@ def build_graph(model: onnx.ModelProto, *, input_shapes: Mapping[str, object] | 
 
 def _build(model: onnx.ModelProto, input_shapes: Mapping[str, object], symbolic: bool) -> nx.DiGraph:
     skeleton, fixed, initializers, inline = _skeleton(model, input_shapes)
-    inferred = _infer(skeleton)
+    inferred, propagated = _infer_bounded(model, skeleton)
     g = inferred.graph
     cache: dict = {}
     shapes: dict = {}
@@ -530,9 +612,9 @@ def _build(model: onnx.ModelProto, input_shapes: Mapping[str, object], symbolic:
     _read_shapes(g.value_info, shapes, cache)
     _read_shapes(g.output, shapes, cache)
 
-    how = "onnx"
+    how = "onnx" if propagated else "onnx without value propagation (large generated tensors)"
     b = _walk(model, g, shapes, initializers, cache)
-    if b.unknown and symbolic:
+    if b.unknown and symbolic and propagated:
         better = _symbolic_infer(inferred)
         if better is not None:
             override: dict = {}
@@ -559,20 +641,35 @@ def _build(model: onnx.ModelProto, input_shapes: Mapping[str, object], symbolic:
     for nid, name, scope in b.late:
         src = scope.get(name)
         if src is None:
-            continue  # a subgraph's formal input, or a tensor nobody produces
+            if isinstance(scope, _NoNone) and name in scope.m:
+                continue  # a subgraph's formal input
+            raise MalformedModelError(f"op {nid!r} reads tensor {name!r}, which no op, graph input or initializer "
+                                      "provides")
         sorted_ = False
         b.edge(src, nid, name)
     for out in model.graph.output:
         nid = f"output:{out.name}"
+        if nid in b.node:
+            raise MalformedModelError(f"graph output {out.name!r} is listed twice")
         r = shapes.get(out.name) or _UNKNOWN
         b.add(nid, {"kind": "output", "tensor": TensorInfo(out.name, r[0], r[1])})
         src = b.producer.get(out.name)
         if src is not None:
             b.edge(src, nid, out.name)
+        elif out.name not in initializers:
+            raise MalformedModelError(f"graph output {out.name!r} is produced by nothing")
     _fill(G, b)
     ops = [nid for nid, d in b.node.items() if d["kind"] == "op"]
     G.graph["op_order"] = tuple(ops) if sorted_ else _topological(G)
     return G
+
+
+def _not_text(node: onnx.NodeProto):
+    for what, values in (("name", [node.name]), ("op_type", [node.op_type]), ("domain", [node.domain]),
+                         ("input", node.input), ("output", node.output)):
+        for v in values:
+            if v.__class__ is not str:
+                raise MalformedModelError(f"an op's {what} is not valid UTF-8: {bytes(v)[:40]!r}")
 
 
 def _walk(model: onnx.ModelProto, g: onnx.GraphProto, shapes: dict, initializers: dict, cache: dict) -> _Builder:
@@ -594,8 +691,11 @@ def _int_values(tensors: list[onnx.TensorProto]) -> dict[str, tuple[int, ...]]:
     """The values of the small inline int32/int64 initializers (pads, axes, shapes)."""
     from onnx import numpy_helper
 
+    from archkit.load import has_data
+
     ints = (onnx.TensorProto.INT64, onnx.TensorProto.INT32)
-    return {t.name: tuple(int(v) for v in numpy_helper.to_array(t).ravel()) for t in tensors if t.data_type in ints}
+    return {t.name: tuple(int(v) for v in numpy_helper.to_array(t).ravel())
+            for t in tensors if t.data_type in ints and has_data(t)}
 
 
 def _fill(G: nx.DiGraph, b: _Builder) -> None:

@@ -1,55 +1,441 @@
-"""The one place that reads ONNX files a user points at.
+"""The one place that reads ONNX files a user points at, and decides whether they are safe.
 
-Weights in external files are never read: costs need only dims. A file that cannot be read,
-or is not an ONNX model, becomes an archkit error naming the file and the problem.
+A file is checked by archkit itself before anything else (onnx's C++ code, onnxruntime) sees
+it, and before any file it names is opened:
+
+- size: refused above a limit (default protobuf's 2 GiB) before it is read;
+- structure: every tensor's dims are non-negative and their element count fits int64; the
+  bytes a tensor holds match its dims and type; names are text; subgraphs nest at most
+  MAX_SUBGRAPH_DEPTH deep;
+- external data: the location is relative, has no `..`, drive letter or UNC prefix, resolves
+  inside the model's folder (realpath, compared with commonpath), crosses no symlink, names a
+  regular file with one link, and offset + length lie within that file. Nothing is opened:
+  lstat suffices. A missing file is not an error here (costs need only dims): it is listed,
+  and whatever needs the weights calls `Loaded.require_weights`.
+
+These checks are archkit's own on purpose: onnx has had path-traversal holes in external data
+(CVE-2022-25882, CVE-2024-27318, and later ones) and its native code may abort on malformed
+input. A file can still change between the check and a later open by onnxruntime: the checks
+guard against hostile files, not against a hostile file system.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
+import stat
 from pathlib import Path
+from typing import Mapping, NamedTuple
 
 import onnx
 from google.protobuf.message import DecodeError
 
-from archkit.errors import InputError, MalformedModelError, ResourceError
+from archkit.errors import InputError, MalformedModelError, ResourceError, UnsafeModelError
 
-__all__ = ["load_model", "MAX_BYTES"]
+__all__ = ["load_model", "parse_model", "check_model", "Loaded", "ExternalRef", "has_data", "parse_size",
+           "ArchkitMetadata", "archkit_metadata",
+           "MAX_BYTES", "MAX_SUBGRAPH_DEPTH"]
 
 # protobuf cannot parse a single message over 2 GiB; refuse before reading it whole.
 MAX_BYTES = 2**31 - 1
+MAX_SUBGRAPH_DEPTH = 16  # If inside Loop inside If...: real models nest 2 or 3 deep
+INT64_MAX = 2**63 - 1
+
+_T = onnx.TensorProto
+_A = onnx.AttributeProto
+_EXTERNAL = _T.EXTERNAL
+_EXTERNAL_KEYS = frozenset({"location", "offset", "length", "checksum"})
+
+# Bits per element as stored in raw_data (packed sub-byte types round up to whole bytes).
+_BITS = {_T.FLOAT: 32, _T.UINT8: 8, _T.INT8: 8, _T.UINT16: 16, _T.INT16: 16, _T.INT32: 32, _T.INT64: 64,
+         _T.BOOL: 8, _T.FLOAT16: 16, _T.DOUBLE: 64, _T.UINT32: 32, _T.UINT64: 64, _T.COMPLEX64: 64,
+         _T.COMPLEX128: 128, _T.BFLOAT16: 16, _T.FLOAT8E4M3FN: 8, _T.FLOAT8E4M3FNUZ: 8, _T.FLOAT8E5M2: 8,
+         _T.FLOAT8E5M2FNUZ: 8, _T.UINT4: 4, _T.INT4: 4, _T.FLOAT4E2M1: 4}
+for _name, _bits in (("FLOAT8E8M0", 8), ("UINT2", 2), ("INT2", 2)):  # newer onnx versions only
+    if hasattr(_T, _name):
+        _BITS[getattr(_T, _name)] = _bits
+
+# Which typed repeated field holds a type's values, and how many entries one element takes
+# (complex numbers are two; 4-bit types pack two per int32 entry).
+_TYPED = {_T.FLOAT: ("float_data", 1), _T.COMPLEX64: ("float_data", 2), _T.DOUBLE: ("double_data", 1),
+          _T.COMPLEX128: ("double_data", 2), _T.INT64: ("int64_data", 1), _T.UINT32: ("uint64_data", 1),
+          _T.UINT64: ("uint64_data", 1), _T.STRING: ("string_data", 1)}
+for _dt in (_T.INT32, _T.INT16, _T.INT8, _T.UINT16, _T.UINT8, _T.BOOL, _T.FLOAT16, _T.BFLOAT16, _T.FLOAT8E4M3FN,
+            _T.FLOAT8E4M3FNUZ, _T.FLOAT8E5M2, _T.FLOAT8E5M2FNUZ):
+    _TYPED[_dt] = ("int32_data", 1)
+for _dt in (_T.UINT4, _T.INT4, _T.FLOAT4E2M1):
+    _TYPED[_dt] = ("int32_data", 0.5)
 
 
-def load_model(path: str | os.PathLike, *, max_bytes: int = MAX_BYTES) -> onnx.ModelProto:
+class ExternalRef(NamedTuple):
+    """One tensor whose data lives in another file, as checked (never opened)."""
+
+    tensor: str
+    location: str
+    offset: int
+    length: int  # the bytes the tensor needs
+    missing: bool  # the file (or a folder on its path) does not exist
+
+
+class Loaded(NamedTuple):
+    """A checked model: the proto, where it came from, and what its weights look like."""
+
+    proto: onnx.ModelProto
+    path: Path
+    size_bytes: int
+    external: tuple[ExternalRef, ...]
+    absent: tuple[str, ...]  # tensors that declare elements but hold no data at all
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        out = []
+        missing = [r for r in self.external if r.missing]
+        if missing:
+            files = sorted({r.location for r in missing})
+            out.append(f"{self.path}: {len(missing)} tensors' external data missing ({_few(files)}); "
+                       "costs are computed from their dims, parity and benchmarks need the weights")
+        if self.absent:
+            out.append(f"{self.path}: {len(self.absent)} tensors hold no data ({_few(self.absent)}); "
+                       "costs are computed from their dims, parity and benchmarks need the weights")
+        return tuple(out)
+
+    def require_weights(self, purpose: str) -> None:
+        """Refuse, naming what is missing, when `purpose` needs every weight."""
+        missing = sorted({r.location for r in self.external if r.missing})
+        if missing:
+            raise InputError(f"{self.path}: external data file {missing[0]!r} is missing"
+                             + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+                             + f"; {purpose} needs the weights")
+        if self.absent:
+            raise InputError(f"{self.path}: tensor {self.absent[0]!r} holds no data; {purpose} needs the weights")
+
+
+def parse_size(text: str) -> int:
+    """`2G`, `100M`, `512k`, `1000` → bytes (binary multiples)."""
+    m = re.fullmatch(r"\s*(\d+)\s*([kKmMgGtT]?)i?[bB]?\s*", text or "")
+    if not m:
+        raise ValueError(f"{text!r}: expected a size such as 1000, 512K, 100M or 2G")
+    return int(m.group(1)) * 1024 ** " KMGT".index(m.group(2).upper() or " ")
+
+
+def load_model(path: str | os.PathLike, *, max_bytes: int | None = None) -> Loaded:
+    """Read and check an ONNX file (see the module docstring). Raises archkit errors only."""
     p = Path(path)
+    limit = MAX_BYTES if max_bytes is None else max_bytes
     try:
-        st = p.stat()
+        st = os.stat(p)
     except FileNotFoundError:
         raise InputError(f"{p}: no such file") from None
     except OSError as e:
         raise InputError(f"{p}: cannot access ({e.strerror})") from None
-    if p.is_dir():
+    if stat.S_ISDIR(st.st_mode):
         raise InputError(f"{p}: is a folder, not an ONNX file")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{p}: not a regular file")
     if st.st_size == 0:
         raise MalformedModelError(f"{p}: empty file")
-    if st.st_size > max_bytes:
-        raise ResourceError(f"{p}: {st.st_size:,} bytes exceeds the {max_bytes:,}-byte limit")
+    if st.st_size > limit:
+        raise ResourceError(f"{p}: {st.st_size:,} bytes exceeds the {limit:,}-byte limit (--max-bytes)")
     try:
-        data = p.read_bytes()
+        with open(p, "rb") as f:
+            data = f.read(limit + 1)  # the file may have grown since stat
     except OSError as e:
         raise InputError(f"{p}: cannot read ({e.strerror})") from None
-    return parse_model(data, origin=str(p))
+    if len(data) > limit:
+        raise ResourceError(f"{p}: more than {limit:,} bytes (--max-bytes)")
+    proto = parse_model(data, origin=str(p))
+    del data
+    external, absent = check_model(proto, origin=str(p), folder=p.parent)
+    return Loaded(proto, p, st.st_size, external, absent)
 
 
 def parse_model(data: bytes, *, origin: str = "<bytes>") -> onnx.ModelProto:
     model = onnx.ModelProto()
     try:
         model.ParseFromString(data)
-    except (DecodeError, ValueError, RuntimeError) as e:
+    except (DecodeError, ValueError, RuntimeError, RecursionError) as e:
         raise MalformedModelError(f"{origin}: not an ONNX model ({_first_line(e)})") from None
     if not model.HasField("graph") or not model.opset_import:
         raise MalformedModelError(f"{origin}: not an ONNX model (no graph or no opset_import)")
     return model
+
+
+# --- the checks ---------------------------------------------------------------------------
+
+
+def check_model(model: onnx.ModelProto, *, origin: str, folder: Path | None
+                ) -> tuple[tuple[ExternalRef, ...], tuple[str, ...]]:
+    """Check what the module docstring lists; return the external references and the tensors
+    without data. `folder`: where external data would be (None: any external data is refused)."""
+    c = _Checker(origin, folder)
+    for text in (model.producer_name, model.producer_version, model.domain, model.doc_string):
+        c.text(text, "model field")
+    for p in model.metadata_props:
+        c.text(p.key, "metadata key")
+        c.text(p.value, "metadata value")
+    for o in model.opset_import:
+        c.text(o.domain, "opset domain")
+    c.graph(model.graph, 0)
+    for f in model.functions:
+        c.text(f.name, "function name")
+        c.nodes(f.node, 1)
+    for t in model.training_info:
+        c.graph(t.initialization, 1)
+        c.graph(t.algorithm, 1)
+    return tuple(c.external), tuple(c.absent)
+
+
+class _Checker:
+    def __init__(self, origin: str, folder: Path | None):
+        self.origin = origin
+        self.folder = folder
+        self.root = os.path.realpath(folder) if folder is not None else None
+        self.external: list[ExternalRef] = []
+        self.absent: list[str] = []
+        self.files: dict[str, os.stat_result | None] = {}
+
+    def fail(self, kind, problem: str):
+        raise kind(f"{self.origin}: {problem}")
+
+    def text(self, s, what: str) -> None:
+        if s.__class__ is not str:  # protobuf hands back bytes for a string field that is not UTF-8
+            self.fail(MalformedModelError, f"a {what} is not valid UTF-8: {bytes(s)[:40]!r}")
+
+    def graph(self, g: onnx.GraphProto, depth: int) -> None:
+        if depth > MAX_SUBGRAPH_DEPTH:
+            self.fail(ResourceError, f"subgraphs nested more than {MAX_SUBGRAPH_DEPTH} deep (graph {_q(g.name)})")
+        self.text(g.name, "graph name")
+        for t in g.initializer:
+            self.tensor(t)
+        for s in g.sparse_initializer:
+            self.tensor(s.values)
+            self.tensor(s.indices)
+        for vis in (g.input, g.output, g.value_info):
+            for vi in vis:
+                self.value_info(vi)
+        self.nodes(g.node, depth)
+
+    def value_info(self, vi: onnx.ValueInfoProto) -> None:
+        self.text(vi.name, "tensor name")
+        t = vi.type
+        if t.HasField("tensor_type"):
+            for d in t.tensor_type.shape.dim:
+                if d.dim_value < 0:
+                    self.fail(MalformedModelError, f"tensor {_q(vi.name)} declares a negative dimension {d.dim_value}")
+                self.text(d.dim_param, "dimension name")
+
+    def nodes(self, nodes, depth: int) -> None:
+        for node in nodes:
+            if not node.attribute:
+                continue
+            for a in node.attribute:
+                t = a.type
+                if t == _A.TENSOR:
+                    self.tensor(a.t)
+                elif t == _A.GRAPH:
+                    self.graph(a.g, depth + 1)
+                elif t == _A.TENSORS:
+                    for x in a.tensors:
+                        self.tensor(x)
+                elif t == _A.GRAPHS:
+                    for x in a.graphs:
+                        self.graph(x, depth + 1)
+                elif t == _A.SPARSE_TENSOR:
+                    self.tensor(a.sparse_tensor.values)
+                    self.tensor(a.sparse_tensor.indices)
+                elif t == _A.SPARSE_TENSORS:
+                    for x in a.sparse_tensors:
+                        self.tensor(x.values)
+                        self.tensor(x.indices)
+
+    def tensor(self, t: onnx.TensorProto) -> None:
+        name = t.name
+        self.text(name, "tensor name")
+        n = 1
+        for d in t.dims:
+            if d < 0:
+                self.fail(MalformedModelError, f"tensor {_q(name)} has a negative dimension {d}")
+            n *= d
+        if n > INT64_MAX:
+            self.fail(MalformedModelError, f"tensor {_q(name)}: {list(t.dims)} elements overflow int64")
+        dt = t.data_type
+        bits = _BITS.get(dt)
+        if t.data_location == _EXTERNAL:
+            self.external_data(t, name, None if bits is None else math.ceil(n * bits / 8))
+            return
+        if t.HasField("raw_data"):
+            have = len(t.raw_data)
+            if bits is not None and have != math.ceil(n * bits / 8):
+                self.fail(MalformedModelError, f"tensor {_q(name)} declares {list(t.dims)} {_dtype(dt)} "
+                                               f"({math.ceil(n * bits / 8):,} bytes) but holds {have:,} bytes")
+            return
+        typed = _TYPED.get(dt)
+        if typed is None:
+            return
+        have = len(getattr(t, typed[0]))
+        want = math.ceil(n * typed[1])
+        if have == 0 and want > 0:
+            self.absent.append(name)
+        elif have != want:
+            self.fail(MalformedModelError, f"tensor {_q(name)} declares {list(t.dims)} {_dtype(dt)} "
+                                           f"({want:,} {typed[0]} values) but holds {have:,}")
+
+    def external_data(self, t: onnx.TensorProto, name: str, need: int | None) -> None:
+        entries: dict[str, str] = {}
+        for e in t.external_data:
+            key, value = e.key, e.value
+            self.text(key, "external data key")
+            self.text(value, "external data value")
+            if key not in _EXTERNAL_KEYS:
+                self.fail(UnsafeModelError, f"tensor {_q(name)}: unknown external data key {_q(key)}")
+            if key in entries:
+                self.fail(UnsafeModelError, f"tensor {_q(name)}: external data key {_q(key)} given twice")
+            entries[key] = value
+        location = entries.get("location")
+        if not location:
+            self.fail(MalformedModelError, f"tensor {_q(name)}: external data without a location")
+        offset = self._integer(entries.get("offset", "0"), name, "offset")
+        length = self._integer(entries["length"], name, "length") if "length" in entries else None
+        if need is not None and length is not None and length != need:
+            self.fail(MalformedModelError, f"tensor {_q(name)} declares {list(t.dims)} {_dtype(t.data_type)} "
+                                           f"({need:,} bytes) but its external data length is {length:,}")
+        if self.folder is None:
+            self.fail(UnsafeModelError, f"tensor {_q(name)}: external data in a model read from memory")
+        st = self._file(location, name)
+        if st is None:
+            self.external.append(ExternalRef(name, location, offset, need if need is not None else length or 0, True))
+            return
+        size = need if need is not None else length
+        if length is None and need is not None and st.st_size - offset != need:
+            self.fail(MalformedModelError, f"tensor {_q(name)} needs {need:,} bytes at offset {offset:,} of "
+                                           f"{_q(location)}, which holds {st.st_size:,} (no length given)")
+        end = offset + (size if size is not None else 0)
+        if end > st.st_size:
+            self.fail(MalformedModelError, f"tensor {_q(name)}: external data {_q(location)} offset {offset:,} + "
+                                           f"length {size:,} is beyond the file's {st.st_size:,} bytes")
+        self.external.append(ExternalRef(name, location, offset, size or 0, False))
+
+    def _integer(self, text: str, name: str, key: str) -> int:
+        if not re.fullmatch(r"[0-9]{1,19}", text) or int(text) > INT64_MAX:
+            self.fail(MalformedModelError, f"tensor {_q(name)}: external data {key} {_q(text)} is not a "
+                                           "non-negative integer")
+        return int(text)
+
+    def _file(self, location: str, name: str) -> os.stat_result | None:
+        """lstat the external data file after checking its location; None when it is missing."""
+        if location in self.files:
+            return self.files[location]
+        unsafe = lambda why: self.fail(UnsafeModelError, f"tensor {_q(name)}: external data location "  # noqa: E731
+                                                         f"{_q(location)} {why}")
+        if "\0" in location:
+            unsafe("contains a NUL byte")
+        if location.startswith(("/", "\\")):
+            unsafe("is absolute" if not location.startswith(("//", "\\\\")) else "is a UNC path")
+        if re.match(r"[A-Za-z]:", location):
+            unsafe("has a drive letter")
+        parts = re.split(r"[/\\]", location)  # a backslash separates folders on Windows, where the file may go
+        if ".." in parts:
+            unsafe("leaves the model's folder (..)")
+        parts = [p for p in parts if p not in ("", ".")]
+        if not parts:
+            unsafe("names no file")
+        path = os.path.join(self.root, *parts)
+        real = os.path.realpath(path)
+        if os.path.commonpath([self.root, real]) != self.root:
+            unsafe("resolves outside the model's folder")
+        # No symlink anywhere below the model's folder, and the last part a regular file, alone.
+        here = self.root
+        st = None
+        for i, part in enumerate(parts):
+            here = os.path.join(here, part)
+            try:
+                st = os.lstat(here)
+            except FileNotFoundError:
+                self.files[location] = None
+                return None
+            except OSError as e:
+                self.fail(InputError, f"tensor {_q(name)}: external data {_q(location)}: cannot access ({e.strerror})")
+            if stat.S_ISLNK(st.st_mode):
+                unsafe(f"goes through a symbolic link ({_q('/'.join(parts[:i + 1]))})")
+            if i < len(parts) - 1 and not stat.S_ISDIR(st.st_mode):
+                unsafe(f"goes through {_q('/'.join(parts[:i + 1]))}, which is not a folder")
+        if not stat.S_ISREG(st.st_mode):
+            unsafe("is not a regular file")
+        if st.st_nlink != 1:
+            unsafe(f"is a file with {st.st_nlink} hard links (it may be a link to a file elsewhere)")
+        self.files[location] = st
+        return st
+
+
+class ArchkitMetadata(NamedTuple):
+    """What archkit's own exports record in metadata_props, checked (any file may carry the keys)."""
+
+    layers: tuple[dict, ...] = ()  # Keras layers: name, class, output_shape, trainable, non_trainable, block
+    keras_params: dict | None = None  # total, trainable, non_trainable
+    config: dict | None = None
+    problems: tuple[str, ...] = ()  # keys ignored because they are not what archkit writes
+
+
+def _layer_ok(l) -> bool:
+    shape = l.get("output_shape") if isinstance(l, dict) else None
+    return (isinstance(l, dict) and isinstance(l.get("name"), str) and isinstance(l.get("class"), str)
+            and isinstance(l.get("block", ""), str)
+            and all(isinstance(l.get(k), int) and not isinstance(l.get(k), bool) and l[k] >= 0
+                    for k in ("trainable", "non_trainable"))
+            and (shape is None or isinstance(shape, list) and all(d is None or isinstance(d, int) for d in shape)))
+
+
+def archkit_metadata(meta: Mapping[str, str]) -> ArchkitMetadata:
+    """The archkit.* metadata of a model, each key kept only if it has the form archkit writes."""
+    import json
+
+    out, problems = {}, []
+    checks = {"archkit.layers": ("layers", lambda v: isinstance(v, list) and all(map(_layer_ok, v))),
+              "archkit.keras_params": ("keras_params", lambda v: isinstance(v, dict) and all(
+                  isinstance(v.get(k), int) for k in ("total", "trainable", "non_trainable"))),
+              "archkit.config": ("config", lambda v: isinstance(v, dict))}
+    for key, (field, ok) in checks.items():
+        if key not in meta:
+            continue
+        try:
+            value = json.loads(meta[key])
+        except (ValueError, RecursionError):
+            value = ok = None
+        if ok is None or not ok(value):
+            problems.append(key)
+            continue
+        out[field] = tuple(value) if field == "layers" else value
+    return ArchkitMetadata(**out, problems=tuple(problems))
+
+
+def has_data(t: onnx.TensorProto) -> bool:
+    """Whether a tensor's values are inside the file (not external, not absent)."""
+    if t.data_location == _EXTERNAL:
+        return False
+    if t.HasField("raw_data"):
+        return True
+    typed = _TYPED.get(t.data_type)
+    return typed is not None and len(getattr(t, typed[0])) > 0 or math.prod(t.dims) == 0
+
+
+def _dtype(dt: int) -> str:
+    try:
+        return _T.DataType.Name(dt).lower()
+    except ValueError:
+        return f"type {dt}"
+
+
+def _q(s: str, limit: int = 80) -> str:
+    """A name quoted for a one-line message: control characters escaped, long names cut."""
+    r = repr(s)
+    return r if len(r) <= limit else r[:limit - 5] + "…" + r[-4:]
+
+
+def _few(items, n: int = 3) -> str:
+    items = list(items)
+    shown = ", ".join(_q(x) for x in items[:n])
+    return shown + (f" and {len(items) - n} more" if len(items) > n else "")
 
 
 def _first_line(e: Exception) -> str:

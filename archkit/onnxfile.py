@@ -16,15 +16,16 @@ import io
 import numbers
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Mapping
 
 import pandas as pd
 
 from archkit.costs import analyse
-from archkit.errors import UsageError
+from archkit.errors import MalformedModelError, ResourceError, UnsafeModelError, UnsupportedError, UsageError
 from archkit.graph import build_graph
-from archkit.load import load_model
+from archkit.load import archkit_metadata, load_model
 from archkit.pipeline import Analysis, ModelInfo, _shape_text, analyse_model
 
 __all__ = ["analyse_file", "VIEWS", "view", "render_view", "summary_lines", "parse_input_shape"]
@@ -33,29 +34,48 @@ VIEWS = ("op", "layer", "block", "type")
 
 
 def analyse_file(path: str | os.PathLike, *, input_shapes: Mapping[str, object] | None = None,
-                 name: str | None = None, connectivity: bool = False) -> Analysis:
+                 name: str | None = None, connectivity: bool = False, max_bytes: int | None = None,
+                 strict: bool = False) -> Analysis:
     """Analyse an ONNX file. `input_shapes`: graph input name → full shape, or a symbolic dim's
     name (as the file declares it) → its value; symbolic dims left free are set to 1 (per sample).
 
     `connectivity=True` adds the wiring analysis (archkit.pipeline.analyse_model: it reads the
     weights held inside the file and takes time superlinear in the graph's size); by default
-    only costs are computed, and no weight is read."""
+    only costs are computed, and no weight is read. The file is checked first (archkit.load:
+    size limit `max_bytes`, structure, external data); `strict`: an op without a cost rule, or
+    whose cost is unknown, is an error instead of a lower bound. Raises archkit errors only,
+    each naming the file."""
     enabled = gc.isenabled()
     gc.disable()  # one pass of the collector over the result at the end, not one per stage
+    p = Path(path)
     try:
-        return _analyse_file(Path(path), input_shapes, name, connectivity)
+        a = _analyse_file(p, input_shapes, name, connectivity, max_bytes)
+    except (MalformedModelError, ResourceError, UnsafeModelError) as e:
+        if str(e).startswith(f"{p}: "):
+            raise
+        raise type(e)(f"{p}: {e}") from None
+    except RecursionError:
+        raise MalformedModelError(f"{p}: the graph nests too deeply to analyse") from None
     finally:
         if enabled:
             gc.enable()
+    if strict and not a.costs.complete:
+        c = a.costs
+        what = ([f"no cost rule for {', '.join(c.unsupported)}"] if c.unsupported else []) + \
+               ([f"cost unknown for {len(c.unknown)} ops (e.g. {c.unknown[0]})"] if c.unknown else [])
+        raise UnsupportedError(f"{p}: {'; '.join(what)} (--strict)")
+    return a
 
 
-def _analyse_file(p: Path, input_shapes, name: str | None, connectivity: bool) -> Analysis:
-    proto = load_model(p)
+def _analyse_file(p: Path, input_shapes, name: str | None, connectivity: bool, max_bytes: int | None) -> Analysis:
+    loaded = load_model(p, max_bytes=max_bytes)
+    proto = loaded.proto
     name = name or proto.graph.name or p.stem
-    size = p.stat().st_size
     if connectivity:
-        return analyse_model(proto, name=name, size_bytes=size, input_shapes=input_shapes)
-    return costs_only(proto, name=name, size_bytes=size, input_shapes=input_shapes)
+        a = analyse_model(proto, name=name, size_bytes=loaded.size_bytes, input_shapes=input_shapes)
+    else:
+        a = costs_only(proto, name=name, size_bytes=loaded.size_bytes, input_shapes=input_shapes)
+    return replace(a, warnings=loaded.warnings + a.warnings) if loaded.warnings else a
 
 
 def costs_only(proto, *, name: str, size_bytes: int, input_shapes: Mapping[str, object] | None = None) -> Analysis:
@@ -69,11 +89,11 @@ def costs_only(proto, *, name: str, size_bytes: int, input_shapes: Mapping[str, 
         outputs=tuple((o.name, _shape_text(o)) for o in proto.graph.output),
     )
     meta = G.graph["metadata"]
+    own = archkit_metadata(meta)
     return Analysis(
         name=name, info=info, costs=analyse(G),
-        keras_layers=tuple(json.loads(meta["archkit.layers"])) if "archkit.layers" in meta else (),
-        keras_params=json.loads(meta["archkit.keras_params"]) if "archkit.keras_params" in meta else None,
-        config=json.loads(meta["archkit.config"]) if "archkit.config" in meta else None,
+        keras_layers=own.layers, keras_params=own.keras_params, config=own.config,
+        warnings=tuple(f"metadata {k!r} ignored: not what archkit writes" for k in own.problems),
     )
 
 
@@ -100,13 +120,16 @@ def view(a: Analysis, by: str) -> pd.DataFrame:
 
 
 def summary_lines(a: Analysis) -> list[str]:
-    """What the totals mean, one fact per line (markdown)."""
+    """What the totals mean, one fact per line (markdown; printed as is by `analyse -o`). Names
+    from the file are escaped (archkit.escape.md/md_code): no markup, no control character."""
+    from archkit.escape import md, md_code
+
     c = a.costs
     t = c.total()
     per = " per sample" if c.per_sample else ""
     lines = [
-        f"{a.name}: opset {a.info.opset}, {t['ops']:,} ops, {a.info.size_bytes:,} bytes"
-        + (f" ({a.info.producer})" if a.info.producer else ""),
+        f"{md(a.name)}: opset {a.info.opset}, {t['ops']:,} ops, {a.info.size_bytes:,} bytes"
+        + (f" ({md(a.info.producer)})" if a.info.producer else ""),
         f"MACs{per}: {t['macs']:,}",
         f"other flops{per}: {t['flops']:,}",
         f"parameters: {t['params']:,} (conv/dense kernels {t['weights']:,}"
@@ -114,30 +137,34 @@ def summary_lines(a: Analysis) -> list[str]:
         + ")",
     ]
     if c.per_sample:
-        dims = "; ".join(f"`{i}` axis {ax} ({n or 'unnamed'})" for i, axes in c.fixed_dims.items() for ax, n in axes.items())
+        dims = "; ".join(f"{md_code(i, table=False)} axis {ax} ({md(n) if n else 'unnamed'})"
+                         for i, axes in c.fixed_dims.items() for ax, n in axes.items())
         lines.append(f"per sample: symbolic dimensions set to 1: {dims} (fix them with --input-shape)")
     if not c.complete:
         parts = []
         if c.unsupported:
-            parts.append(f"no cost rule for {', '.join(c.unsupported)}")
+            parts.append(f"no cost rule for {', '.join(map(md, c.unsupported))}")
         if c.unknown:
             parts.append(f"cost unknown for {len(c.unknown)} ops (shape not inferred or data-dependent), "
-                         f"e.g. {', '.join(c.unknown[:3])}")
+                         f"e.g. {', '.join(map(md, c.unknown[:3]))}")
         lines.append("totals are lower bounds: " + "; ".join(parts))
     if c.per_iteration:
-        lines.append(f"loop bodies costed once, per iteration: {', '.join(c.per_iteration)}")
+        lines.append(f"loop bodies costed once, per iteration: {', '.join(map(md, c.per_iteration))}")
     branches = [n for n, k in c.subgraphs.items() if k == "branches"]
     if branches:
-        lines.append(f"both branches of each If counted: {', '.join(branches)}")
+        lines.append(f"both branches of each If counted: {', '.join(map(md, branches))}")
     return lines
 
 
 def render_view(a: Analysis, by: str, fmt: str) -> str:
-    """The --by table for the terminal: markdown (with the summary), CSV, or JSON (with the summary)."""
+    """The --by table for the terminal: markdown (with the summary), CSV, or JSON (with the summary).
+    Names from the file are escaped for the format (archkit.escape; JSON escapes them itself)."""
+    from archkit.escape import csv_frame, md
+
     df = view(a, by)
     if fmt == "csv":
         buf = io.StringIO()
-        df.to_csv(buf, index=False, lineterminator="\n")
+        csv_frame(df).to_csv(buf, index=False, lineterminator="\n")
         return buf.getvalue()
     if fmt == "json":
         c = a.costs
@@ -153,5 +180,5 @@ def render_view(a: Analysis, by: str, fmt: str) -> str:
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "|".join("---:" if pd.api.types.is_numeric_dtype(df[h]) else "---" for h in header) + "|")
     for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(f"{v:,}" if isinstance(v, numbers.Integral) and not isinstance(v, bool) else str(v).replace("|", "\\|") for v in row) + " |")
+        lines.append("| " + " | ".join(f"{v:,}" if isinstance(v, numbers.Integral) and not isinstance(v, bool) else md(str(v)) for v in row) + " |")
     return "\n".join(lines) + "\n"

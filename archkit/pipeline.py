@@ -6,7 +6,6 @@ registered architecture, exports it and adds what only Keras can tell (parity).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -14,6 +13,7 @@ import onnx
 
 from archkit.costs import CostReport, analyse
 from archkit.graph import build_graph
+from archkit.load import archkit_metadata
 
 __all__ = ["ModelInfo", "Analysis", "analyse_model", "run_architecture", "build_seeded"]
 
@@ -42,6 +42,7 @@ class Analysis:
     # from the cache, Transposes left, sizes, and for fp16/int8 the deltas against the fp32 export.
     deployment: Mapping[str, Any] | None = None
     bench: Any = None  # archkit.bench.Bench, when asked for (machine-dependent: never in default reports)
+    warnings: tuple[str, ...] = ()  # what the reader should know: e.g. external data missing (costs from dims)
 
 
 def _shape_text(vi: onnx.ValueInfoProto) -> str:
@@ -53,6 +54,7 @@ def analyse_model(proto: onnx.ModelProto, *, name: str | None = None, size_bytes
                   input_shapes: Mapping[str, tuple[int, ...]] | None = None, block_of=None) -> Analysis:
     G = build_graph(proto, input_shapes=input_shapes)
     meta = G.graph["metadata"]
+    own = archkit_metadata(meta)
     init = {t.name for t in proto.graph.initializer}
     info = ModelInfo(
         opset=G.graph["opset"].get("ai.onnx", 0),
@@ -68,9 +70,8 @@ def analyse_model(proto: onnx.ModelProto, *, name: str | None = None, size_bytes
         info=info,
         costs=costs,
         connectivity=_connectivity(G, costs, proto),
-        keras_layers=tuple(json.loads(meta["archkit.layers"])) if "archkit.layers" in meta else (),
-        keras_params=json.loads(meta["archkit.keras_params"]) if "archkit.keras_params" in meta else None,
-        config=json.loads(meta["archkit.config"]) if "archkit.config" in meta else None,
+        keras_layers=own.layers, keras_params=own.keras_params, config=own.config,
+        warnings=tuple(f"metadata {k!r} ignored: not what archkit writes" for k in own.problems),
     )
 
 
@@ -83,7 +84,9 @@ def _connectivity(G, costs: CostReport, proto: onnx.ModelProto):
         # strongly each layer uses each source (archkit's own exports are seeded: structure only).
         from onnx import numpy_helper
 
-        inits = {t.name: t for t in proto.graph.initializer if t.data_location != onnx.TensorProto.EXTERNAL}
+        from archkit.load import has_data
+
+        inits = {t.name: t for t in proto.graph.initializer if has_data(t)}
         kernels = lambda name: numpy_helper.to_array(inits[name]) if name in inits else None  # noqa: E731
     return connectivity(G, costs, constants=int_constants(proto), kernel_values=kernels)
 

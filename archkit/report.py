@@ -2,6 +2,10 @@
 
 Everything rendered is deterministic: no timestamps, no absolute paths, stable ordering,
 floats with a fixed number of significant digits.
+
+Names read from the model are untrusted (archkit.escape): table cells that are plain str are
+escaped with escape.md; text archkit composes (markdown it writes around escaped names, or its
+own wording) is passed as escape.Markdown and placed as it is.
 """
 
 from __future__ import annotations
@@ -10,9 +14,12 @@ import io
 import json
 from importlib import metadata
 from typing import Any, Iterable, Mapping, Sequence
+from urllib.parse import quote
 
 import pandas as pd
 
+from archkit import escape as esc
+from archkit.escape import Markdown, md, md_code
 from archkit.pipeline import Analysis
 from archkit.io import png_bytes
 
@@ -59,8 +66,14 @@ def _md_table(header: Sequence[str], rows: Iterable[Sequence[Any]], align: str |
 
 
 def _cell(c: Any) -> str:
-    text = c if isinstance(c, str) else _n(c)
-    return text.replace("|", "\\|").replace("\n", " ")
+    if isinstance(c, Markdown):
+        return c
+    return md(c) if isinstance(c, str) else _n(c)
+
+
+def _own(text: str) -> Markdown:
+    """Text archkit writes itself (architecture definitions, its own wording), markdown allowed."""
+    return Markdown(text.replace("|", "\\|").replace("\n", " "))
 
 
 # --- tables (data) --------------------------------------------------------------------
@@ -189,11 +202,11 @@ def _markdown(a: Analysis, arch=None, *, chart: bool = False) -> str:
 
     total = a.costs.total()
     kp = a.keras_params
-    out = [f"# {a.name}", ""]
+    out = [f"# {md(a.name)}", ""]
     if arch is not None:
         out += [arch.description, "", f"Source: {arch.paper}. Family: {arch.family}.", ""]
     if a.config:
-        out += ["Configuration: " + ", ".join(f"`{k}={v}`" for k, v in sorted(a.config.items())), ""]
+        out += ["Configuration: " + ", ".join(md_code(f"{k}={v}", table=False) for k, v in sorted(a.config.items())), ""]
     per = " per sample" if a.costs.per_sample else ""
 
     out += ["## Summary", ""]
@@ -204,28 +217,32 @@ def _markdown(a: Analysis, arch=None, *, chart: bool = False) -> str:
         ("ONNX stored weights", f"{total['params']:,} ({total['weights']:,} in conv/dense kernels)"),
         ("MACs" + per, f"{total['macs']:,}"),
         ("other flops" + per, f"{total['flops']:,}"),
-        ("ONNX file", f"opset {a.info.opset}, {a.info.size_bytes:,} bytes, {total['ops']:,} ops ({a.info.producer})"),
-        ("inputs", ", ".join(f"`{n}` {s}" for n, s in a.info.inputs)),
-        ("outputs", ", ".join(f"`{n}` {s}" for n, s in a.info.outputs)),
+        ("ONNX file", Markdown(f"opset {a.info.opset}, {a.info.size_bytes:,} bytes, {total['ops']:,} ops "
+                               f"({md(a.info.producer)})")),
+        ("inputs", Markdown(", ".join(f"{md_code(n)} {md(s)}" for n, s in a.info.inputs))),
+        ("outputs", Markdown(", ".join(f"{md_code(n)} {md(s)}" for n, s in a.info.outputs))),
     ]
     v = a.verification
     if v is not None:
         verdict = "pass" if v.ok else "**FAIL**"
-        rows.append(("onnxruntime parity", f"{verdict}: max abs error {_e(v.max_abs)}, max relative {_e(v.max_rel)} "
-                                           f"(batches {', '.join(str(b) for b in sorted({o.batch for o in v.outputs}))})"))
+        rows.append(("onnxruntime parity", _own(f"{verdict}: max abs error {_e(v.max_abs)}, max relative {_e(v.max_rel)} "
+                                           f"(batches {', '.join(str(b) for b in sorted({o.batch for o in v.outputs}))})")))
     if not a.costs.complete:
-        rows.append(("completeness", "**totals are lower bounds**: some ops could not be costed (below)"))
+        rows.append(("completeness", _own("**totals are lower bounds**: some ops could not be costed (below)")))
     out += [_md_table(("", ""), rows, "ll"), ""]
     if chart:
         out += ["![MACs and parameters per block](blocks.png)", ""]
     if a.costs.per_sample:
-        dims = "; ".join(f"`{i}` axis {ax} ({name or 'unnamed'})" for i, axes in a.costs.fixed_dims.items() for ax, name in axes.items())
+        dims = "; ".join(f"{md_code(i, table=False)} axis {ax} ({md(name) if name else 'unnamed'})"
+                         for i, axes in a.costs.fixed_dims.items() for ax, name in axes.items())
         out += [f"Costs are per sample: symbolic dimensions set to 1: {dims}.", ""]
+    if a.warnings:
+        out += [f"**Warning:** {md(w)}" for w in a.warnings] + [""]
 
     if arch is not None and arch.references:
         out += ["## Reference figures", "", _md_table(
             ("figure", "counted", "published", "difference", "verdict", "source"),
-            [(r["figure"], r["counted"], r["published"], r["difference"], r["verdict"], r["source"])
+            [(_own(r["figure"]), r["counted"], r["published"], r["difference"], _own(r["verdict"]), _own(r["source"]))
              for r in reference_rows(a, arch.references)], "lrrrll"), ""]
         for r in reference_rows(a, arch.references):
             if r["note"]:
@@ -242,7 +259,7 @@ def _markdown(a: Analysis, arch=None, *, chart: bool = False) -> str:
                 marks.append(f"{r.block} [{len(notes)}]")
             else:
                 marks.append(r.block)
-        body = [[m, *(_paper_cell(v) for v in row[1:-1])] for m, row in zip(marks, table.itertuples(index=False))]
+        body = [[_own(m), *(_paper_cell(v) for v in row[1:-1])] for m, row in zip(marks, table.itertuples(index=False))]
         out += ["## Beside the paper's table", "",
                 "The paper's columns as printed, then what archkit counts for the same block. Weights are conv/dense "
                 "kernels without biases; differences are counted minus the paper's figure read as a number.", "",
@@ -256,9 +273,9 @@ def _markdown(a: Analysis, arch=None, *, chart: bool = False) -> str:
     if a.keras_layers:
         out += ["## Layers", "", "As Keras' `model.summary()` lists them, with the costs of the ONNX ops each became.", "",
                 _md_table(("Layer (type)", "Output Shape", "Param #", "MACs", "flops", "ONNX ops"),
-                          [(f"{r.layer} ({r.type})", r.output_shape, r.params, r.macs, r.flops, r.onnx_ops)
+                          [(Markdown(f"{md(r.layer)} ({md(r.type)})"), r.output_shape, r.params, r.macs, r.flops, r.onnx_ops)
                            for r in layers.itertuples()]
-                          + [("**total**", "", int(layers.params.sum()), total["macs"], total["flops"], total["ops"])],
+                          + [(Markdown("**total**"), "", int(layers.params.sum()), total["macs"], total["flops"], total["ops"])],
                           "llrrrr"), ""]
 
     blocks = a.costs.by_block()
@@ -281,16 +298,18 @@ def _markdown(a: Analysis, arch=None, *, chart: bool = False) -> str:
     if a.costs.unsupported or a.costs.unknown:
         out += ["## Ops not costed", ""]
         if a.costs.unsupported:
-            out += [f"- no cost rule (counted as nothing, totals are lower bounds): {', '.join(f'`{u}`' for u in a.costs.unsupported)}"]
+            out += [f"- no cost rule (counted as nothing, totals are lower bounds): "
+                    f"{', '.join(md_code(u, table=False) for u in a.costs.unsupported)}"]
         if a.costs.unknown:
-            out += [f"- shape not inferred: {len(a.costs.unknown)} ops, e.g. `{a.costs.unknown[0]}`"]
+            out += [f"- shape not inferred: {len(a.costs.unknown)} ops, e.g. {md_code(a.costs.unknown[0], table=False)}"]
         out += [""]
     if v is not None:
         out += ["## Parity", "",
                 f"Keras and {v.runtime} on the same seeded normal inputs. An output passes when "
                 f"max |onnx − keras| ≤ {ATOL:g} + {RTOL:g} · max |keras| and the argmax agrees on every sample.", "",
                 _md_table(("output", "batch", "max abs error", "max relative error", "top-1 agreement", "pass"),
-                          [(o.output, o.batch, _e(o.max_abs), _e(o.max_rel), f"{o.argmax_agreement:.0%}", "yes" if o.ok else "**no**")
+                          [(o.output, o.batch, _e(o.max_abs), _e(o.max_rel), f"{o.argmax_agreement:.0%}",
+                            "yes" if o.ok else Markdown("**no**"))
                            for o in v.outputs], "lrrrrl"), ""]
     if a.connectivity is not None:
         from archkit.drawing import markdown as connectivity_markdown
@@ -339,7 +358,7 @@ def deployment_section(b) -> list[str]:
 def _paper_cell(v: Any) -> str:
     if v is None or (isinstance(v, float) and pd.isna(v)):
         return ""
-    return v if isinstance(v, str) else _n(v)
+    return _own(v) if isinstance(v, str) else _n(v)
 
 
 def _why(r) -> str:
@@ -375,12 +394,12 @@ def block_chart(a: Analysis) -> bytes:
     ax1.set_xlabel("MACs (millions)")
     ax2.barh(y, [p / 1e3 for p in params], color="#ed7d31")
     ax2.set_xlabel(f"{params_label} (thousands)")
-    ax1.set_yticks(list(y), list(blocks.block), fontsize=8)
+    ax1.set_yticks(list(y), [esc.plot(b) for b in blocks.block], fontsize=8)
     ax1.invert_yaxis()
     for ax in (ax1, ax2):
         ax.grid(axis="x", alpha=0.3)
     total = a.costs.total()
-    fig.suptitle(f"{a.name}: MACs and {params_label.lower()} per block "
+    fig.suptitle(f"{esc.plot(a.name)}: MACs and {params_label.lower()} per block "
                  f"(totals {total['macs']:,} and {sum(params):,})", fontsize=10)
     fig.tight_layout()
     return png_bytes(fig, dpi=80)
@@ -393,9 +412,10 @@ def index(summaries: Sequence[Mapping[str, Any]]) -> str:
         kp, c, o, p = s.get("keras_params") or {}, s["costs"], s["onnx"], s.get("parity")
         macs_refs = [r for r in s.get("references", []) if r["figure"] == "MACs"]
         ref = macs_refs[0]["verdict"] if macs_refs else ""
-        rows.append((f"[{s['name']}]({s['name']}/README.md)", kp.get("total"), c["onnx_weights"], c["macs"], ref,
-                     o["ops"], f"{o['size_bytes'] / 2**20:.2f} MiB",
-                     "" if p is None else ("pass" if p["ok"] else "**FAIL**") + f" ({p['max_rel_error']:.1g})"))
+        link = Markdown(f"[{md(s['name'])}]({quote(esc.name(s['name']), safe='')}/README.md)")
+        rows.append((link, kp.get("total"), c["onnx_weights"], c["macs"], ref, o["ops"],
+                     f"{o['size_bytes'] / 2**20:.2f} MiB",
+                     "" if p is None else _own(("pass" if p["ok"] else "**FAIL**") + f" ({p['max_rel_error']:.1g})")))
     return "\n".join([
         "# Reports", "",
         "Generated by `archkit report --all`; every figure below is counted on the architecture's ONNX export. "
@@ -407,7 +427,7 @@ def index(summaries: Sequence[Mapping[str, Any]]) -> str:
 
 def _csv(df: pd.DataFrame) -> bytes:
     buf = io.StringIO()
-    df.to_csv(buf, index=False, lineterminator="\n")
+    esc.csv_frame(df).to_csv(buf, index=False, lineterminator="\n")
     return buf.getvalue().encode()
 
 
@@ -436,3 +456,9 @@ def render(a: Analysis, formats: Iterable[str] = FORMATS, *, arch=None) -> dict[
         files["summary.json"] = (json.dumps(summary(a, arch.references if arch else ()), indent=2, sort_keys=True,
                                             default=str) + "\n").encode()
     return files
+
+
+# Every file a report folder can hold: a folder holding anything else is not replaced.
+FILE_NAMES = frozenset({"README.md", "summary.json", "layers.csv", "blocks.csv", "ops.csv", "paper_table.csv",
+                        "blocks.png", "connectivity.md", "connectivity.csv", "connectivity.dot", "connectivity.png",
+                        "dense_blocks.png"})

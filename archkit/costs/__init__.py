@@ -7,7 +7,6 @@ CostReport; every roll-up is derived from its tuple of OpCost rows, so sums alwa
 from __future__ import annotations
 
 import gc
-import json
 from dataclasses import dataclass, field
 from math import prod
 from typing import Callable, Mapping, NamedTuple
@@ -15,6 +14,7 @@ from typing import Callable, Mapping, NamedTuple
 import networkx as nx
 import pandas as pd
 
+from archkit.errors import MalformedModelError
 from archkit.costs.rules import DATA_DEPENDENT, FREE, RULES, Cost, ShapeUnknown
 from archkit.graph import FLOAT_TYPES, op_nodes
 from archkit.names import LayerResolver, ScopeNames
@@ -120,10 +120,9 @@ class CostReport:
 
 def _layer_metadata(G: nx.DiGraph) -> tuple[list[str], dict[str, str]]:
     """Layer names and their blocks, from the metadata archkit's exports carry."""
-    raw = G.graph["metadata"].get("archkit.layers")
-    if not raw:
-        return [], {}
-    layers = json.loads(raw)
+    from archkit.load import archkit_metadata
+
+    layers = archkit_metadata(G.graph["metadata"]).layers
     return [l["name"] for l in layers], {l["name"]: l.get("block", l["name"]) for l in layers}
 
 
@@ -217,13 +216,19 @@ def _analyse(G: nx.DiGraph, block_of: Callable[[str], str] | None) -> CostReport
             v = data["attrs"].get("value")
             if v is not None and v.dtype in PARAM_TYPES and len(v.shape) and prod(v.shape) > 1:
                 params += prod(v.shape)
-        if rule is None:
-            cost, status = _cost(data)
-        else:
-            try:
-                cost, status = rule(data), "counted"
-            except ShapeUnknown:
-                cost, status = _ZERO, "unknown"
+        try:
+            if rule is None:
+                cost, status = _cost(data)
+            else:
+                try:
+                    cost, status = rule(data), "counted"
+                except ShapeUnknown:
+                    cost, status = _ZERO, "unknown"
+        except (KeyError, IndexError, ValueError, TypeError, ZeroDivisionError) as e:
+            # A rule follows the operator's spec; an op outside it (a required attribute missing,
+            # an input of the wrong rank) is a malformed model -- or a rule's bug: --debug tells
+            raise MalformedModelError(f"op {nid!r} ({op_type}) has attributes or input shapes its operator does not "
+                                      f"allow ({type(e).__name__}: {e})") from e
         outs = data["outputs"]
         shape = outs[0][1] if outs else None
         text = shape_text.get(shape)
