@@ -352,12 +352,12 @@ def _bench(target: str, args, *, deploy=None, opset=None):
     spinning = bool(getattr(args, "spinning", False))
     if _is_file_target(target):
         from archkit.load import load_model
-        from archkit.pipeline import analyse_model
+        from archkit.onnxfile import analyse_loaded
 
         loaded = load_model(target, max_bytes=getattr(args, "max_bytes", None))
         loaded.require_weights("bench")
         proto = loaded.proto
-        analysis = analyse_model(proto, size_bytes=loaded.size_bytes)
+        analysis = analyse_loaded(loaded, connectivity=True)
         return bench.bench_model(proto, name=analysis.name, path=target, macs_per_sample=analysis.costs.total()["macs"],
                                  macs_complete=analysis.costs.complete, threads=threads, batch_sizes=batch_sizes,
                                  runs=runs, timeout=timeout, spinning=spinning), analysis

@@ -25,10 +25,10 @@ import pandas as pd
 from archkit.costs import analyse
 from archkit.errors import MalformedModelError, ResourceError, UnsafeModelError, UnsupportedError, UsageError
 from archkit.graph import build_graph
-from archkit.load import archkit_metadata, load_model
+from archkit.load import Loaded, archkit_metadata, load_model
 from archkit.pipeline import Analysis, ModelInfo, _shape_text, analyse_model
 
-__all__ = ["analyse_file", "VIEWS", "view", "render_view", "summary_lines", "parse_input_shape"]
+__all__ = ["analyse_file", "analyse_loaded", "VIEWS", "view", "render_view", "summary_lines", "parse_input_shape"]
 
 VIEWS = ("op", "layer", "block", "type")
 
@@ -45,37 +45,37 @@ def analyse_file(path: str | os.PathLike, *, input_shapes: Mapping[str, object] 
     size limit `max_bytes`, structure, external data); `strict`: an op without a cost rule, or
     whose cost is unknown, is an error instead of a lower bound. Raises archkit errors only,
     each naming the file."""
+    return analyse_loaded(load_model(path, max_bytes=max_bytes), input_shapes=input_shapes, name=name,
+                          connectivity=connectivity, strict=strict)
+
+
+def analyse_loaded(loaded: Loaded, *, input_shapes: Mapping[str, object] | None = None, name: str | None = None,
+                   connectivity: bool = False, strict: bool = False) -> Analysis:
+    """analyse_file for a model already read and checked by archkit.load.load_model."""
+    p, proto = loaded.path, loaded.proto
+    name = name or proto.graph.name or p.stem
     enabled = gc.isenabled()
     gc.disable()  # one pass of the collector over the result at the end, not one per stage
-    p = Path(path)
     try:
-        a = _analyse_file(p, input_shapes, name, connectivity, max_bytes)
+        if connectivity:
+            a = analyse_model(proto, name=name, size_bytes=loaded.size_bytes, input_shapes=input_shapes)
+        else:
+            a = costs_only(proto, name=name, size_bytes=loaded.size_bytes, input_shapes=input_shapes)
     except (MalformedModelError, ResourceError, UnsafeModelError) as e:
-        if str(e).startswith(f"{p}: "):
-            raise
         raise type(e)(f"{p}: {e}") from None
     except RecursionError:
         raise MalformedModelError(f"{p}: the graph nests too deeply to analyse") from None
     finally:
         if enabled:
             gc.enable()
+    if loaded.warnings:
+        a = replace(a, warnings=loaded.warnings + a.warnings)
     if strict and not a.costs.complete:
         c = a.costs
         what = ([f"no cost rule for {', '.join(c.unsupported)}"] if c.unsupported else []) + \
                ([f"cost unknown for {len(c.unknown)} ops (e.g. {c.unknown[0]})"] if c.unknown else [])
         raise UnsupportedError(f"{p}: {'; '.join(what)} (--strict)")
     return a
-
-
-def _analyse_file(p: Path, input_shapes, name: str | None, connectivity: bool, max_bytes: int | None) -> Analysis:
-    loaded = load_model(p, max_bytes=max_bytes)
-    proto = loaded.proto
-    name = name or proto.graph.name or p.stem
-    if connectivity:
-        a = analyse_model(proto, name=name, size_bytes=loaded.size_bytes, input_shapes=input_shapes)
-    else:
-        a = costs_only(proto, name=name, size_bytes=loaded.size_bytes, input_shapes=input_shapes)
-    return replace(a, warnings=loaded.warnings + a.warnings) if loaded.warnings else a
 
 
 def costs_only(proto, *, name: str, size_bytes: int, input_shapes: Mapping[str, object] | None = None) -> Analysis:
