@@ -256,13 +256,20 @@ def _graphs(g: onnx.GraphProto):
 def _may_grow(g: onnx.GraphProto) -> bool:
     """Whether some op of the model could make a large tensor out of small values, or is a large
     constant (a small Constant, common in PyTorch exports, is harmless)."""
-    for sg in _graphs(g):
-        types = {n.op_type for n in sg.node}
-        if not _GENERATORS.isdisjoint(types - {"Constant"}):
-            return True
-        if "Constant" in types and any(n.op_type == "Constant" and a.type == _A.TENSOR and math.prod(a.t.dims) > _PROPAGATED
-                                       for n in sg.node for a in n.attribute):
-            return True
+    kinds = {(n.op_type, n.domain) for n in g.node}
+    types = {t for t, _ in kinds}
+    if not _GENERATORS.isdisjoint(types - {"Constant"}):
+        return True
+    if "Constant" in types and any(n.op_type == "Constant" and a.type == _A.TENSOR and math.prod(a.t.dims) > _PROPAGATED
+                                   for n in g.node for a in n.attribute):
+        return True
+    if SUBGRAPH_OPS.isdisjoint(types) and not any(d for _, d in kinds):
+        return False  # no op that can hold a subgraph
+    for n in g.node:
+        if n.op_type in SUBGRAPH_OPS or n.domain:
+            for a in n.attribute:
+                if a.type == _A.GRAPH and _may_grow(a.g) or a.type == _A.GRAPHS and any(map(_may_grow, a.graphs)):
+                    return True
     return False
 
 

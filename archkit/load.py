@@ -56,16 +56,19 @@ for _name, _bits in (("FLOAT8E8M0", 8), ("UINT2", 2), ("INT2", 2)):  # newer onn
     if hasattr(_T, _name):
         _BITS[getattr(_T, _name)] = _bits
 
-# Which typed repeated field holds a type's values, and how many entries one element takes
-# (complex numbers are two; 4-bit types pack two per int32 entry).
-_TYPED = {_T.FLOAT: ("float_data", 1), _T.COMPLEX64: ("float_data", 2), _T.DOUBLE: ("double_data", 1),
-          _T.COMPLEX128: ("double_data", 2), _T.INT64: ("int64_data", 1), _T.UINT32: ("uint64_data", 1),
-          _T.UINT64: ("uint64_data", 1), _T.STRING: ("string_data", 1)}
+# Which typed repeated field holds a type's values, and how many entries n elements take:
+# ceil(n * a / b) for (field, a, b) (complex numbers are two; 4-bit types pack two per entry).
+_TYPED = {_T.FLOAT: ("float_data", 1, 1), _T.COMPLEX64: ("float_data", 2, 1), _T.DOUBLE: ("double_data", 1, 1),
+          _T.COMPLEX128: ("double_data", 2, 1), _T.INT64: ("int64_data", 1, 1), _T.UINT32: ("uint64_data", 1, 1),
+          _T.UINT64: ("uint64_data", 1, 1), _T.STRING: ("string_data", 1, 1)}
 for _dt in (_T.INT32, _T.INT16, _T.INT8, _T.UINT16, _T.UINT8, _T.BOOL, _T.FLOAT16, _T.BFLOAT16, _T.FLOAT8E4M3FN,
             _T.FLOAT8E4M3FNUZ, _T.FLOAT8E5M2, _T.FLOAT8E5M2FNUZ):
-    _TYPED[_dt] = ("int32_data", 1)
+    _TYPED[_dt] = ("int32_data", 1, 1)
 for _dt in (_T.UINT4, _T.INT4, _T.FLOAT4E2M1):
-    _TYPED[_dt] = ("int32_data", 0.5)
+    _TYPED[_dt] = ("int32_data", 1, 2)
+
+
+_HOLDERS = frozenset({_A.TENSOR, _A.TENSORS, _A.GRAPH, _A.GRAPHS, _A.SPARSE_TENSOR, _A.SPARSE_TENSORS})
 
 
 class ExternalRef(NamedTuple):
@@ -231,6 +234,8 @@ class _Checker:
                 continue
             for a in node.attribute:
                 t = a.type
+                if t not in _HOLDERS:  # ints, floats, strings: nothing to check
+                    continue
                 if t == _A.TENSOR:
                     self.tensor(a.t)
                 elif t == _A.GRAPH:
@@ -251,34 +256,33 @@ class _Checker:
 
     def tensor(self, t: onnx.TensorProto) -> None:
         name = t.name
-        self.text(name, "tensor name")
-        n = 1
-        for d in t.dims:
-            if d < 0:
-                self.fail(MalformedModelError, f"tensor {_q(name)} has a negative dimension {d}")
-            n *= d
-        if n > INT64_MAX:
-            self.fail(MalformedModelError, f"tensor {_q(name)}: {list(t.dims)} elements overflow int64")
-        dt = t.data_type
-        bits = _BITS.get(dt)
+        dims = t.dims
+        n = math.prod(dims)
+        if name.__class__ is not str or n > INT64_MAX or dims and min(dims) < 0:
+            self.text(name, "tensor name")
+            if min(dims) < 0:
+                self.fail(MalformedModelError, f"tensor {_q(name)} has a negative dimension {min(dims)}")
+            self.fail(MalformedModelError, f"tensor {_q(name)}: {list(dims)} elements overflow int64")
+        if t.HasField("raw_data"):
+            bits = _BITS.get(t.data_type)
+            if bits is not None and t.data_location != _EXTERNAL and len(t.raw_data) != (n * bits + 7) // 8:
+                self.fail(MalformedModelError, f"tensor {_q(name)} declares {list(dims)} {_dtype(t.data_type)} "
+                                               f"({(n * bits + 7) // 8:,} bytes) but holds {len(t.raw_data):,} bytes")
         if t.data_location == _EXTERNAL:
-            self.external_data(t, name, None if bits is None else math.ceil(n * bits / 8))
+            bits = _BITS.get(t.data_type)
+            self.external_data(t, name, None if bits is None else (n * bits + 7) // 8)
             return
         if t.HasField("raw_data"):
-            have = len(t.raw_data)
-            if bits is not None and have != math.ceil(n * bits / 8):
-                self.fail(MalformedModelError, f"tensor {_q(name)} declares {list(t.dims)} {_dtype(dt)} "
-                                               f"({math.ceil(n * bits / 8):,} bytes) but holds {have:,} bytes")
             return
-        typed = _TYPED.get(dt)
+        typed = _TYPED.get(t.data_type)
         if typed is None:
             return
         have = len(getattr(t, typed[0]))
-        want = math.ceil(n * typed[1])
+        want = (n * typed[1] + typed[2] - 1) // typed[2]
         if have == 0 and want > 0:
             self.absent.append(name)
         elif have != want:
-            self.fail(MalformedModelError, f"tensor {_q(name)} declares {list(t.dims)} {_dtype(dt)} "
+            self.fail(MalformedModelError, f"tensor {_q(name)} declares {list(dims)} {_dtype(t.data_type)} "
                                            f"({want:,} {typed[0]} values) but holds {have:,}")
 
     def external_data(self, t: onnx.TensorProto, name: str, need: int | None) -> None:
