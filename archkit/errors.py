@@ -19,7 +19,8 @@ class UsageError(ArchkitError):
 
 
 class InputError(ArchkitError):
-    """The input file is missing, a folder, or unreadable."""
+    """The input file is missing, a folder, not a regular file, or unreadable; or weights it
+    names are missing where they are needed."""
 
     exit_code = 3
 
@@ -47,7 +48,7 @@ class ExportError(UnsupportedError):
 
 
 class ResourceError(ArchkitError):
-    """A size or time limit was exceeded, or a child process crashed."""
+    """A size, depth or time limit was exceeded, or a child process crashed."""
 
     exit_code = 7
 
@@ -68,11 +69,11 @@ EXIT_CODES = {
     0: "success",
     1: "internal error (a bug: please report it with --debug output)",
     2: "usage: unknown architecture, malformed option",
-    3: "input missing, a folder, or unreadable",
-    4: "malformed model",
-    5: "unsafe model rejected",
+    3: "input missing, a folder, or unreadable; weights missing where needed (verify, bench)",
+    4: "malformed model (not ONNX, truncated, inconsistent graph or tensor sizes)",
+    5: "unsafe model rejected (external data outside the model's folder, links, unknown keys)",
     6: "unsupported op (--strict) or export failure",
-    7: "resource limit exceeded or child process crashed",
+    7: "resource limit exceeded (--max-bytes, subgraph depth) or child process crashed or timed out",
     8: "parity mismatch between onnxruntime and Keras",
     9: "output could not be written",
 }

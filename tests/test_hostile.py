@@ -572,3 +572,14 @@ def test_forged_archkit_metadata_is_ignored_with_a_warning(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("archkit: warning: metadata") == 3 and "not what archkit writes" in err
     assert json.loads((tmp_path / "rep" / "summary.json").read_text())["costs"]["macs"] == SMALL_CNN_MACS
+
+
+def test_every_exit_code_is_documented():
+    import archkit.errors as errors
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
+    documented = {int(line.split("|")[1]) for line in table.splitlines() if line.startswith("| ") and line.split("|")[1].strip().isdigit()}
+    kinds = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.ArchkitError)]
+    assert documented == set(errors.EXIT_CODES) == set(range(10))
+    assert {c.exit_code for c in kinds} == set(range(1, 10))
