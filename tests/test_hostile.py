@@ -583,3 +583,9 @@ def test_every_exit_code_is_documented():
     kinds = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.ArchkitError)]
     assert documented == set(errors.EXIT_CODES) == set(range(10))
     assert {c.exit_code for c in kinds} == set(range(1, 10))
+
+
+def test_report_never_replaces_a_folder_that_is_not_a_report(tmp_path, capsys):
+    (tmp_path / "baseline_cnn").mkdir()
+    (tmp_path / "baseline_cnn" / "thesis.tex").write_text("months of work")
+    fails(capsys, tmp_path, ["report", "baseline_cnn", "--out", tmp_path], 9, "not an archkit report", "'thesis.tex'")
