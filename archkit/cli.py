@@ -223,7 +223,7 @@ def _connectivity_folder(folder: Path, source: Path | None = None) -> None:
 def _warn(analysis) -> None:
     from archkit.escape import terminal
 
-    for w in getattr(analysis, "warnings", ()):
+    for w in analysis.warnings:
         print(f"archkit: warning: {terminal(w)}", file=sys.stderr)
 
 

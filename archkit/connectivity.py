@@ -47,7 +47,7 @@ from archkit.costs import CostReport
 from archkit.graph import FLOAT_TYPES, op_nodes
 
 __all__ = ["ReceptiveField", "Layer", "Branch", "ForkJoin", "Residual", "ConcatFanIn", "DenseBlock", "KernelStack",
-           "Connectivity", "analyse", "int_constants", "COLUMNS", "PublishedField", "PUBLISHED_RECEPTIVE_FIELDS"]
+           "Connectivity", "analyse", "COLUMNS", "PublishedField", "PUBLISHED_RECEPTIVE_FIELDS"]
 
 KERNEL_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "Einsum"})
 WINDOW_OPS = frozenset({"Conv", "MaxPool", "AveragePool", "LpPool"})
@@ -313,27 +313,12 @@ def analyse(G: nx.DiGraph, costs: CostReport, *, constants: Mapping[str, tuple[i
             kernel_values: Callable[[str], np.ndarray | None] | None = None) -> Connectivity:
     """Connectivity of an analysis graph whose ops `costs` attributes to layers and blocks.
 
-    `constants`: values of small integer initializers (Pad amounts, Reduce axes; see
-    `int_constants`); without them a Pad is taken as symmetric, when its size change allows.
+    `constants`: values of small integer initializers (Pad amounts, Reduce axes; default: the
+    graph's own, `G.graph["constants"]`); without them a Pad is taken as symmetric, when its size change allows.
     `kernel_values(initializer name)` may return a weight array: dense-block matrices then also
     hold the mean absolute weight per input map of each source (the DenseNet paper's Figure 5,
     for trained weights)."""
     return _Analysis(G, costs, constants, kernel_values).run()
-
-
-def int_constants(model) -> dict[str, tuple[int, ...]]:
-    """The values of a model's small integer initializers (at most 64 inline int32/int64 values):
-    pad amounts, axes, shapes. Reads nothing else."""
-    from onnx import TensorProto, numpy_helper
-
-    from archkit.load import has_data
-
-    out = {}
-    for t in model.graph.initializer:
-        if t.data_type in (TensorProto.INT64, TensorProto.INT32) and len(t.dims) <= 1 \
-                and (not t.dims or t.dims[0] <= 64) and has_data(t):
-            out[t.name] = tuple(int(v) for v in numpy_helper.to_array(t).ravel())
-    return out
 
 
 def _is_data(t) -> bool:

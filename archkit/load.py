@@ -263,16 +263,14 @@ class _Checker:
             if min(dims) < 0:
                 self.fail(MalformedModelError, f"tensor {_q(name)} has a negative dimension {min(dims)}")
             self.fail(MalformedModelError, f"tensor {_q(name)}: {list(dims)} elements overflow int64")
-        if t.HasField("raw_data"):
-            bits = _BITS.get(t.data_type)
-            if bits is not None and t.data_location != _EXTERNAL and len(t.raw_data) != (n * bits + 7) // 8:
-                self.fail(MalformedModelError, f"tensor {_q(name)} declares {list(dims)} {_dtype(t.data_type)} "
-                                               f"({(n * bits + 7) // 8:,} bytes) but holds {len(t.raw_data):,} bytes")
+        bits = _BITS.get(t.data_type)
         if t.data_location == _EXTERNAL:
-            bits = _BITS.get(t.data_type)
             self.external_data(t, name, None if bits is None else (n * bits + 7) // 8)
             return
         if t.HasField("raw_data"):
+            if bits is not None and len(t.raw_data) != (n * bits + 7) // 8:
+                self.fail(MalformedModelError, f"tensor {_q(name)} declares {list(dims)} {_dtype(t.data_type)} "
+                                               f"({(n * bits + 7) // 8:,} bytes) but holds {len(t.raw_data):,} bytes")
             return
         typed = _TYPED.get(t.data_type)
         if typed is None:

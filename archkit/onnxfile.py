@@ -17,7 +17,6 @@ import numbers
 import json
 import os
 from dataclasses import replace
-from pathlib import Path
 from typing import Mapping
 
 import pandas as pd

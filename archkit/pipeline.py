@@ -76,7 +76,7 @@ def analyse_model(proto: onnx.ModelProto, *, name: str | None = None, size_bytes
 
 
 def _connectivity(G, costs: CostReport, proto: onnx.ModelProto):
-    from archkit.connectivity import analyse as connectivity, int_constants
+    from archkit.connectivity import analyse as connectivity
 
     kernels = None
     if "archkit.architecture" not in G.graph["metadata"]:
@@ -88,7 +88,7 @@ def _connectivity(G, costs: CostReport, proto: onnx.ModelProto):
 
         inits = {t.name: t for t in proto.graph.initializer if has_data(t)}
         kernels = lambda name: numpy_helper.to_array(inits[name]) if name in inits else None  # noqa: E731
-    return connectivity(G, costs, constants=int_constants(proto), kernel_values=kernels)
+    return connectivity(G, costs, kernel_values=kernels)  # pad amounts etc.: the graph's own constants
 
 
 def build_seeded(name: str, *, seed: int = 0, **overrides):
