@@ -145,3 +145,32 @@ def test_warm_report_uses_the_cache_without_tensorflow(tmp_path):
     assert second.stdout.split()[-2:] == ["False", "0"]
     for f in (tmp_path / "a" / "baseline_cnn").iterdir():
         assert f.read_bytes() == (tmp_path / "b" / "baseline_cnn" / f.name).read_bytes()
+
+
+def test_committed_reports_hold_parity_verdicts_not_measured_errors(tmp_path):
+    """Measured parity errors differ between machines: reports state the verdict and the fixed
+    allowance; only `--bench` reports (never committed) carry the measured figures."""
+    from dataclasses import replace
+
+    from archkit.report import render
+
+    from tests.conftest import _run
+
+    analysis, _ = _run("baseline_cnn")
+    v = analysis.verification
+    files = render(analysis, ["md", "json"])
+    parity = json.loads(files["summary.json"])["parity"]
+    assert parity["ok"] is True and parity["allowed"] == {"atol": 1e-5, "rtol": 1e-4, "top1_agreement": 1.0,
+                                                          "top5_agreement": 1.0}
+    assert "measured" not in parity and "max_abs_error" not in json.dumps(parity)
+    text = files["README.md"].decode()
+    assert "≤ 1e-5 + 1e-4 · max |keras|" in text
+    for measured in (f"{v.max_abs:.2g}", f"{v.max_rel:.2g}"):
+        assert measured not in text
+    benched = json.loads(render(replace(analysis, bench=_FakeBench()), ["json"])["summary.json"])["parity"]
+    assert benched["measured"]["max_rel_error"] == float(f"{v.max_rel:.2g}")
+
+
+class _FakeBench:
+    def to_dict(self):
+        return {}
