@@ -220,6 +220,8 @@ def _skeleton(model: onnx.ModelProto, input_shapes: Mapping[str, object]) -> tup
     sg.output.extend(g.output)
     initializers, shape_data, typed = _initializers(g)
     sg.initializer.extend(shape_data)
+    if model.ir_version < 4:  # before IR 4 an initializer is only seen when it is also a graph input
+        sg.input.extend(helper.make_tensor_value_info(t.name, t.data_type, t.dims) for t in shape_data)
     graph = sg.SerializeToString() + typed
     return header.SerializeToString() + _field(_GRAPH_TAG, graph), fixed, initializers, shape_data
 

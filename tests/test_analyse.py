@@ -355,3 +355,52 @@ def test_keras_export_names_with_folded_batchnorm():
     assert names.block("model/block_3_expand") == "model/block_3"  # MobileNetV2
     assert names.block("model/block2b_dwconv") == "model/block2b"  # EfficientNet
     assert names.block("model/mixed0") == "model/mixed0"
+
+
+# --- files no one here wrote: the onnx package's Caffe2-zoo models -------------------------
+
+# shared/REFERENCES.md, "Beyond CNNs": Conv+Gemm MACs of the light models by an independent recount.
+LIGHT_MACS = {"bvlc_alexnet": 654_560_384, "densenet121": 2_834_161_664, "inception_v1": 1_431_556_352,
+              "inception_v2": 2_018_851_840, "resnet50": 4_089_184_256, "shufflenet": 124_664_528,
+              "squeezenet": 349_151_936, "vgg19": 19_632_062_464, "zfnet512": 1_481_727_008}
+
+
+def _light(name):
+    import os
+
+    import onnx
+
+    return os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light", f"light_{name}.onnx")
+
+
+@pytest.mark.parametrize("name", sorted(LIGHT_MACS))
+def test_light_models_are_complete_and_exact(name):
+    a = analyse_file(_light(name))
+    assert a.costs.complete, a.costs.unknown[:5]
+    assert a.costs.total()["macs"] == LIGHT_MACS[name]
+
+
+def test_ir3_initializers_listed_as_inputs_still_feed_shape_inference():
+    """Before IR 4 an initializer is also a graph input; the skeleton shape inference runs on
+    must keep them inputs. A Caffe2 file makes its kernels with ConstantOfShape (one large
+    enough that its values are not propagated) and scales by a small stored vector (kept as an
+    initializer, as inference may need its values); unseen, every shape after it stays unknown."""
+    kernel = numpy_helper.from_array(np.array([64, 128, 3, 3], np.int64), "kernel_shape")
+    shape = numpy_helper.from_array(np.array([1, -1], np.int64), "shape")
+    fc_w = helper.make_tensor("fc_w", TensorProto.FLOAT, (10, 1024), np.ones(10240, np.float32))
+    scale = numpy_helper.from_array(np.full(64, 0.5, np.float32), "bn_w")
+    nodes = [helper.make_node("ConstantOfShape", ["kernel_shape"], ["conv_w"],
+                              value=helper.make_tensor("v", TensorProto.FLOAT, [1], [0.5])),
+             helper.make_node("Conv", ["x", "conv_w"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("Unsqueeze", ["bn_w"], ["s"], axes=[1, 2]),
+             helper.make_node("Mul", ["c", "s"], ["scaled"]),
+             helper.make_node("Reshape", ["scaled", "shape"], ["flat"]),
+             helper.make_node("Gemm", ["flat", "fc_w"], ["y"], transB=1)]
+    inits = [kernel, shape, fc_w, scale]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 128, 4, 4])] + [
+        helper.make_tensor_value_info(t.name, t.data_type, t.dims) for t in inits]
+    graph = helper.make_graph(nodes, "ir3", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 9)], ir_version=3)
+    a = analyse_model(model)
+    assert a.costs.complete, a.costs.unknown
+    assert a.costs.total()["macs"] == 64 * 128 * 3 * 3 * 16 + 1024 * 10
