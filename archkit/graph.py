@@ -315,6 +315,38 @@ def _infer_bounded(model: onnx.ModelProto, skeleton: bytes) -> tuple[onnx.ModelP
     return _infer(skeleton), True
 
 
+def _engine(model: onnx.ModelProto, inferred: onnx.ModelProto, shapes: dict, cache: dict) -> int:
+    """archkit's shape engine (archkit.shapes) over what onnx left unknown; `shapes` gains what
+    it finds. Returns how many op outputs it resolved."""
+    from onnx import numpy_helper
+
+    from archkit import shapes as engine
+    from archkit.load import has_data
+
+    g = inferred.graph
+    types = {vi.name: vi.type for vi in (*g.input, *g.value_info, *g.output)}
+    values = {}
+    for t in (*model.graph.initializer, *g.initializer):
+        if t.name in values or t.data_location == onnx.TensorProto.EXTERNAL or not has_data(t):
+            continue
+        if math.prod(t.dims) <= engine.BOUND and t.data_type in _VALUE_TYPES:
+            values[t.name] = numpy_helper.to_array(t)
+            types.setdefault(t.name, helper.make_tensor_type_proto(t.data_type, t.dims))
+    opsets = {o.domain or "ai.onnx": o.version for o in model.opset_import}
+    if not engine.resolve(g, types, opsets, values=values, ir_version=model.ir_version):
+        return 0
+    found: dict = {}
+    _read_shapes((helper.make_value_info(k, v) for k, v in types.items()), found, cache)
+    better = {k: v for k, v in found.items() if v[2] and not (shapes.get(k) or _UNKNOWN)[2]}
+    shapes.update(better)
+    return len(better)
+
+
+# Initializer types whose values the shape engine may read: what shape arithmetic uses.
+_VALUE_TYPES = frozenset({onnx.TensorProto.INT64, onnx.TensorProto.INT32, onnx.TensorProto.FLOAT,
+                          onnx.TensorProto.DOUBLE, onnx.TensorProto.BOOL})
+
+
 def _symbolic_infer(inferred: onnx.ModelProto) -> onnx.ModelProto | None:
     """onnxruntime's symbolic shape inference (knows more ops and folds more shape arithmetic).
     None when unavailable or when it fails; it never writes files (its public entry point may)."""
@@ -623,6 +655,11 @@ def _build(model: onnx.ModelProto, input_shapes: Mapping[str, object], symbolic:
 
     how = "onnx" if propagated else "onnx without value propagation (large generated tensors)"
     b = _walk(model, g, shapes, initializers, cache)
+    if b.unknown:
+        found = _engine(model, inferred, shapes, cache)
+        if found:
+            b = _walk(model, g, shapes, initializers, cache)
+            how = "onnx+archkit"
     if b.unknown and symbolic and propagated:
         better = _symbolic_infer(inferred)
         if better is not None:

@@ -1,0 +1,225 @@
+"""The shape engine: the shapes onnx's whole-graph inference leaves unknown, found op by op.
+
+onnx's inference gives every shape that follows from shapes alone. What it cannot give are
+shapes that depend on values the graph computes: a Reshape whose target is PyTorch's
+Shape → Gather → Unsqueeze → Concat of another tensor's shape, an Expand to a computed shape, a
+ConstantOfShape of one. onnx's own value propagation (data_prop) finds many of them, but it
+computes every tensor element by element, with no bound: a 300-byte Range(0, 1e8) took 14 GB.
+
+This engine walks the main graph once, in topological order, and asks onnx's per-op shape
+inference (`infer_node_outputs`) for each op's output types, handing it the values known so
+far. The ops whose outputs feed, directly or through other ops, an input that is read as a
+value (Reshape's shape, Slice's starts, Expand's shape, ...) are evaluated with onnx's
+reference implementation, and only
+
+- when the op is one whose work is linear in its inputs and outputs (shape arithmetic, data
+  movement, elementwise and reductions: never a Conv or a MatMul), and
+- when its outputs' element count, known from their inferred shapes *before* it is evaluated,
+  is at most BOUND.
+
+The bound, not a list of "generator" ops, is the safety: a Range(0, 1e8) is simply not
+evaluated, its consumers stay unknown, and everything else resolves.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+__all__ = ["BOUND", "VALUE_INPUTS", "resolve"]
+
+BOUND = 2**16  # the most elements a tensor evaluated by the engine may hold
+
+# Per op: the inputs read as values, whose values decide the output's shape.
+VALUE_INPUTS: Mapping[str, tuple[int, ...]] = {
+    "Reshape": (1,), "Expand": (1,), "ConstantOfShape": (0,), "Tile": (1,), "Range": (0, 1, 2),
+    "Slice": (1, 2, 3, 4), "Pad": (1, 2, 3), "Resize": (1, 2, 3), "Upsample": (1,), "Unsqueeze": (1,),
+    "Squeeze": (1,), "Split": (1,), "TopK": (1,), "OneHot": (1,), "CenterCropPad": (1,), "Col2Im": (1, 2),
+    "ReduceSum": (1,), "ReduceMean": (1,), "ReduceMax": (1,), "ReduceMin": (1,), "ReduceProd": (1,),
+    "ReduceL1": (1,), "ReduceL2": (1,), "ReduceLogSum": (1,), "ReduceLogSumExp": (1,), "ReduceSumSquare": (1,),
+    "MaxUnpool": (2,), "DFT": (1, 2), "STFT": (1, 2, 3), "GridSample": (), "AffineGrid": (1,),
+    "RandomNormalLike": (), "EyeLike": (), "Trilu": (),
+}
+
+# Ops the engine may evaluate: their work is linear in the sizes of their inputs and outputs.
+_EVALUATED = frozenset({
+    "Shape", "Size", "Constant", "Identity", "Cast", "CastLike", "Gather", "GatherElements", "Slice", "Concat",
+    "Squeeze", "Unsqueeze", "Reshape", "Flatten", "Transpose", "Expand", "Tile", "Range", "ConstantOfShape",
+    "Split", "Pad", "Add", "Sub", "Mul", "Div", "Mod", "Neg", "Abs", "Floor", "Ceil", "Round", "Sqrt", "Reciprocal",
+    "Pow", "Sign", "Clip", "Min", "Max", "Sum", "Mean", "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual",
+    "Not", "And", "Or", "Xor", "Where", "ReduceProd", "ReduceSum", "ReduceMin", "ReduceMax", "ReduceMean",
+    "ArgMax", "ArgMin", "CumSum", "OneHot", "Relu",
+})
+# Of those, the ones that read only their input's type, never its values.
+_TYPE_ONLY = frozenset({"Shape", "Size"})
+_MAX_EVALUATIONS = 100_000  # a file with more value ops than this is costed without the rest
+
+
+def resolve(graph: onnx.GraphProto, types: dict[str, onnx.TypeProto], opsets: Mapping[str, int], *,
+            values: Mapping[str, np.ndarray] | None = None, ir_version: int = onnx.IR_VERSION) -> int:
+    """Improve `types` (tensor name → TypeProto, updated in place) over the main graph of a
+    weight-free skeleton; return how many op outputs gained a full shape.
+
+    `values`: known tensor values (small integer initializers); the engine adds the ones it
+    evaluates."""
+    known_values: dict[str, np.ndarray] = dict(values or {})
+    nodes = _sorted(graph)
+    needed = _feeds_values(nodes)
+    imports = [onnx.helper.make_opsetid(d if d != "ai.onnx" else "", v) for d, v in opsets.items()]
+    version = opsets.get("ai.onnx", opsets.get("", 1))
+    gained = 0
+    evaluations = 0
+    for node in nodes:
+        if node.domain not in ("", "ai.onnx") or any(a.type in (_GRAPH, _GRAPHS) for a in node.attribute):
+            continue  # custom domains and subgraph ops keep what the whole-graph inference found
+        outs = [o for o in node.output if o]
+        if not all(_full(types.get(o)) for o in outs):
+            before = sum(_full(types.get(o)) for o in outs)
+            inferred = _infer_node(node, types, known_values, imports, version, ir_version)
+            for name, t in inferred.items():
+                if _better(t, types.get(name)):
+                    types[name] = t
+            gained += sum(_full(types.get(o)) for o in outs) - before
+        if id(node) in needed and evaluations < _MAX_EVALUATIONS and _evaluable(node, types, known_values):
+            evaluations += 1
+            result = _evaluate(node, known_values, types, version)
+            if result is not None:
+                known_values.update(result)
+    return gained
+
+
+_A = onnx.AttributeProto
+_GRAPH, _GRAPHS = _A.GRAPH, _A.GRAPHS
+
+
+def _sorted(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+    """The main graph's nodes in topological order (the file's order when it is sorted, as ONNX
+    requires; otherwise Kahn's algorithm, ties by file order)."""
+    nodes = list(graph.node)
+    available = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    ok = True
+    for n in nodes:
+        if not all(i in available for i in n.input):
+            ok = False
+            break
+        available.update(n.output)
+    if ok:
+        return nodes
+    import heapq
+
+    producer = {o: k for k, n in enumerate(nodes) for o in n.output if o}
+    waiting = [0] * len(nodes)
+    users: dict[int, list[int]] = {}
+    for k, n in enumerate(nodes):
+        deps = {producer[i] for i in n.input if i in producer and producer[i] != k}
+        waiting[k] = len(deps)
+        for d in deps:
+            users.setdefault(d, []).append(k)
+    ready = [k for k, w in enumerate(waiting) if w == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        k = heapq.heappop(ready)
+        order.append(nodes[k])
+        for u in users.get(k, ()):
+            waiting[u] -= 1
+            if waiting[u] == 0:
+                heapq.heappush(ready, u)
+    return order  # a cycle leaves its ops out: the graph builder names it
+
+
+def _feeds_values(nodes: list[onnx.NodeProto]) -> set[int]:
+    """ids of the nodes whose values some op reads as a value input, directly or through others."""
+    producer = {o: n for n in nodes for o in n.output if o}
+    wanted = [n.input[i] for n in nodes for i in VALUE_INPUTS.get(n.op_type, ()) if i < len(n.input) and n.input[i]]
+    needed: set[int] = set()
+    while wanted:
+        p = producer.get(wanted.pop())
+        if p is None or id(p) in needed:
+            continue
+        needed.add(id(p))
+        if p.op_type not in _TYPE_ONLY:
+            wanted.extend(i for i in p.input if i)
+    return needed
+
+
+def _full(t: onnx.TypeProto | None) -> bool:
+    if t is None or not t.HasField("tensor_type"):
+        return False
+    tt = t.tensor_type
+    return tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim)
+
+
+def _better(new: onnx.TypeProto, old: onnx.TypeProto | None) -> bool:
+    """Whether `new` says more than `old`: a shape where there was none, or more dims known."""
+    if not new.HasField("tensor_type") or not new.tensor_type.HasField("shape"):
+        return False
+    if old is None or not old.HasField("tensor_type") or not old.tensor_type.HasField("shape"):
+        return True
+    count = lambda t: sum(d.HasField("dim_value") for d in t.tensor_type.shape.dim)  # noqa: E731
+    return count(new) > count(old)
+
+
+def _infer_node(node, types, values, imports, version, ir_version) -> dict[str, onnx.TypeProto]:
+    try:
+        schema = onnx.defs.get_schema(node.op_type, version, "")
+    except Exception:
+        return {}  # not an operator of this opset: the checks in archkit.load name it
+    inputs = {i: types[i] for i in node.input if i and i in types}
+    if len(inputs) < sum(1 for i in node.input if i):
+        return {}
+    data = {i: numpy_helper.from_array(values[i], i) for i in node.input if i in values}
+    try:
+        return onnx.shape_inference.infer_node_outputs(schema, node, inputs, data, opset_imports=imports,
+                                                       ir_version=ir_version)
+    except Exception:  # the op's inference rejected what it was given: it stays unknown
+        return {}
+
+
+def _evaluable(node, types, values) -> bool:
+    """Whether the op may be evaluated: linear work, every input it reads known, and its outputs'
+    element count known and within the bound, before anything is computed."""
+    if node.op_type not in _EVALUATED:
+        return False
+    outs = [o for o in node.output if o]
+    if not outs or not all(_full(types.get(o)) for o in outs):
+        return False
+    size = sum(math.prod(d.dim_value for d in types[o].tensor_type.shape.dim) for o in outs)
+    if size > BOUND:
+        return False
+    if node.op_type in _TYPE_ONLY:
+        return bool(node.input) and _full(types.get(node.input[0]))
+    return all(i in values for i in node.input if i)
+
+
+def _evaluate(node, values, types, version) -> dict[str, np.ndarray] | None:
+    from onnx.reference.ops import load_op
+
+    try:
+        cls = load_op("", node.op_type, version)
+        op = cls(node, {"opsets": {"": version}, "verbose": 0, "log": _quiet, "new_ops": None,
+                        "evaluator_cls": None})
+        if node.op_type in _TYPE_ONLY:
+            dims = tuple(d.dim_value for d in types[node.input[0]].tensor_type.shape.dim)
+            args = [np.broadcast_to(np.zeros((), np.float32), dims)]  # a view: nothing allocated
+        else:
+            args = [values[i] if i else None for i in node.input]
+        out = op.run(*args)
+    except Exception:  # the reference implementation refused these inputs: the op stays unevaluated
+        return None
+    result = {}
+    for name, v in zip(node.output, out):
+        if name and v is not None:
+            v = np.asarray(v)
+            if v.size > BOUND:
+                return None
+            result[name] = v
+    return result
+
+
+def _quiet(*_args) -> None:
+    pass

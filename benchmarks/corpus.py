@@ -1,0 +1,91 @@
+"""archkit analyse on files no one here wrote: the ONNX files the onnx package ships.
+
+The light Caffe2-zoo models (`onnx/backend/test/data/light/`) and the PyTorch-converted module
+and operator tests (`pytorch-converted/`, `pytorch-operator/`). Per file: whether archkit costs
+it completely (no op of unknown cost or without a rule), its MACs, its time, and for the light
+models whether the MACs equal the independent recount in shared/REFERENCES.md; then the counts.
+An internal error (exit 1) is a bug and is listed as one.
+
+    python benchmarks/corpus.py [--only light|pytorch-converted|pytorch-operator] [--verbose]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import onnx  # noqa: E402
+
+from archkit.errors import ArchkitError  # noqa: E402
+from archkit.onnxfile import analyse_file  # noqa: E402
+
+DATA = Path(onnx.__file__).parent / "backend" / "test" / "data"
+# shared/REFERENCES.md, "Beyond CNNs": Conv+Gemm MACs by an independent recount.
+LIGHT_MACS = {"bvlc_alexnet": 654_560_384, "densenet121": 2_834_161_664, "inception_v1": 1_431_556_352,
+              "inception_v2": 2_018_851_840, "resnet50": 4_089_184_256, "shufflenet": 124_664_528,
+              "squeezenet": 349_151_936, "vgg19": 19_632_062_464, "zfnet512": 1_481_727_008}
+
+
+def files(only: str | None):
+    for kind in ("light", "pytorch-converted", "pytorch-operator"):
+        if only and kind != only:
+            continue
+        folder = DATA / kind
+        found = sorted(folder.glob("*.onnx")) if kind == "light" else sorted(folder.glob("*/model.onnx"))
+        for f in found:
+            yield kind, f
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--only", choices=("light", "pytorch-converted", "pytorch-operator"))
+    p.add_argument("--verbose", action="store_true", help="name the ops left without a cost")
+    args = p.parse_args(argv)
+    counts: dict[str, list[int]] = {}
+    bugs = []
+    print(f"{'file':<58} {'complete':>8} {'MACs':>16} {'ms':>8}  note")
+    for kind, path in files(args.only):
+        label = path.stem.removeprefix("light_") if kind == "light" else path.parent.name
+        c = counts.setdefault(kind, [0, 0])
+        c[1] += 1
+        start = time.perf_counter()
+        try:
+            a = analyse_file(path)
+        except ArchkitError as e:
+            print(f"{kind + '/' + label:<58} {'error':>8} {'':>16} {(time.perf_counter() - start) * 1e3:>8.0f}  "
+                  f"exit {e.exit_code}: {str(e)[:60]}")
+            continue
+        except Exception as e:  # a bug in archkit
+            bugs.append(f"{kind}/{label}: {type(e).__name__}: {e}")
+            print(f"{kind + '/' + label:<58} {'BUG':>8} {'':>16} {(time.perf_counter() - start) * 1e3:>8.0f}  "
+                  f"{type(e).__name__}: {str(e)[:60]}")
+            continue
+        ms = (time.perf_counter() - start) * 1e3
+        complete = a.costs.complete
+        c[0] += complete
+        macs = a.costs.total()["macs"]
+        note = ""
+        if kind == "light":
+            want = LIGHT_MACS.get(label)
+            note = "= recount" if macs == want else f"recount {want:,}"
+        if not complete:
+            left = [o for o in a.costs.ops if o.status in ("unknown", "unsupported")]
+            note += f" {len(left)} ops not costed" + (f": {sorted({o.op_type for o in left})}" if args.verbose else "")
+        print(f"{kind + '/' + label:<58} {'yes' if complete else 'no':>8} {macs:>16,} {ms:>8.0f}  {note.strip()}")
+    print()
+    for kind, (done, total) in counts.items():
+        print(f"{kind}: {done} of {total} complete")
+    print(f"internal errors: {len(bugs)}")
+    for b in bugs:
+        print(f"  {b}")
+    return 1 if bugs else 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("ARCHKIT_CACHE_DIR", "off")
+    sys.exit(main())
