@@ -161,3 +161,109 @@ def encoder_block(*, seq: int = 16, dim: int = 64, heads: int = 4, mlp: int = 4)
 
 def encoder_macs(*, seq: int = 16, dim: int = 64, heads: int = 4, mlp: int = 4) -> int:
     return 3 * seq * dim * dim + 2 * seq * seq * dim + seq * dim * dim + 2 * mlp * seq * dim * dim
+
+
+def vit(*, size: int = 224, patch: int = 16, dim: int = 768, depth: int = 12, heads: int = 12, mlp: int = 3072,
+        classes: int = 1000) -> onnx.ModelProto:
+    """torchvision's vision_transformer as torch.onnx writes it (opset 17, batch "N" free).
+
+    The shapes that plain shape inference cannot see are all here: the patch Reshape to
+    [N, D, S] from Shape/Gather/Unsqueeze/Concat; the class token's `expand(n, -1, -1)` (Concat,
+    then Equal/Where turning -1 into 1, then Expand); nn.MultiheadAttention's per-head Reshape to
+    [L, N·heads, d] with N·heads computed by Mul; the score and context MatMuls between them."""
+    n = _Net()
+    const: list[onnx.TensorProto] = []
+
+    def ints(name, *v):
+        if not any(t.name == name for t in const):
+            const.append(numpy_helper.from_array(np.array(v, np.int64), name))
+        return name
+
+    def number(name, v):  # torch writes float scalars as Constant ops, not parameters
+        out = f"/{name}_output_0"
+        if not any(node.output[0] == out for node in n.nodes):
+            n.nodes.insert(0, helper.make_node("Constant", [], [out], name=f"/{name}",
+                                               value=numpy_helper.from_array(np.array(v, np.float32))))
+        return out
+
+    def scalar(name, v):  # Gather indices and shape arithmetic operands are 0-d in torch's exports
+        if not any(t.name == name for t in const):
+            const.append(numpy_helper.from_array(np.array(v, np.int64), name))
+        return name
+
+    def unsq(x, scope):
+        return n.node("Unsqueeze", [x, ints("axes0", 0)], scope)
+
+    side = size // patch
+    tokens = side * side + 1
+    d = dim // heads
+    x = n.node("Conv", ["x", n.weight("conv_proj.weight", (dim, 3, patch, patch)), n.weight("conv_proj.bias", (dim,))],
+               "/conv_proj", kernel_shape=[patch, patch], strides=[patch, patch], pads=[0, 0, 0, 0], dilations=[1, 1],
+               group=1)
+    shape = n.node("Shape", ["x"], "")
+    batch = unsq(n.node("Gather", [shape, scalar("idx0", 0)], "", axis=0), "")
+    target = n.node("Concat", [batch, ints("dim", dim), ints("patches", side * side)], "", axis=0)
+    x = n.node("Reshape", [x, target], "")
+    x = n.node("Transpose", [x], "", perm=[0, 2, 1])
+    # class_token.expand(n, -1, -1)
+    want = n.node("Concat", [batch, ints("minus1", -1), ints("minus1", -1)], "", axis=0)
+    is_free = n.node("Equal", [want, ints("minus1s", -1, -1, -1)], "")
+    want = n.node("Where", [is_free, ints("ones", 1, 1, 1), want], "")
+    cls = n.node("Expand", [n.weight("class_token", (1, 1, dim)), want], "")
+    x = n.node("Concat", [cls, x], "", axis=1)
+    x = n.node("Add", [x, n.weight("encoder.pos_embedding", (1, tokens, dim))], "/encoder")
+    for i in range(depth):
+        s, m = f"/encoder/layers/encoder_layer_{i}", f"encoder.layers.encoder_layer_{i}"
+        h = n.node("LayerNormalization", [x, n.weight(f"{m}.ln_1.weight", (dim,)), n.weight(f"{m}.ln_1.bias", (dim,))],
+                   f"{s}/ln_1", axis=-1, epsilon=1e-6)
+        a = f"{s}/self_attention"
+        h = n.node("Transpose", [h], a, perm=[1, 0, 2])  # (L, N, E): batch_first is undone inside
+        hs = n.node("Shape", [h], a)
+        length = unsq(n.node("Gather", [hs, scalar("idx0", 0)], a, axis=0), a)
+        nb = n.node("Gather", [hs, scalar("idx1", 1)], a, axis=0)
+        qkv = n.node("MatMul", [h, n.weight(f"{m}.self_attention.in_proj_weight_t", (dim, 3 * dim))], a)
+        qkv = n.node("Add", [qkv, n.weight(f"{m}.self_attention.in_proj_bias", (3 * dim,))], a)
+        qkv = n.node("Reshape", [qkv, n.node("Concat", [length, unsq(nb, a), ints("three", 3), ints("dim", dim)], a,
+                                                          axis=0)], a)
+        qkv = n.node("Transpose", [n.node("Unsqueeze", [qkv, ints("axes0", 0)], a)], a, perm=[3, 1, 2, 0, 4])
+        qkv = n.node("Squeeze", [qkv, ints("axes_m2", -2)], a)
+        heads_n = unsq(n.node("Mul", [nb, scalar("heads", heads)], a), a)
+        per_head = n.node("Concat", [length, heads_n, ints("head_dim", d)], a, axis=0)
+        q, k, v = (n.node("Transpose", [n.node("Reshape", [n.node("Gather", [qkv, scalar(f"idx{j}", j)], a, axis=0),
+                                                           per_head], a)], a, perm=[1, 0, 2]) for j in range(3))
+        q = n.node("Mul", [q, number("attn_scale", d ** -0.5)], a)
+        scores = n.node("MatMul", [q, n.node("Transpose", [k], a, perm=[0, 2, 1])], a)
+        ctx = n.node("MatMul", [n.node("Softmax", [scores], a, axis=-1), v], a)
+        ctx = n.node("Transpose", [ctx], a, perm=[1, 0, 2])
+        ctx = n.node("Reshape", [ctx, n.node("Concat", [n.node("Mul", [length, unsq(nb, a)], a), ints("dim", dim)], a,
+                                                       axis=0)], a)
+        ctx = n.node("Gemm", [ctx, n.weight(f"{m}.self_attention.out_proj.weight", (dim, dim)),
+                              n.weight(f"{m}.self_attention.out_proj.bias", (dim,))], a, transB=1)
+        ctx = n.node("Reshape", [ctx, n.node("Concat", [length, unsq(nb, a), ints("dim", dim)], a, axis=0)], a)
+        x = n.node("Add", [n.node("Transpose", [ctx], a, perm=[1, 0, 2]), x], s)
+        h = n.node("LayerNormalization", [x, n.weight(f"{m}.ln_2.weight", (dim,)), n.weight(f"{m}.ln_2.bias", (dim,))],
+                   f"{s}/ln_2", axis=-1, epsilon=1e-6)
+        h = n.node("Add", [n.node("MatMul", [h, n.weight(f"{m}.mlp.0.weight_t", (dim, mlp))], f"{s}/mlp/mlp.0"),
+                           n.weight(f"{m}.mlp.0.bias", (mlp,))], f"{s}/mlp/mlp.0")
+        e = n.node("Erf", [n.node("Div", [h, number("sqrt2", 2 ** 0.5)], f"{s}/mlp/mlp.1")], f"{s}/mlp/mlp.1")
+        h = n.node("Mul", [n.node("Mul", [h, n.node("Add", [e, number("one", 1.0)], f"{s}/mlp/mlp.1")],
+                                  f"{s}/mlp/mlp.1"), number("half", 0.5)], f"{s}/mlp/mlp.1")
+        h = n.node("Add", [n.node("MatMul", [h, n.weight(f"{m}.mlp.3.weight_t", (mlp, dim))], f"{s}/mlp/mlp.3"),
+                           n.weight(f"{m}.mlp.3.bias", (dim,))], f"{s}/mlp/mlp.3")
+        x = n.node("Add", [x, h], s)
+    x = n.node("LayerNormalization", [x, n.weight("encoder.ln.weight", (dim,)), n.weight("encoder.ln.bias", (dim,))],
+               "/encoder/ln", axis=-1, epsilon=1e-6)
+    x = n.node("Gather", [x, scalar("idx0", 0)], "", axis=1)  # the class token
+    y = n.node("Gemm", [x, n.weight("heads.head.weight", (classes, dim)), n.weight("heads.head.bias", (classes,))],
+               "/heads/head", transB=1)
+    n.inits.extend(const)
+    return n.model("x", ["N", 3, size, size], y, "vit_b_16")
+
+
+def vit_macs(*, size: int = 224, patch: int = 16, dim: int = 768, depth: int = 12, mlp: int = 3072,
+             classes: int = 1000, **_) -> int:
+    """Per sample: patch conv, and per layer Q/K/V and output projections, MLP, scores and context."""
+    tokens = (size // patch) ** 2 + 1
+    conv = dim * 3 * patch * patch * (tokens - 1)
+    layer = 4 * tokens * dim * dim + 2 * tokens * dim * mlp + 2 * tokens * tokens * dim
+    return conv + depth * layer + dim * classes

@@ -1,0 +1,86 @@
+"""The shape engine (archkit.shapes): shape arithmetic that onnx's inference leaves unknown is
+evaluated, within a bound on the size of what is evaluated, checked before evaluating it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import archkit.shapes as engine
+from archkit.graph import build_graph
+from archkit.pipeline import analyse_model
+from tests.torch_patterns import vit, vit_macs
+
+
+def test_vit_b16_as_torch_onnx_writes_it_reproduces_torchvision():
+    """shared/REFERENCES.md, "Beyond CNNs": ViT-B/16, 86,567,656 params, 17,563,828,224 MACs
+    (17.564 GMACs), the attention score and context MatMuls included."""
+    a = analyse_model(vit())
+    t = a.costs.total()
+    assert a.costs.complete, a.costs.unknown[:5]
+    assert t["macs"] == vit_macs() == 17_563_828_224
+    assert t["params"] == 86_567_656
+    scores = [o for o in a.costs.ops if o.op_type == "MatMul" and o.output_shape == "12x197x197"]
+    assert len(scores) == 12 and all(o.macs == 12 * 197 * 197 * 64 for o in scores)
+
+
+def test_vit_at_a_fixed_batch_scales_every_computed_shape():
+    m = vit(size=64, depth=2, dim=96, heads=4, mlp=192, classes=10)
+    per_sample = analyse_model(m).costs.total()["macs"]
+    a = analyse_model(m, input_shapes={"N": 8})
+    assert a.costs.complete and per_sample == vit_macs(size=64, depth=2, dim=96, mlp=192, classes=10)
+    assert a.costs.total()["macs"] == 8 * per_sample
+
+
+def _broadcast_model(n: int):
+    """A Reshape whose target comes from an n x n broadcast of two small vectors: the engine
+    must not evaluate it when n·n is over the bound; the rest of the graph still resolves."""
+    r = lambda name, v: numpy_helper.from_array(np.array(v, np.int64), name)  # noqa: E731
+    nodes = [helper.make_node("Range", ["zero", "n", "one"], ["v"]),
+             helper.make_node("Unsqueeze", ["v", "ax1"], ["col"]),
+             helper.make_node("Add", ["v", "col"], ["grid"]),  # (n, n): grows, though no "generator"
+             helper.make_node("Shape", ["grid"], ["grid_shape"]),
+             helper.make_node("ReduceMax", ["grid", "ax01"], ["big"], keepdims=0),
+             helper.make_node("Sub", ["big", "big"], ["naught"]),  # 0, known only from grid's values
+             helper.make_node("Add", ["naught", "all"], ["count"]),
+             helper.make_node("Unsqueeze", ["count", "ax0"], ["big1"]),
+             helper.make_node("Concat", ["one_1", "big1"], ["target"], axis=0),
+             helper.make_node("Reshape", ["x", "target"], ["flat"]),
+             helper.make_node("Shape", ["x"], ["xs"]),
+             helper.make_node("Gather", ["xs", "idx1"], ["c"], axis=0),
+             helper.make_node("Unsqueeze", ["c", "ax0"], ["c1"]),
+             helper.make_node("Concat", ["one_1", "c1", "minus1"], ["t2"], axis=0),
+             helper.make_node("Reshape", ["x", "t2"], ["x2"]),
+             helper.make_node("Transpose", ["x2"], ["x3"], perm=[0, 2, 1]),
+             helper.make_node("MatMul", ["x3", "w"], ["y"], name="fc/MatMul")]
+    inits = [r("zero", 0), r("n", n), r("one", 1), r("ax1", [1]), r("ax0", [0]), r("ax01", [0, 1]), r("one_1", [1]),
+             r("idx1", 1), r("minus1", [-1]), r("all", 4 * 36), numpy_helper.from_array(np.ones((4, 5), np.float32), "w")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+                               helper.make_tensor_value_info("flat", TensorProto.FLOAT, None),
+                               helper.make_tensor_value_info("grid_shape", TensorProto.INT64, None)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+@pytest.mark.parametrize("n", [10, 1000])
+def test_the_bound_holds_for_ops_that_grow_without_being_generators(monkeypatch, n):
+    evaluated = []
+    real = engine._evaluate
+
+    def record(node, values, types, version):
+        out = real(node, values, types, version)
+        evaluated.append((node.op_type, sum(v.size for v in (out or {}).values())))
+        return out
+
+    monkeypatch.setattr(engine, "_evaluate", record)
+    G = build_graph(_broadcast_model(n), symbolic=False)
+    assert evaluated and max(size for _, size in evaluated) <= engine.BOUND
+    ops = [d for _, d in G.nodes(data=True) if d["kind"] == "op"]
+    fc = next(d for d in ops if d["name"] == "fc/MatMul")
+    assert fc["outputs"][0].shape == (1, 36, 5)  # the rest resolves
+    flat = next(d for d in ops if d["op_type"] == "Reshape" and d["inputs"][1].name == "target")
+    if n * n <= engine.BOUND:
+        assert flat["outputs"][0].shape == (1, 4 * 36) and ("Add", n * n) in evaluated
+    else:
+        assert not flat["outputs"][0].known and ("Add", n * n) not in evaluated
