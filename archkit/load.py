@@ -89,10 +89,14 @@ class Loaded(NamedTuple):
     size_bytes: int
     external: tuple[ExternalRef, ...]
     absent: tuple[str, ...]  # tensors that declare elements but hold no data at all
+    freed: tuple[str, ...] = ()  # "tensor:axis" of graph input/output/value_info dims declared -1, now free
 
     @property
     def warnings(self) -> tuple[str, ...]:
         out = []
+        if self.freed:
+            out.append(f"{self.path}: {len(self.freed)} dimensions declared as -1 (as Paddle2ONNX writes a dynamic "
+                       f"dimension) read as free dimensions named after their tensor and axis ({_few(self.freed)})")
         missing = [r for r in self.external if r.missing]
         if missing:
             files = sorted({r.location for r in missing})
@@ -149,8 +153,9 @@ def load_model(path: str | os.PathLike, *, max_bytes: int | None = None) -> Load
         raise ResourceError(f"{p}: more than {limit:,} bytes (--max-bytes)")
     proto = parse_model(data, origin=str(p))
     del data
-    external, absent = check_model(proto, origin=str(p), folder=p.parent)
-    return Loaded(proto, p, st.st_size, external, absent)
+    c = _Checker(str(p), p.parent)
+    c.model(proto)
+    return Loaded(proto, p, st.st_size, tuple(c.external), tuple(c.absent), tuple(c.freed))
 
 
 def parse_model(data: bytes, *, origin: str = "<bytes>") -> onnx.ModelProto:
@@ -172,20 +177,7 @@ def check_model(model: onnx.ModelProto, *, origin: str, folder: Path | None
     """Check what the module docstring lists; return the external references and the tensors
     without data. `folder`: where external data would be (None: any external data is refused)."""
     c = _Checker(origin, folder)
-    for text in (model.producer_name, model.producer_version, model.domain, model.doc_string):
-        c.text(text, "model field")
-    for p in model.metadata_props:
-        c.text(p.key, "metadata key")
-        c.text(p.value, "metadata value")
-    for o in model.opset_import:
-        c.text(o.domain, "opset domain")
-    c.graph(model.graph, 0)
-    for f in model.functions:
-        c.text(f.name, "function name")
-        c.nodes(f.node, 1)
-    for t in model.training_info:
-        c.graph(t.initialization, 1)
-        c.graph(t.algorithm, 1)
+    c.model(model)
     return tuple(c.external), tuple(c.absent)
 
 
@@ -197,6 +189,23 @@ class _Checker:
         self.external: list[ExternalRef] = []
         self.absent: list[str] = []
         self.files: dict[str, os.stat_result | None] = {}
+        self.freed: list[str] = []
+
+    def model(self, model: onnx.ModelProto) -> None:
+        for text in (model.producer_name, model.producer_version, model.domain, model.doc_string):
+            self.text(text, "model field")
+        for p in model.metadata_props:
+            self.text(p.key, "metadata key")
+            self.text(p.value, "metadata value")
+        for o in model.opset_import:
+            self.text(o.domain, "opset domain")
+        self.graph(model.graph, 0)
+        for f in model.functions:
+            self.text(f.name, "function name")
+            self.nodes(f.node, 1)
+        for t in model.training_info:
+            self.graph(t.initialization, 1)
+            self.graph(t.algorithm, 1)
 
     def fail(self, kind, problem: str):
         raise kind(f"{self.origin}: {problem}")
@@ -223,9 +232,14 @@ class _Checker:
         self.text(vi.name, "tensor name")
         t = vi.type
         if t.HasField("tensor_type"):
-            for d in t.tensor_type.shape.dim:
+            for axis, d in enumerate(t.tensor_type.shape.dim):
                 if d.dim_value < 0:
-                    self.fail(MalformedModelError, f"tensor {_q(vi.name)} declares a negative dimension {d.dim_value}")
+                    if d.dim_value != -1:
+                        self.fail(MalformedModelError, f"tensor {_q(vi.name)} declares a negative dimension {d.dim_value}")
+                    # Paddle2ONNX's dynamic dim: a free dim, named (an initializer's -1 stays an error)
+                    d.Clear()
+                    d.dim_param = f"{vi.name}:{axis}"
+                    self.freed.append(d.dim_param)
                 self.text(d.dim_param, "dimension name")
 
     def nodes(self, nodes, depth: int) -> None:

@@ -84,3 +84,30 @@ def test_the_bound_holds_for_ops_that_grow_without_being_generators(monkeypatch,
         assert flat["outputs"][0].shape == (1, 4 * 36) and ("Add", n * n) in evaluated
     else:
         assert not flat["outputs"][0].known and ("Add", n * n) not in evaluated
+
+
+def test_paddle_minus_one_dims_are_free_dims_with_a_warning(tmp_path, capsys):
+    """Paddle2ONNX writes `dim_value: -1` for a dynamic dim of a graph input or output (and
+    `p2o.DynamicDimension.N` names elsewhere): read as a free dim, with a warning; onnxruntime
+    runs such files. On an initializer a negative dim stays an error (tests/test_hostile.py)."""
+    import onnx
+
+    from archkit.cli import main
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])
+    x.type.tensor_type.shape.dim[0].dim_value = -1
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["p2o.DynamicDimension.0", 8, 30, 30])
+    w = numpy_helper.from_array(np.ones((8, 3, 3, 3), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="conv2d_0.tmp_0")], "paddle", [x],
+                              [y], [w])
+    path = tmp_path / "paddle.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)]), path)
+    assert main(["analyse", str(path), "--format", "json"]) == 0
+    out, err = capsys.readouterr()
+    assert "declared as -1" in err and "x:0" in err
+    import json
+
+    report = json.loads(out)
+    assert report["total"]["macs"] == 8 * 3 * 9 * 30 * 30 and report["complete"]
+    assert main(["analyse", str(path), "--input-shape", "x:0=4", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["total"]["macs"] == 4 * 8 * 3 * 9 * 30 * 30
