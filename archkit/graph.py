@@ -8,8 +8,9 @@ Weights are never read or copied: shape inference runs on a skeleton whose weigh
 are typed graph inputs, which is both faster (no weight serialisation) and independent of
 external data. Symbolic input dims not fixed by the caller are set to 1 before inference, so
 shapes come out concrete (costs are then per sample; `graph.graph["fixed_dims"]` says which).
-Where onnx's inference (with data propagation) leaves an op's output shape unknown,
-onnxruntime's symbolic shape inference is tried before giving up.
+Where onnx's inference leaves an op's output shape unknown, archkit's shape engine
+(archkit.shapes: bounded folding of shape arithmetic) is tried, then, as the last resort,
+onnxruntime's symbolic shape inference in a child process with memory and time limits.
 
 Ops inside subgraphs (If branches, Loop and Scan bodies) are nodes too, with id
 `<parent id>/<attribute>/<node>`, `parent` set to the If/Loop/Scan node's id and `subgraph` to the
@@ -18,7 +19,10 @@ attribute name; they come before their parent in the op order and have an edge t
 Graph attributes: name, opset, ir_version, producer, metadata, fixed_dims, initializers
 (name → (dims, dtype), main graph), constants (values of the small inline int32/int64
 initializers: pads, axes, shapes), op_order (op node ids, topologically sorted: file order
-when the file is sorted, as ONNX requires), shape_inference ("onnx" or "onnx+onnxruntime-symbolic").
+when the file is sorted, as ONNX requires), shape_inference (what found the shapes, joined by
+"+": "onnx" or "onnx-unpropagated" (its value propagation off: large generated tensors), then
+"archkit" (the shape engine, archkit.shapes) and "onnxruntime-symbolic", where each was needed),
+warnings (what the reader should know: a fallback that failed or hit its limits).
 """
 
 from __future__ import annotations
@@ -347,26 +351,54 @@ _VALUE_TYPES = frozenset({onnx.TensorProto.INT64, onnx.TensorProto.INT32, onnx.T
                           onnx.TensorProto.DOUBLE, onnx.TensorProto.BOOL})
 
 
-def _symbolic_infer(inferred: onnx.ModelProto) -> onnx.ModelProto | None:
-    """onnxruntime's symbolic shape inference (knows more ops and folds more shape arithmetic).
-    None when unavailable or when it fails; it never writes files (its public entry point may)."""
-    try:
-        from onnxruntime.tools import symbolic_shape_infer as ssi
-    except Exception:
-        return None
-    log = logging.getLogger(ssi.__name__)
-    level, log.level = log.level, logging.CRITICAL
-    try:
-        s = ssi.SymbolicShapeInference(2**31 - 1, True, False, 0)
-        s._preprocess(inferred)
-        while s.run_:
-            s._infer_impl()
-        s._update_output_from_vi()
-        return s.out_mp_
-    except Exception:
-        return None
-    finally:
-        log.level = level
+# onnxruntime's symbolic shape inference propagates values with no bound of its own: it runs in a
+# child process with an address-space limit and a timeout, and whatever stops it is a warning.
+_SSI_CODE = """
+import logging, resource, sys
+limit = int(sys.argv[2])
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+import onnx
+from onnxruntime.tools import symbolic_shape_infer as ssi
+logging.getLogger(ssi.__name__).setLevel(logging.CRITICAL)
+model = onnx.load(sys.argv[1] + "/in.onnx")
+out = ssi.SymbolicShapeInference.infer_shapes(model, 2**31 - 1, True, False, 0)
+onnx.save(out, sys.argv[1] + "/out.onnx")
+"""
+SSI_MEMORY = 4 * 2**30  # bytes of address space the child may use (ARCHKIT_SSI_MEMORY overrides)
+SSI_TIMEOUT = 120.0  # seconds (ARCHKIT_SSI_TIMEOUT overrides)
+
+
+def _symbolic_infer(inferred: onnx.ModelProto) -> tuple[onnx.ModelProto | None, str | None]:
+    """onnxruntime's symbolic shape inference (auto_merge: dims that meet are taken as equal), in
+    a child process: (the inferred model, None), or (None, why it gave nothing)."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    memory = int(os.environ.get("ARCHKIT_SSI_MEMORY") or SSI_MEMORY)
+    timeout = float(os.environ.get("ARCHKIT_SSI_TIMEOUT") or SSI_TIMEOUT)
+    with tempfile.TemporaryDirectory(prefix="archkit-ssi-") as tmp:
+        with open(os.path.join(tmp, "in.onnx"), "wb") as f:
+            f.write(inferred.SerializeToString())
+        try:
+            proc = subprocess.run([sys.executable, "-c", _SSI_CODE, tmp, str(memory)], stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout, cwd=tmp)
+        except subprocess.TimeoutExpired:
+            return None, f"did not finish within {timeout:g} s (ARCHKIT_SSI_TIMEOUT)"
+        except OSError as e:
+            return None, f"could not start ({e.strerror})"
+        if proc.returncode != 0:
+            lines = proc.stderr.decode(errors="replace").strip().splitlines()
+            last = lines[-1] if lines else f"exit status {proc.returncode}"
+            if "MemoryError" in last or proc.returncode == -9:
+                return None, f"reached its {memory / 2**30:g} GiB memory limit (ARCHKIT_SSI_MEMORY)"
+            return None, f"failed: {last[:200]}"
+        try:
+            out = onnx.load(os.path.join(tmp, "out.onnx"))
+        except Exception as e:
+            return None, f"wrote no model ({type(e).__name__})"
+    return out, None
 
 
 # --- the graph ------------------------------------------------------------------------------
@@ -472,7 +504,8 @@ class _Builder:
         self.cache = shape_cache
         self.shapes = shapes
         self.inits = initializers
-        self.unknown = False  # some op output shape not inferred
+        self.unknown = False  # some op output that is read (by an op or as a graph output) has no shape
+        self.unread: set[str] = set()  # outputs without a shape that nothing has read yet
         self.index = 0
 
     def edge(self, src: str, dst: str, tensor: str) -> None:
@@ -498,6 +531,7 @@ class _Builder:
         infos_get, inits_get, shapes_get, producer_get = infos.get, inits.get, shapes.get, producer.get
         late_append = late.append
         unknown = False
+        unread = self.unread
         index = self.index
         position = -1
         for node in g.node:
@@ -531,6 +565,8 @@ class _Builder:
             p = {}
             for n in node.input:
                 t = infos_get(n)
+                if unread and n in unread:
+                    unknown = True
                 if t is None:
                     if not n:
                         ins.append(None)
@@ -561,7 +597,7 @@ class _Builder:
                         _not_text(node)
                     r = shapes_get(n) or _UNKNOWN
                     if not r[2]:
-                        unknown = True
+                        unread.add(n)  # unknown only if something reads it (not, e.g., Dropout's mask)
                     t = infos[n] = _new(TensorInfo, (n, r[0], r[1], False))
                     outs.append(t)
                     if n in local:
@@ -594,6 +630,8 @@ class _Builder:
         scope_producer = ChainMap(local, {n: None for n in formal}, producer)
         self.walk(sg, ChainMap(local_shapes, shapes), ChainMap(local_inits, inits), _NoNone(scope_producer), local,
                   f"{parent}/{attr}/", parent, attr)
+        if self.unread and any(o.name in self.unread for o in sg.output):
+            self.unknown = True
         return [(local.get(o.name), o.name) for o in sg.output]
 
 
@@ -653,15 +691,19 @@ def _build(model: onnx.ModelProto, input_shapes: Mapping[str, object], symbolic:
     _read_shapes(g.value_info, shapes, cache)
     _read_shapes(g.output, shapes, cache)
 
-    how = "onnx" if propagated else "onnx without value propagation (large generated tensors)"
+    how = "onnx" if propagated else "onnx-unpropagated"  # large generated tensors: onnx's data_prop off
     b = _walk(model, g, shapes, initializers, cache)
     if b.unknown:
         found = _engine(model, inferred, shapes, cache)
         if found:
             b = _walk(model, g, shapes, initializers, cache)
-            how = "onnx+archkit"
-    if b.unknown and symbolic and propagated:
-        better = _symbolic_infer(inferred)
+            how += "+archkit"
+    warnings = []
+    if b.unknown and symbolic:
+        better, why = _symbolic_infer(inferred)
+        if why:
+            warnings.append(f"onnxruntime's symbolic shape inference, tried for the shapes archkit could not "
+                            f"find, {why}")
         if better is not None:
             override: dict = {}
             _read_shapes(better.graph.value_info, override, cache)
@@ -670,7 +712,7 @@ def _build(model: onnx.ModelProto, input_shapes: Mapping[str, object], symbolic:
             if override:
                 shapes.update(override)
                 b = _walk(model, g, shapes, initializers, cache)
-                how = "onnx+onnxruntime-symbolic"
+                how += "+onnxruntime-symbolic"
 
     G = nx.DiGraph(
         name=model.graph.name,
@@ -682,6 +724,7 @@ def _build(model: onnx.ModelProto, input_shapes: Mapping[str, object], symbolic:
         initializers=initializers,
         constants=_int_values(inline),
         shape_inference=how,
+        warnings=tuple(warnings),
     )
     sorted_ = True
     for nid, name, scope in b.late:
@@ -729,6 +772,8 @@ def _walk(model: onnx.ModelProto, g: onnx.GraphProto, shapes: dict, initializers
             producer[i.name] = nid
     originals = model.graph.node if len(model.graph.node) == len(g.node) else None
     b.walk(g, shapes, initializers, producer, producer, "", None, None, originals)
+    if b.unread and any(o.name in b.unread for o in model.graph.output):
+        b.unknown = True
     b.producer = producer
     return b
 

@@ -92,7 +92,8 @@ def costs_only(proto, *, name: str, size_bytes: int, input_shapes: Mapping[str, 
     return Analysis(
         name=name, info=info, costs=analyse(G),
         keras_layers=own.layers, keras_params=own.keras_params, config=own.config,
-        warnings=tuple(f"metadata {k!r} ignored: not what archkit writes" for k in own.problems),
+        warnings=tuple(f"metadata {k!r} ignored: not what archkit writes" for k in own.problems)
+        + G.graph["warnings"],
     )
 
 

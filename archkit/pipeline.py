@@ -71,7 +71,8 @@ def analyse_model(proto: onnx.ModelProto, *, name: str | None = None, size_bytes
         costs=costs,
         connectivity=_connectivity(G, costs, proto),
         keras_layers=own.layers, keras_params=own.keras_params, config=own.config,
-        warnings=tuple(f"metadata {k!r} ignored: not what archkit writes" for k in own.problems),
+        warnings=tuple(f"metadata {k!r} ignored: not what archkit writes" for k in own.problems)
+        + G.graph["warnings"],
     )
 
 
