@@ -166,9 +166,9 @@ def _deploy_arguments(p: argparse.ArgumentParser) -> None:
 
 def _config_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
-                   help="(NAME only) set one of the architecture's settings, as `archkit list` shows them "
-                        "(variant=v1.5, factorised=False, input_shape=(96,96,3)); repeatable; "
-                        "VALUE is a Python literal, else text")
+                   help="(NAME only) set one of the architecture's settings, its builder's keywords "
+                        "(variant=v1.5, factorised=False, input_shape=(96,96,3); a wrong key lists them); "
+                        "repeatable; VALUE is a Python literal, else text")
 
 
 def _config(args, arch) -> dict:
