@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 from archkit import __version__
@@ -19,7 +20,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _formats(text: str) -> tuple[str, ...]:
-    from archkit.report import FORMATS
+    from archkit.formats import FORMATS
 
     parts = tuple(p.strip() for p in text.split(","))
     bad = [p for p in parts if p not in FORMATS]
@@ -32,18 +33,26 @@ def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="archkit", description="What a CNN costs, how it is wired, whether its ONNX export is faithful.",
                 epilog="Exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()))
     p.add_argument("--version", action="version", version=f"archkit {__version__}")
-    p.add_argument("--debug", action="store_true", help="show tracebacks and TensorFlow's own logging")
+    p.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
+    # --debug is accepted after the command too (where the "rerun with --debug" hint puts it);
+    # SUPPRESS keeps a subcommand from resetting the flag given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    sub.add_parser("list", help="the registered architectures")
+    def command(name, **kw):
+        return sub.add_parser(name, parents=[common], **kw)
 
-    e = sub.add_parser("export", help="export an architecture to ONNX (layout, batch, precision)")
+    command("list", help="the registered architectures")
+
+    e = command("export", help="export an architecture to ONNX (layout, batch, precision)")
     e.add_argument("name")
     e.add_argument("-o", "--output", required=True, type=Path, help="the .onnx file to write")
     e.add_argument("--opset", type=int, default=None, help="ONNX opset (default: newest tf2onnx supports)")
+    _config_argument(e)
     _deploy_arguments(e)
 
-    v = sub.add_parser("verify", help="onnxruntime vs Keras (NAME), or vs onnxruntime without graph optimizations (FILE)")
+    v = command("verify", help="onnxruntime vs Keras (NAME), or vs onnxruntime without graph optimizations (FILE)")
     v.add_argument("name", metavar="NAME|FILE")
     v.add_argument("--opset", type=int, default=None)
     v.add_argument("--seeds", type=int, default=3, help="how many input seeds (default 3)")
@@ -51,9 +60,10 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--timeout", type=float, default=None,
                    help="seconds one onnxruntime child process may take (default 600, or $ARCHKIT_ORT_TIMEOUT)")
     _max_bytes_argument(v)
+    _config_argument(v)
     _deploy_arguments(v)
 
-    b = sub.add_parser("bench", help="latency in onnxruntime vs Keras, GFLOP/s and fraction of the matmul peak")
+    b = command("bench", help="latency in onnxruntime vs Keras, GFLOP/s and fraction of the matmul peak")
     b.add_argument("name", metavar="NAME|FILE")
     b.add_argument("--threads", type=int, default=None, help="intra-op threads for onnxruntime and TensorFlow "
                                                              "(default: the usable cores)")
@@ -65,19 +75,22 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--opset", type=int, default=None)
     b.add_argument("--timeout", type=float, default=None, help="seconds the onnxruntime child process may take")
     _max_bytes_argument(b)
+    _config_argument(b)
     _deploy_arguments(b)
 
-    r = sub.add_parser("report", help="write the cost report of an architecture")
+    r = command("report", help="write the cost report of an architecture")
     r.add_argument("name", nargs="?")
     r.add_argument("--all", action="store_true", help="every registered architecture")
-    r.add_argument("--out", type=Path, default=Path("reports"), help="parent folder (default: reports)")
+    r.add_argument("-o", "--output", "--out", dest="out", type=Path, default=Path("reports"), metavar="DIR",
+                   help="parent folder (default: reports)")
     r.add_argument("--format", default="md,csv,json,png", help="comma-separated: md,csv,json,png (default: all)")
     r.add_argument("--opset", type=int, default=None)
     r.add_argument("--bench", action="store_true",
                    help="add a Deployment section: latency, GFLOP/s, fraction of peak (machine-dependent figures)")
     r.add_argument("--threads", type=int, default=None, help="with --bench: intra-op threads (default: the usable cores)")
+    _config_argument(r)
 
-    a = sub.add_parser("analyse", help="the costs of any ONNX file (no TensorFlow, no weights read)")
+    a = command("analyse", aliases=["analyze"], help="the costs of any ONNX file (no TensorFlow, no weights read)")
     a.add_argument("file", type=Path, help="the .onnx file")
     a.add_argument("--input-shape", action="append", default=[], metavar="NAME=D1,D2,...",
                    help="fix a graph input's shape, or a symbolic dim (N=8); repeatable; free dims are set to 1")
@@ -90,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="an op without a cost rule (unknown op, custom domain) or of unknown cost is an error (exit 6)")
     _max_bytes_argument(a)
 
-    c = sub.add_parser("connectivity", help="how a network is wired: depth, branches, skips, concatenations, "
+    c = command("connectivity", help="how a network is wired: depth, branches, skips, concatenations, "
                                             "receptive fields (an architecture, or any ONNX file: no TensorFlow)")
     c.add_argument("target", metavar="NAME|FILE.onnx", help="a registered architecture or an ONNX file")
     c.add_argument("--input-shape", action="append", default=[], metavar="NAME=D1,D2,...",
@@ -101,31 +114,36 @@ def _parser() -> argparse.ArgumentParser:
                    help="also write connectivity.md, .csv, .dot, .png (and dense_blocks.png) into this folder")
     _max_bytes_argument(c)
 
-    t = sub.add_parser("train", help="train the notes' MNIST CNN; export it; Keras vs onnxruntime accuracy; kernels, neighbours")
-    t.add_argument("name", choices=("baseline_cnn", "baseline_cnn_dropout"))
+    t = command("train", help="train the notes' MNIST CNN; export it; Keras vs onnxruntime accuracy; kernels, neighbours")
+    t.add_argument("name", type=str.casefold, choices=("baseline_cnn", "baseline_cnn_dropout"))
     t.add_argument("--data", default="digits",
                    help="digits (scikit-learn's, offline; default), mnist (keras' cache file, never downloaded) or FILE.npz")
     t.add_argument("--epochs", type=int, default=None, help="default: 80 on digits; 5 on MNIST, 20 with --early-stopping")
     t.add_argument("--early-stopping", action="store_true", help="hold out 5%%, stop when val_loss stalls for 2 epochs")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--query", type=int, default=0, help="test image whose nearest neighbours are drawn (default 0)")
-    t.add_argument("--out", type=Path, default=None, help="folder for the model and figures (default: runs/NAME-DATA)")
+    t.add_argument("-o", "--output", "--out", dest="out", type=Path, default=None, metavar="DIR",
+                   help="folder for the model and figures (default: runs/NAME-DATA)")
 
-    pr = sub.add_parser("primitives", help="the notes' convolution primitives, numpy vs onnxruntime, and their figures")
-    pr.add_argument("--out", type=Path, default=None, help="write the figures (PNG) into this folder")
+    pr = command("primitives", help="the notes' convolution primitives, numpy vs onnxruntime, and their figures")
+    pr.add_argument("-o", "--output", "--out", dest="out", type=Path, default=None, metavar="DIR",
+                    help="write the figures (PNG) into this folder")
     return p
 
 
-def _max_bytes_argument(p: argparse.ArgumentParser) -> None:
-    from archkit.load import MAX_BYTES, parse_size
+_DEBUG_HELP = "show tracebacks and TensorFlow's own logging"
 
+
+def _max_bytes_argument(p: argparse.ArgumentParser) -> None:
     def size(text: str) -> int:
+        from archkit.load import parse_size  # only when given: archkit.load imports onnx
+
         try:
             return parse_size(text)
         except ValueError as e:
             raise argparse.ArgumentTypeError(str(e)) from None
 
-    p.add_argument("--max-bytes", type=size, default=MAX_BYTES, metavar="SIZE",
+    p.add_argument("--max-bytes", type=size, default=None, metavar="SIZE",
                    help="(files) refuse an ONNX file larger than this, before reading it: 1000, 512K, 100M, 2G "
                         "(default: protobuf's limit, 2G - 1 byte; exit 7)")
 
@@ -138,7 +156,7 @@ def _deploy_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"),
                    help="fp16: onnxconverter-common's float16 converter; int8: onnxruntime.quantization")
     g.add_argument("--keep-io-types", action="store_true", help="fp16: keep float32 inputs and outputs")
-    g.add_argument("--quantization", default="static", choices=("static", "dynamic"),
+    g.add_argument("--quantization", default=None, choices=("static", "dynamic"),
                    help="int8: static (QDQ, calibrated; default) or dynamic (activations quantized at run time)")
     g.add_argument("--calibration", default=None, metavar="DIR|FILE.npz",
                    help="int8 static: a folder of .npy or an .npz of inputs (default: seeded inputs archkit generates)")
@@ -146,9 +164,78 @@ def _deploy_arguments(p: argparse.ArgumentParser) -> None:
                    help="int8 static without --calibration: how many generated samples (default 32)")
 
 
-def _deploy_options(args):
-    from archkit.deploy import DeployOptions
+def _config_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
+                   help="(NAME only) set one of the architecture's settings, its builder's keywords "
+                        "(variant=v1.5, factorised=False, input_shape=(96,96,3); a wrong key lists them); "
+                        "repeatable; VALUE is a Python literal, else text")
 
+
+def _config(args, arch) -> dict:
+    """--config KEY=VALUE pairs checked against the architecture's settings (its builder's
+    keywords); values as Python literals (text if not one), of the default's type."""
+    import ast
+
+    overrides = {}
+    for text in getattr(args, "config", None) or []:
+        key, sep, raw = (part.strip() for part in text.partition("="))
+        if not sep or not key:
+            raise UsageError(f"--config {text!r}: expected KEY=VALUE")
+        if key not in arch.defaults:
+            raise UsageError(f"--config {key}: {arch.name} has no setting {key!r}; its settings: "
+                             + ", ".join(f"{k}={v!r}" for k, v in arch.defaults.items()))
+        default = arch.defaults[key]
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            value = raw
+        if isinstance(default, str) and not isinstance(value, str):
+            value = raw  # variant=1 means the text "1"
+        elif isinstance(default, tuple) and isinstance(value, list):
+            value = tuple(value)
+        elif isinstance(default, float) and type(value) is int:
+            value = float(value)
+        if default is not None and type(value) is not type(default):
+            raise UsageError(f"--config {text!r}: {key} must be of type {type(default).__name__}, "
+                             f"like its default {default!r}")
+        overrides[key] = value
+    return overrides
+
+
+def _config_text(overrides) -> str:
+    """The settings that differ from the defaults, for a report's folder name: `-key=value`
+    each (registered names hold no '-'), characters a file name should not hold made '_'."""
+    import re
+
+    def text(v):
+        return "x".join(map(str, v)) if isinstance(v, tuple) else str(v)
+
+    return "".join(re.sub(r"[^A-Za-z0-9_.=+-]", "_", f"-{k}={text(v)}") for k, v in sorted(overrides.items()))
+
+
+def _check_opset(opset: int | None) -> None:
+    """Refuse an opset tf2onnx cannot emit before anything is built (archkit.export checks it
+    again, against onnx's newest too). tf2onnx's table is read from its source: importing
+    tf2onnx imports TensorFlow."""
+    if opset is None:
+        return
+    import ast
+    import importlib.util
+
+    newest = None
+    try:
+        spec = importlib.util.find_spec("tf2onnx")  # a top-level package: found, not imported
+        tree = ast.parse(Path(spec.submodule_search_locations[0], "constants.py").read_text())
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "OPSET_TO_IR_VERSION" for t in node.targets):
+                newest = max(ast.literal_eval(node.value))
+    except (AttributeError, TypeError, OSError, SyntaxError, ValueError):
+        pass  # an unusual install: archkit.export's own check still applies
+    if opset < 9 or (newest is not None and opset > newest):
+        raise UsageError(f"--opset {opset}: tf2onnx here supports opsets 9 to {newest if newest is not None else '?'}")
+
+
+def _deploy_options(args):
     batch = args.batch
     if batch != "dynamic":
         try:
@@ -163,7 +250,14 @@ def _deploy_options(args):
         raise UsageError("--calibration applies to --precision int8")
     if args.keep_io_types and args.precision != "fp16":
         raise UsageError("--keep-io-types applies to --precision fp16")
-    return DeployOptions(layout=args.layout, batch=batch, precision=args.precision, quantization=args.quantization,
+    if args.quantization is not None and args.precision != "int8":
+        raise UsageError(f"--quantization {args.quantization} applies to --precision int8")
+    if args.calibration_samples < 1:
+        raise UsageError(f"--calibration-samples {args.calibration_samples}: expected a positive integer")
+    from archkit.deploy import DeployOptions  # after the checks: it imports onnx
+
+    return DeployOptions(layout=args.layout, batch=batch, precision=args.precision,
+                         quantization=args.quantization or "static",
                          calibration=args.calibration, calibration_samples=args.calibration_samples,
                          keep_io_types=args.keep_io_types)
 
@@ -178,8 +272,46 @@ def _ints(text: str, option: str) -> tuple[int, ...]:
     return values
 
 
+def _registered(name: str) -> str | None:
+    """The registered name `name` spells, in any letter case; None if none."""
+    import architectures
+
+    names = architectures.names()
+    same = [n for n in names if n == name] or [n for n in names if n.casefold() == name.casefold()]
+    return same[0] if len(same) == 1 else None
+
+
+def _architecture(name: str):
+    """The registered architecture `name` names, in any letter case; unknown names fail
+    (exit 2, with the closest names)."""
+    import architectures
+
+    return architectures.get(_registered(name) or name)
+
+
 def _is_file_target(target: str) -> bool:
-    return target.endswith(".onnx") or Path(target).is_file() or os.sep in target
+    """A FILE, not an architecture NAME: an existing file, or text that looks like a path
+    (a suffix such as .onnx, or a folder separator) and is no registered name. A missing
+    path then fails as "no such file" (exit 3), not as an unknown architecture."""
+    if Path(target).is_file():
+        return True
+    if _registered(target):
+        return False
+    return bool(Path(target).suffix) or any(sep and sep in target for sep in ("/", os.sep, os.altsep))
+
+
+class _Progress:
+    """Each stage's name on stderr as the work reaches it, with the time since the command
+    started, when stderr is a terminal; nothing otherwise (logs and pipes stay clean)."""
+
+    def __init__(self, label: str, started: float):
+        self.label, self.started = label, started
+        self.on = sys.stderr.isatty()
+
+    def __call__(self, stage: str) -> None:
+        if self.on:
+            print(f"archkit: {self.label}: {stage} ({time.perf_counter() - self.started:.1f} s)",
+                  file=sys.stderr, flush=True)
 
 
 def _writable(folder: Path) -> None:
@@ -193,7 +325,7 @@ def _writable(folder: Path) -> None:
 
 def _report_folder(folder: Path, source: Path | None = None) -> None:
     """A folder a report may replace: new, empty, or holding only report files; never the input's."""
-    from archkit.report import FILE_NAMES
+    from archkit.formats import FILE_NAMES
 
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"{folder}: is a file, not a folder" + (" (the input model?)" if source else ""))
@@ -239,21 +371,23 @@ def _cmd_list(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    import architectures
-    from archkit.pipeline import run_architecture
-
-    architectures.get(args.name)  # unknown names fail before any work
+    arch = _architecture(args.name)  # every check before any work
+    overrides = _config(args, arch)
+    _check_opset(args.opset)
     deploy = _deploy_options(args)
     _writable(args.output.parent if str(args.output.parent) else Path("."))
     if args.output.exists() and args.output.is_dir():
         raise OutputError(f"{args.output}: is a folder")
-    analysis, _ = run_architecture(args.name, opset=args.opset, verify=False, path=args.output, deploy=deploy)
-    for line in _export_lines(analysis, deploy, args.output):
+    from archkit.pipeline import run_architecture
+
+    analysis, _ = run_architecture(arch.name, opset=args.opset, verify=False, path=args.output, deploy=deploy,
+                                   progress=_Progress(arch.name, args.started), **overrides)
+    for line in _export_lines(analysis, deploy, args.output, time.perf_counter() - args.started):
         print(line)
     return 0
 
 
-def _export_lines(analysis, deploy, output) -> list[str]:
+def _export_lines(analysis, deploy, output, command_seconds: float) -> list[str]:
     d = analysis.deployment or {}
     lines = [f"wrote {output} (opset {analysis.info.opset}, {deploy.describe()}, "
              f"{analysis.info.size_bytes:,} bytes, {analysis.costs.total()['ops']:,} ops)"]
@@ -267,12 +401,15 @@ def _export_lines(analysis, deploy, output) -> list[str]:
             lines.append(f"accuracy vs fp32 on {deltas['samples']} seeded inputs, output {out!r}: top-1 agreement "
                          f"{o['top1_agreement']:.1%}, top-5 {o['top5_agreement']:.1%}, max abs error "
                          f"{o['max_abs_error']:.2g}, max rel {o['max_rel_error']:.2g}")
+    # export_seconds: Keras -> ONNX alone (trace, tf2onnx, checker); the command also starts
+    # TensorFlow, builds the model and runs the file in onnxruntime.
+    took = (f"Keras -> ONNX conversion (trace, tf2onnx, ONNX checker) {d.get('export_seconds', 0):.1f} s"
+            + (f", {deploy.precision} conversion {d['convert_seconds']:.1f} s" if deploy.precision != "fp32" else ""))
+    whole = f"whole command {command_seconds:.1f} s"
     if d.get("cached"):
-        lines.append(f"export: taken from the cache (unchanged; it took {d.get('export_seconds', 0):.1f} s"
-                     + (f" + {d['convert_seconds']:.1f} s conversion" if d.get("convert_seconds") else "") + ")")
+        lines.append(f"export: taken from the cache (unchanged; when made: {took}); {whole}")
     else:
-        lines.append(f"export: {d.get('export_seconds', 0):.1f} s"
-                     + (f" + {d['convert_seconds']:.1f} s {deploy.precision} conversion" if deploy.precision != "fp32" else ""))
+        lines.append(f"export: {took}; {whole} (TensorFlow start-up, build, checks in onnxruntime included)")
     return lines
 
 
@@ -281,35 +418,46 @@ def _cmd_verify(args) -> int:
     if not seeds:
         raise UsageError(f"--seeds {args.seeds}: expected a positive integer")
     batch_sizes = _ints(args.batch_sizes, "--batch-sizes")
-    deploy = _deploy_options(args)
     if _is_file_target(args.name):
+        _file_only(args)
         from archkit.load import load_model
         from archkit.verify import verify_onnx
 
-        if not deploy.plain:
-            raise UsageError("--layout/--batch/--precision choose how an architecture is exported; a FILE is as it is")
         loaded = load_model(args.name, max_bytes=args.max_bytes)
         loaded.require_weights("verify")
         v = verify_onnx(loaded.proto, path=args.name, seeds=seeds, batch_sizes=batch_sizes, timeout=args.timeout)
-        label = args.name
+        name = label = args.name
     else:
-        import architectures
+        arch = _architecture(args.name)  # every check before TensorFlow loads
+        overrides = _config(args, arch)
+        _check_opset(args.opset)
+        deploy = _deploy_options(args)
         from archkit.pipeline import run_architecture
 
-        architectures.get(args.name)  # unknown names fail before TensorFlow loads
         if args.timeout:
             os.environ["ARCHKIT_ORT_TIMEOUT"] = str(args.timeout)
-        analysis, _ = run_architecture(args.name, opset=args.opset, verify=True, deploy=deploy, seeds=seeds,
-                                       batch_sizes=batch_sizes)
+        analysis, _ = run_architecture(arch.name, opset=args.opset, verify=True, deploy=deploy, seeds=seeds,
+                                       batch_sizes=batch_sizes, progress=_Progress(arch.name, args.started),
+                                       **overrides)
         v = analysis.verification
-        label = f"{args.name} ({deploy.describe()})"
+        name, label = arch.name, f"{arch.name} ({deploy.describe()}{''.join(f', {k}={x!r}' for k, x in overrides.items())})"
     from archkit.escape import terminal
 
     for line in _verification_lines(v, label):  # output names come from the file
         print(terminal(line))
-    v.raise_for_failure(args.name)
-    print(f"{args.name}: parity ok ({v.runtime}, {v.precision} vs {v.reference})")
+    v.raise_for_failure(name)
+    print(f"{name}: parity ok ({v.runtime}, {v.precision} vs {v.reference})")
     return 0
+
+
+def _file_only(args) -> None:
+    """A FILE is as it is: the options that choose how an architecture is exported do not apply."""
+    if getattr(args, "config", None):
+        raise UsageError("--config sets an architecture's settings; a FILE is as it is")
+    if args.opset is not None:
+        raise UsageError("--opset chooses how an architecture is exported; a FILE is as it is")
+    if not _deploy_options(args).plain:
+        raise UsageError("--layout/--batch/--precision choose how an architecture is exported; a FILE is as it is")
 
 
 def _verification_lines(v, label: str) -> list[str]:
@@ -339,14 +487,20 @@ def _verification_lines(v, label: str) -> list[str]:
     return lines
 
 
-def _bench(target: str, args, *, deploy=None, opset=None):
-    """Bench a registered architecture (vs Keras unless told not to) or an ONNX file."""
-    from archkit import bench
-
-    threads = getattr(args, "threads", None) or bench.default_threads()
-    if threads < 1:
+def _bench_settings(args) -> tuple[int | None, tuple[int, ...]]:
+    """--threads (None: the usable cores) and --batch-sizes, checked."""
+    threads = getattr(args, "threads", None)
+    if threads is not None and threads < 1:
         raise UsageError(f"--threads {threads}: expected a positive integer")
-    batch_sizes = _ints(getattr(args, "batch_sizes", "1,32"), "--batch-sizes")
+    return threads, _ints(getattr(args, "batch_sizes", "1,32"), "--batch-sizes")
+
+
+def _bench(target: str, args, *, deploy=None, opset=None, overrides=None, progress=None):
+    """Bench a registered architecture (vs Keras unless told not to) or an ONNX file."""
+    threads, batch_sizes = _bench_settings(args)
+    from archkit import bench  # after the checks: it imports numpy and onnx
+
+    threads = threads or bench.default_threads()
     runs = getattr(args, "runs", None) or bench.RUNS
     timeout = getattr(args, "timeout", None)
     spinning = bool(getattr(args, "spinning", False))
@@ -361,18 +515,20 @@ def _bench(target: str, args, *, deploy=None, opset=None):
         return bench.bench_model(proto, name=analysis.name, path=target, macs_per_sample=analysis.costs.total()["macs"],
                                  macs_complete=analysis.costs.complete, threads=threads, batch_sizes=batch_sizes,
                                  runs=runs, timeout=timeout, spinning=spinning), analysis
-    import architectures
     from archkit.pipeline import build_seeded, run_architecture
 
-    architectures.get(target)
+    target, overrides = _architecture(target).name, overrides or {}
+    progress = progress or _Progress(target, args.started)
     keras = not getattr(args, "no_keras", False)
     if keras:
         bench.set_keras_threads(threads)  # before TensorFlow runs anything
-    analysis, proto = run_architecture(target, opset=opset, verify=False, deploy=deploy)
+    analysis, proto = run_architecture(target, opset=opset, verify=False, deploy=deploy, progress=progress,
+                                       **overrides)
     costs = analysis.costs
     if not costs.complete:  # quantized ops have no cost rule: count the fp32 export of the same network
-        costs = run_architecture(target, opset=opset, verify=False)[0].costs
-    model = build_seeded(target)[2] if keras else None
+        costs = run_architecture(target, opset=opset, verify=False, progress=progress, **overrides)[0].costs
+    model = build_seeded(target, **overrides)[2] if keras else None
+    progress("bench")
     b = bench.bench_model(proto, name=target, macs_per_sample=costs.total()["macs"], macs_complete=costs.complete,
                           keras_model=model, threads=threads, batch_sizes=batch_sizes, runs=runs, timeout=timeout,
                           spinning=spinning,
@@ -382,15 +538,16 @@ def _bench(target: str, args, *, deploy=None, opset=None):
 
 
 def _cmd_bench(args) -> int:
-    from archkit.bench import summary_lines
-
+    _bench_settings(args)  # every check before the imports
     if _is_file_target(args.name):
-        deploy = _deploy_options(args)
-        if not deploy.plain:
-            raise UsageError("--layout/--batch/--precision choose how an architecture is exported; a FILE is as it is")
+        _file_only(args)
         b, _ = _bench(args.name, args)
     else:
-        b, _ = _bench(args.name, args, deploy=_deploy_options(args), opset=args.opset)
+        arch = _architecture(args.name)
+        overrides = _config(args, arch)
+        _check_opset(args.opset)
+        b, _ = _bench(arch.name, args, deploy=_deploy_options(args), opset=args.opset, overrides=overrides)
+    from archkit.bench import summary_lines
     from archkit.escape import terminal
 
     for line in summary_lines(b):  # a file's graph name
@@ -400,35 +557,49 @@ def _cmd_bench(args) -> int:
 
 def _cmd_report(args) -> int:
     import architectures
-    from archkit.pipeline import run_architecture
-    from archkit.io import write_folder
-    from archkit.report import render
 
     if args.all == bool(args.name):
         raise UsageError("report: give one architecture name or --all")
+    if args.all and args.config:
+        raise UsageError("--config sets one architecture's settings: give its name, not --all")
     formats = _formats(args.format)
-    names = architectures.names() if args.all else [args.name]
-    archs = [architectures.get(n) for n in names]  # all names checked before any work
+    archs = architectures.all_architectures() if args.all else [_architecture(args.name)]
+    overrides = _config(args, archs[0]) if args.config else {}  # every check before any work
+    _check_opset(args.opset)
+    # A report made with other settings goes to its own folder, named by them: never mistaken
+    # for (or replacing) the default one.
+    folders = {arch.name: arch.name + _config_text({k: v for k, v in overrides.items() if arch.defaults[k] != v})
+               for arch in archs}
     _writable(args.out)
     for arch in archs:
-        _report_folder(args.out / arch.name)
+        _report_folder(args.out / folders[arch.name])
+    from archkit.io import write_folder
+    from archkit.pipeline import run_architecture
+    from archkit.report import render
+
     if args.bench:
         from archkit.bench import default_threads, set_keras_threads
 
         set_keras_threads(args.threads or default_threads())  # before TensorFlow runs anything
     failed = []
     for arch in archs:
-        analysis, _ = run_architecture(arch.name, opset=args.opset, verify=True)
+        folder = args.out / folders[arch.name]
+        progress = _Progress(arch.name, args.started)
+        analysis, _ = run_architecture(arch.name, opset=args.opset, verify=True, progress=progress, **overrides)
         if args.bench:
             from dataclasses import replace
 
-            analysis = replace(analysis, bench=_bench(arch.name, args, opset=args.opset)[0])
-        write_folder(args.out / arch.name, render(analysis, formats, arch=arch))
+            analysis = replace(analysis, bench=_bench(arch.name, args, opset=args.opset, overrides=overrides,
+                                                      progress=progress)[0])
+        progress("drawing")
+        files = render(analysis, formats, arch=arch)
+        progress("writing")
+        write_folder(folder, files)
         v = analysis.verification
         status = "parity ok" if v.ok else "PARITY FAILED"
-        print(f"{arch.name}: {analysis.costs.total()['macs']:,} MACs, {status} -> {args.out / arch.name}")
+        print(f"{arch.name}: {analysis.costs.total()['macs']:,} MACs, {status} -> {folder}", flush=True)
         if not v.ok:
-            failed.append(arch.name)
+            failed.append(folders[arch.name])
     _write_index(args.out)
     if failed:
         raise ParityError(f"parity exceeded the tolerances for: {', '.join(failed)} "
@@ -436,31 +607,77 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def _is_index(path: Path) -> bool:
+    """Whether `path` may be (re)written as the reports index: absent, or a regular file that
+    archkit wrote: its marker first, or the first lines of the index before the marker."""
+    import stat
+
+    from archkit.formats import INDEX_MARKER
+
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return False  # a link or a folder is the user's
+        with open(path, "rb") as f:
+            lines = f.read(1024).decode("utf-8", "replace").splitlines()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return lines[:1] == [INDEX_MARKER] or (
+        lines[:2] == ["# Reports", ""] and len(lines) > 2 and lines[2].startswith("Generated by `archkit report"))
+
+
+def _indexable(summary) -> bool:
+    """A summary.json the index can show (another tool's summary.json is left out)."""
+    from archkit.report import index
+
+    try:
+        index([summary])
+        return True
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return False
+
+
 def _write_index(out: Path) -> None:
-    """Refresh out/README.md from the summary.json of every report folder in `out`."""
+    """Refresh out/README.md from the summary.json of every report folder in `out`, unless a
+    README.md there is not archkit's index: a user's file is left as it is, with a warning."""
     import json
 
     from archkit.io import atomic_write_bytes
     from archkit.report import index
 
+    readme = out / "README.md"
+    if not _is_index(readme):
+        print(f"archkit: warning: {readme} is not an archkit reports index: left as it is, no index written",
+              file=sys.stderr)
+        return
     summaries = []
     for folder in sorted(p for p in out.iterdir() if (p / "summary.json").is_file()):
         try:
-            summaries.append(json.loads((folder / "summary.json").read_text()))
+            s = json.loads((folder / "summary.json").read_text())
         except (OSError, ValueError):
             continue  # not ours, or damaged: leave it out of the index
+        if _indexable(s):
+            summaries.append({**s, "folder": folder.name})
     if summaries:
-        atomic_write_bytes(out / "README.md", index(summaries).encode())
+        atomic_write_bytes(readme, index(summaries).encode())
 
 
 def _cmd_analyse(args) -> int:
-    from archkit.onnxfile import analyse_file, parse_input_shape, render_view, summary_lines
-
-    shapes = dict(parse_input_shape(t) for t in args.input_shape)
+    name = None if args.file.exists() else _registered(str(args.file))
+    if name:  # otherwise archkit.load says "no such file"
+        raise UsageError(f"{args.file}: no such file; {name} is a registered architecture: "
+                         f"`archkit report {name}` reports its costs (analyse takes an ONNX file)")
     if args.output is None:
         fmt = args.format or "md"
         if fmt not in ("md", "csv", "json"):
             raise UsageError(f"--format {fmt!r}: printing takes one of md, csv, json (write several with -o DIR)")
+    else:
+        formats = _formats(args.format or "md,csv,json")
+    from archkit.onnxfile import analyse_file, parse_input_shape, render_view, summary_lines
+
+    shapes = dict(parse_input_shape(t) for t in args.input_shape)
+    if args.output is None:
         analysis = analyse_file(args.file, input_shapes=shapes, max_bytes=args.max_bytes, strict=args.strict)
         _warn(analysis)
         sys.stdout.write(render_view(analysis, args.by, fmt))
@@ -468,7 +685,6 @@ def _cmd_analyse(args) -> int:
     from archkit.io import write_folder
     from archkit.report import render
 
-    formats = _formats(args.format or "md,csv,json")
     _report_folder(args.output, source=args.file)
     analysis = analyse_file(args.file, input_shapes=shapes, max_bytes=args.max_bytes, strict=args.strict)
     _warn(analysis)
@@ -480,10 +696,8 @@ def _cmd_analyse(args) -> int:
 
 
 def _cmd_connectivity(args) -> int:
-    from archkit import drawing
-
     target = str(args.target)
-    if target.endswith(".onnx") or Path(target).is_file() or os.sep in target:
+    if _is_file_target(target):
         from archkit.onnxfile import analyse_file, parse_input_shape
 
         shapes = dict(parse_input_shape(t) for t in args.input_shape)
@@ -492,15 +706,16 @@ def _cmd_connectivity(args) -> int:
         analysis = analyse_file(target, input_shapes=shapes, connectivity=True, max_bytes=args.max_bytes)
         _warn(analysis)
     else:
-        import architectures
-        from archkit.pipeline import run_architecture
-
         if args.input_shape:
             raise UsageError("--input-shape applies to ONNX files; an architecture's shapes are its own")
-        architectures.get(target)  # an unknown name fails before any work
+        arch = _architecture(target)  # an unknown name fails before any work
         if args.output is not None:
             _connectivity_folder(args.output)
-        analysis, _ = run_architecture(target, verify=False)
+        from archkit.pipeline import run_architecture
+
+        analysis, _ = run_architecture(arch.name, verify=False, progress=_Progress(arch.name, args.started))
+    from archkit import drawing
+
     conn, name = analysis.connectivity, analysis.name
     if args.output is not None:
         from archkit.io import atomic_write_bytes
@@ -593,25 +808,47 @@ def _cmd_primitives(args) -> int:
     return 0
 
 
-COMMANDS = {"list": _cmd_list, "export": _cmd_export, "verify": _cmd_verify, "report": _cmd_report,
-            "analyse": _cmd_analyse, "connectivity": _cmd_connectivity, "train": _cmd_train, "primitives": _cmd_primitives}
+COMMANDS = {"list": _cmd_list, "export": _cmd_export, "verify": _cmd_verify, "bench": _cmd_bench, "report": _cmd_report,
+            "analyse": _cmd_analyse, "analyze": _cmd_analyse, "connectivity": _cmd_connectivity, "train": _cmd_train,
+            "primitives": _cmd_primitives}
+
+# stdout closed before archkit finished writing (`archkit list | head -1`): the code a shell
+# reports for a program SIGPIPE stops (128 + 13). Not 1, which means a bug in archkit.
+EXIT_PIPE = 141
 
 
-COMMANDS["bench"] = _cmd_bench
+def _stdout_to_devnull() -> None:
+    """What CPython's signal docs advise after a BrokenPipeError: point stdout at devnull so
+    that the interpreter's last flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass  # stdout is not a file (e.g. captured in tests)
 
 
 def main(argv: list[str] | None = None) -> int:
+    import traceback
+
     from archkit.escape import terminal
 
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    started = time.perf_counter()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv  # before parsing: errors while parsing need it too
     if debug:
         os.environ["ARCHKIT_DEBUG"] = "1"
     try:
         args = _parser().parse_args(argv)
-        return COMMANDS[args.command](args)
+        args.started = started
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's own last flush
+        return code
+    except BrokenPipeError:  # archkit writes to no pipe but stdout and stderr: the reader has gone
+        _stdout_to_devnull()
+        return EXIT_PIPE
     except ArchkitError as e:
-        if debug:
-            raise
+        if debug and not isinstance(e, UsageError):  # a usage error's traceback tells nothing
+            traceback.print_exc()
         print(f"archkit: error: {terminal(str(e))}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
@@ -619,7 +856,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as e:  # a bug: one line unless --debug
         if debug:
-            raise
-        print(f"archkit: internal error: {terminal(type(e).__name__ + ': ' + (str(e).splitlines() or [''])[0])} "
-              "(rerun with --debug for the traceback)", file=sys.stderr)
+            traceback.print_exc()
+        print(f"archkit: internal error: {terminal(type(e).__name__ + ': ' + (str(e).splitlines() or [''])[0])}"
+              + ("" if debug else " (rerun with --debug for the traceback)"), file=sys.stderr)
         return 1

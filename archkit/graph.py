@@ -718,7 +718,8 @@ def _build(model: onnx.ModelProto, input_shapes: Mapping[str, object], symbolic:
         name=model.graph.name,
         opset={o.domain or "ai.onnx": o.version for o in model.opset_import},
         ir_version=model.ir_version,
-        producer=f"{model.producer_name} {model.producer_version}".strip(),
+        # tf2onnx appends its git hash to the version, "None" when it was not built from git
+        producer=" ".join([model.producer_name, *(w for w in model.producer_version.split(" ") if w != "None")]).strip(),
         metadata={p.key: p.value for p in model.metadata_props},
         fixed_dims=fixed,
         initializers=initializers,

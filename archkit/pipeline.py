@@ -50,8 +50,15 @@ def _shape_text(vi: onnx.ValueInfoProto) -> str:
     return "x".join(str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in dims)
 
 
+def _quiet(stage: str) -> None:
+    pass
+
+
 def analyse_model(proto: onnx.ModelProto, *, name: str | None = None, size_bytes: int | None = None,
-                  input_shapes: Mapping[str, tuple[int, ...]] | None = None, block_of=None) -> Analysis:
+                  input_shapes: Mapping[str, tuple[int, ...]] | None = None, block_of=None,
+                  progress=_quiet) -> Analysis:
+    """progress: called with the name of each stage as it starts (the CLI shows them)."""
+    progress("shape inference")
     G = build_graph(proto, input_shapes=input_shapes)
     meta = G.graph["metadata"]
     own = archkit_metadata(meta)
@@ -64,7 +71,9 @@ def analyse_model(proto: onnx.ModelProto, *, name: str | None = None, size_bytes
         inputs=tuple((i.name, _shape_text(i)) for i in proto.graph.input if i.name not in init),
         outputs=tuple((o.name, _shape_text(o)) for o in proto.graph.output),
     )
+    progress("costs")
     costs = analyse(G, block_of=block_of)
+    progress("connectivity")
     return Analysis(
         name=name or meta.get("archkit.architecture") or proto.graph.name or "model",
         info=info,
@@ -101,13 +110,21 @@ def build_seeded(name: str, *, seed: int = 0, **overrides):
     config = arch.config(**overrides)
     tf, keras = import_keras()
     keras.utils.set_random_seed(seed)
-    model = arch.builder(**config)
+    try:
+        model = arch.builder(**config)
+    except (ValueError, TypeError) as e:
+        if not overrides:
+            raise  # the registered defaults failing is a bug
+        from archkit.errors import UsageError
+
+        raise UsageError(f"{name}: config {', '.join(f'{k}={v!r}' for k, v in overrides.items())}: {e}") from None
     seed_weights(model, seed=seed)
     return arch, config, model
 
 
 def run_architecture(name: str, *, opset: int | None = None, verify: bool = True, path=None, cache: bool = True,
-                     deploy=None, seeds=(0,), batch_sizes=None, **overrides) -> tuple[Analysis, onnx.ModelProto]:
+                     deploy=None, seeds=(0,), batch_sizes=None, progress=_quiet,
+                     **overrides) -> tuple[Analysis, onnx.ModelProto]:
     """Export (or take from the cache), analyse and, if asked, verify a registered architecture.
     A cache hit imports no TensorFlow.
 
@@ -116,7 +133,7 @@ def run_architecture(name: str, *, opset: int | None = None, verify: bool = True
     result is cached beside the export. The Analysis' `deployment` says how the file was made:
     the options, the export time (of the export that made it, and whether it came from the
     cache), Transposes left, sizes, and for fp16/int8 the size and accuracy deltas against the
-    fp32 export on seeded evaluation inputs."""
+    fp32 export on seeded evaluation inputs. progress: called with each stage's name as it starts."""
     import time
     from dataclasses import asdict
 
@@ -137,6 +154,7 @@ def run_architecture(name: str, *, opset: int | None = None, verify: bool = True
     hit = export_cache.load(key, tag) if key else None
     model = verification = None
     if hit is not None:
+        progress("export taken from the cache")
         data, cached, info = hit
         proto = parse_model(data, origin=f"cache entry {key}")
         info = {**info, "cached": True}
@@ -145,11 +163,15 @@ def run_architecture(name: str, *, opset: int | None = None, verify: bool = True
         from archkit.deploy import convert_precision, count_transposes, precision_deltas
         from archkit.export import export_keras
 
+        progress("build")
         arch, config, model = build_seeded(name, **overrides)
+        progress("export")
         start = time.perf_counter()
         fp32 = export_keras(model, name=name, config=config, opset=opset, block_of=arch.block,
                             layout=deploy.layout, batch=deploy.batch)
         exported = time.perf_counter()
+        if deploy.precision != "fp32":
+            progress(f"{deploy.precision} conversion")
         proto = convert_precision(fp32, deploy, name=name)
         converted = time.perf_counter()
         data = proto.SerializeToString()
@@ -157,16 +179,20 @@ def run_architecture(name: str, *, opset: int | None = None, verify: bool = True
                 "convert_seconds": round(converted - exported, 2), "transposes": count_transposes(proto),
                 "size_bytes": len(data), "fp32_size_bytes": fp32.ByteSize(), "cached": False}
         if deploy.precision != "fp32":
+            progress(f"{deploy.precision} vs fp32 in onnxruntime")
             info["deltas"] = precision_deltas(fp32, proto, name=name)  # runs both in onnxruntime
         elif not verify:
             from archkit.verify import run_isolated, seeded_inputs
 
+            progress("check in onnxruntime")
             run_isolated(proto, [seeded_inputs(proto, deploy.batch or 1)], what=name)  # it runs
     if verify and verification is None:
         from archkit.verify import verify_keras
 
         if model is None:
+            progress("build")
             arch, config, model = build_seeded(name, **overrides)
+        progress("parity")
         verification = verify_keras(model, proto, seeds=seeds, batch_sizes=batch_sizes)
         if key and hit is not None:
             export_cache.store_verification(key, verification, tag)
@@ -181,7 +207,7 @@ def run_architecture(name: str, *, opset: int | None = None, verify: bool = True
         export_cache.store(key, data, verification, tag, info)
     if path is not None:
         atomic_write_bytes(path, data)
-    result = analyse_model(proto, name=name, size_bytes=len(data))
+    result = analyse_model(proto, name=name, size_bytes=len(data), progress=progress)
     return _with(result, verification=verification if verify else None, deployment=info), proto
 
 

@@ -15,9 +15,9 @@ from archkit.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(*args, cwd=None):
+def run(*args, cwd=None, env=None):
     return subprocess.run([sys.executable, "-m", "archkit", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=600)
+                          timeout=600, env=env)
 
 
 def test_list_prints_the_registry(capsys):
@@ -119,8 +119,14 @@ def test_report_formats_select_files(tmp_path):
 
 def test_export_command(tmp_path):
     target = tmp_path / "cnn.onnx"
-    proc = run("export", "baseline_cnn", "-o", str(target), "--opset", "17")
+    proc = run("export", "baseline_cnn", "-o", str(target), "--opset", "17", env=dict(os.environ, ARCHKIT_CACHE_DIR="off"))
     assert proc.returncode == 0, proc.stderr
+    # Each time says what it measured: the conversion alone is part of the whole command.
+    import re
+
+    m = re.search(r"^export: Keras -> ONNX conversion \(trace, tf2onnx, ONNX checker\) ([\d.]+) s; "
+                  r"whole command ([\d.]+) s", proc.stdout, re.M)
+    assert m and float(m[1]) <= float(m[2]), proc.stdout
     import onnx
 
     model = onnx.load(target)
@@ -128,9 +134,13 @@ def test_export_command(tmp_path):
 
 
 def test_bad_opset_is_a_usage_error(tmp_path):
-    proc = run("export", "baseline_cnn", "-o", str(tmp_path / "x.onnx"), "--opset", "99")
-    assert proc.returncode == 2
-    assert proc.stderr.strip().startswith("archkit: error: --opset 99")
+    """Refused before the export starts: TensorFlow is not even imported."""
+    code = ("import sys; from archkit.cli import main; rc = main(['export', 'baseline_cnn', '-o', sys.argv[1], "
+            "'--opset', '99']); print(rc, 'tensorflow' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.onnx")], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+    assert proc.stdout.split() == ["2", "False"]
+    assert proc.stderr.strip().startswith("archkit: error: --opset 99: tf2onnx here supports opsets 9 to ")
     assert not (tmp_path / "x.onnx").exists()
 
 
