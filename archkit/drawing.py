@@ -30,9 +30,10 @@ from archkit.io import png_bytes
 __all__ = ["LAYER_LIMIT", "MAX_ROWS", "DPI", "markdown", "csv", "dot", "png", "figure", "dense_png", "files", "text"]
 
 LAYER_LIMIT = 100  # layers up to which the PNG is drawn layer by layer
-MAX_ROWS = 40  # rows of a drawing (topological generations); later rows are left to connectivity.dot
+MAX_ROWS = 50  # rows of a drawing (topological generations); later rows are left to connectivity.dot
 DPI = 100
 LABEL_PT = 8  # node labels: 8 pt at 100 dpi is 11 px
+ROW_IN = 0.65  # inches from one row of nodes to the next
 
 _COLORS = {"input": "#ffffff", "output": "#ffffff", "weighted": "#9dc3e6", "merge": "#f4b183", "pool": "#a9d18e",
            "other": "#e7e6e6", "block": "#dae3f3"}
@@ -440,7 +441,7 @@ def _figure(g: nx.DiGraph, labels: dict, colors: dict, groups: dict | None, titl
     rows = -min((p[1] for p in pos.values()), default=0.0) + 1 + (0.6 if hidden else 0)
     width_units = max(xs) - min(xs) + 1
     fig_w = min(max(7.0, 2.3 * width_units), 40.0)
-    fig_h = min(max(4.0, 0.8 * rows + 1.6), 120.0)
+    fig_h = min(max(4.0, ROW_IN * rows + 1.6), 120.0)
     fig, ax = plt.subplots(figsize=(fig_w, fig_h))
     ax.set_xlim(min(xs) - 0.75, max(xs) + 0.75)
     ax.set_ylim(-rows + 0.4, 0.6)

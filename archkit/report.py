@@ -89,7 +89,7 @@ def layer_table(a: Analysis) -> pd.DataFrame:
         rows.append({
             "layer": layer["name"], "type": layer["class"], "output_shape": _keras_shape(layer["output_shape"]),
             "block": layer["block"],
-            "params": layer["trainable"] + layer["non_trainable"],
+            "keras_params": layer["trainable"] + layer["non_trainable"],
             "trainable": layer["trainable"], "non_trainable": layer["non_trainable"],
             "onnx_params": int(c["params"]) if c is not None else 0,
             "macs": int(c["macs"]) if c is not None else 0,
@@ -100,7 +100,7 @@ def layer_table(a: Analysis) -> pd.DataFrame:
     for name, c in costs.iterrows():
         if name not in known:
             rows.append({"layer": name, "type": "(ONNX only)", "output_shape": "", "block": "",
-                         "params": 0, "trainable": 0, "non_trainable": 0, "onnx_params": int(c["params"]),
+                         "keras_params": 0, "trainable": 0, "non_trainable": 0, "onnx_params": int(c["params"]),
                          "macs": int(c["macs"]), "flops": int(c["flops"]), "onnx_ops": int(c["ops"])})
     return pd.DataFrame(rows)
 
@@ -281,9 +281,9 @@ def _markdown(a: Analysis, arch=None, *, chart: bool = False) -> str:
     if a.keras_layers:
         out += ["## Layers", "", "As Keras' `model.summary()` lists them, with the costs of the ONNX ops each became.", "",
                 _md_table(("Layer (type)", "Output Shape", "Param #", "MACs", "flops", "ONNX ops"),
-                          [(Markdown(f"{md(r.layer)} ({md(r.type)})"), r.output_shape, r.params, r.macs, r.flops, r.onnx_ops)
+                          [(Markdown(f"{md(r.layer)} ({md(r.type)})"), r.output_shape, r.keras_params, r.macs, r.flops, r.onnx_ops)
                            for r in layers.itertuples()]
-                          + [(Markdown("**total**"), "", int(layers.params.sum()), total["macs"], total["flops"], total["ops"])],
+                          + [(Markdown("**total**"), "", int(layers.keras_params.sum()), total["macs"], total["flops"], total["ops"])],
                           "llrrrr"), ""]
 
     blocks = a.costs.by_block()
@@ -296,8 +296,8 @@ def _markdown(a: Analysis, arch=None, *, chart: bool = False) -> str:
                 "Keras counts learnable parameters (trainable + non-trainable, BatchNorm statistics included); "
                 "ONNX stores float initializers, a shared one once. Exporters fold BatchNorm into the preceding conv.", "",
                 _md_table(("layer", "Keras trainable", "Keras non-trainable", "ONNX params", "difference", "why"),
-                          [(r.layer, r.trainable, r.non_trainable, r.onnx_params, r.onnx_params - r.params, _why(r))
-                           for r in layers.itertuples() if r.params or r.onnx_params], "lrrrrl"),
+                          [(r.layer, r.trainable, r.non_trainable, r.onnx_params, r.onnx_params - r.keras_params, _why(r))
+                           for r in layers.itertuples() if r.keras_params or r.onnx_params], "lrrrrl"),
                 "", f"Total: Keras {kp['total']:,}, ONNX {total['params']:,}, difference {total['params'] - kp['total']:+,}.", ""]
 
     types = a.costs.by_type()
@@ -370,7 +370,7 @@ def _paper_cell(v: Any) -> str:
 
 
 def _why(r) -> str:
-    diff = r.onnx_params - r.params
+    diff = r.onnx_params - r.keras_params
     if diff == 0:
         return ""
     if r.type == "BatchNormalization" and r.onnx_params == 0:

@@ -284,7 +284,7 @@ def test_long_graphs_are_drawn_to_a_readable_height():
         y = n.relu(f"r{i}", y)
     c = connectivity(n.model(y))
     height = png_size(drawing.png(c, "chain"))[1]
-    assert height <= (0.8 * (drawing.MAX_ROWS + 0.6) + 1.6) * drawing.DPI + 1
+    assert height <= (drawing.ROW_IN * (drawing.MAX_ROWS + 0.6) + 1.6) * drawing.DPI + 1
     assert f"its first {drawing.MAX_ROWS} rows; {62 - drawing.MAX_ROWS} more rows are left out" in \
         drawing.markdown(c, "chain")
 
@@ -296,7 +296,7 @@ def test_light_densenet121_drawing_is_capped():
 
     a = analyse_file(light_model("densenet121"), connectivity=True)
     width, height = png_size(drawing.png(a.connectivity, a.name))
-    assert width <= 4000 and height <= (0.8 * (drawing.MAX_ROWS + 0.6) + 1.6) * drawing.DPI + 1  # was 8,640 px
+    assert width <= 4000 and height <= (drawing.ROW_IN * (drawing.MAX_ROWS + 0.6) + 1.6) * drawing.DPI + 1  # was 8,640 px
 
 
 def test_receptive_field_table_shows_one_layout():

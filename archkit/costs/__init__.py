@@ -216,11 +216,13 @@ def _analyse(G: nx.DiGraph, block_of: Callable[[str], str] | None) -> CostReport
         i = -1
         for t in data["inputs"]:
             i += 1
-            if t is None or t[0] in seen:
+            if t is None:
                 continue
-            if t[3] and (t[2] in PARAM_TYPES or (op_type, i) in _INT_PARAMS):
+            if t[3]:  # an initializer
+                if t[0] in seen or not (t[2] in PARAM_TYPES or (op_type, i) in _INT_PARAMS):
+                    continue
                 n = prod(t[1])
-            elif generated and t[0] in generated:
+            elif generated and t[0] in generated and t[0] not in seen:
                 n = generated[t[0]]
                 made += n
                 n_generated += 1
@@ -295,8 +297,9 @@ def _generated_size(data: dict, preds, nodes) -> int:
 
 def _batch(G: nx.DiGraph) -> int | None:
     """The leading dimension all graph inputs of rank >= 2 share, None if they disagree."""
-    firsts = {d["tensor"].shape[0] for _, d in G.nodes(data=True) if d.get("kind") == "input"
-              and d["tensor"].shape is not None and len(d["tensor"].shape) >= 2}
+    nodes = G._node if isinstance(getattr(G, "_node", None), dict) else G.nodes  # the public view is slow
+    shapes = [nodes[n]["tensor"].shape for n in nodes if n[:6] == "input:" and nodes[n]["kind"] == "input"]
+    firsts = {s[0] for s in shapes if s is not None and len(s) >= 2}
     return firsts.pop() if len(firsts) == 1 and all(isinstance(f, int) for f in firsts) else None
 
 
