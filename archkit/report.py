@@ -446,7 +446,8 @@ def index(summaries: Sequence[Mapping[str, Any]]) -> str:
         macs_refs = [r for r in s.get("references", []) if r["figure"] == "MACs"]
         ref = macs_refs[0]["verdict"] if macs_refs else ""
         link = Markdown(f"[{md(s['name'])}]({quote(esc.name(s['name']), safe='')}/README.md)")
-        rows.append((link, kp.get("total"), c["params"], c["macs"], ref, o["ops"],
+        params = c.get("params", c.get("onnx_weights"))  # the key summaries before "params" had
+        rows.append((link, kp.get("total"), params, c["macs"], ref, o["ops"],
                      f"{o['size_bytes'] / 2**20:.2f} MiB",
                      "" if p is None else _own(("pass" if p["ok"] else "**FAIL**") + f" ({p['max_rel_error']:.1g})")))
     return "\n".join([

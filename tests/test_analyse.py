@@ -517,3 +517,15 @@ def test_analyse_and_reports_use_the_same_terms(resnet18_file):
     assert files["blocks.csv"].decode().splitlines()[0] == "block,ops,macs,flops,params,kernel_weights,stats"
     text = files["README.md"].decode()
     assert "| ONNX params |" in text and "kernel weights" in text and "ONNX weights" not in text
+
+
+def test_index_reads_summaries_from_before_the_params_key():
+    """A reports folder may hold summary.json files written when the key was onnx_weights."""
+    from archkit.report import index
+
+    def summary(name, **costs):
+        return {"name": name, "keras_params": {"total": 5}, "costs": {"macs": 9, **costs},
+                "onnx": {"ops": 1, "size_bytes": 10}, "parity": None}
+
+    text = index([summary("old", onnx_weights=7_001), summary("new", params=8_002)])
+    assert "| 7,001 |" in text and "| 8,002 |" in text
