@@ -20,8 +20,9 @@ class Reference:
     """One published or closed-form figure an architecture's counts are compared with.
 
     `metric` is one of: "params" (learnable, Keras total), "trainable", "non_trainable",
-    "onnx_weights", "weights" (conv/dense kernels only), "macs"; `value` is exact unless
-    `rounding` says to what the source rounds (e.g. 1e9 for "3.8 x10^9").
+    "onnx_params" (every parameter the ONNX file holds), "kernel_weights" (conv/dense kernels only, no
+    biases), "macs"; `value` is exact unless `rounding` says to what the source rounds (e.g. 1e9 for
+    "3.8 x10^9").
     """
 
     metric: str

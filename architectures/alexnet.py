@@ -14,7 +14,7 @@ Deviations and choices, written where they matter:
 - Input 227x227x3. The paper says 224x224, but an 11x11 stride-4 conv without padding yields its
   55x55 maps only from 227 (a known erratum; Caffe uses 227).
 - Grouped convolution (GroupedConv2D): Keras' Conv2D(groups=2) runs through an XLA-compiled
-  function on CPU, which tf2onnx cannot convert (shared/EXPORT-NOTES.md #4); TensorFlow's own
+  function on CPU, which tf2onnx cannot convert (it leaves a StatefulPartitionedCall); TensorFlow's own
   grouped Conv2D works only with oneDNN enabled (the fused conv kernel refuses groups). So a
   GroupedConv2D holds one (k, k, C/2, M) kernel, like Conv2D(groups=2), and computes the two
   towers explicitly: split the input maps, one Conv2D per tower, concatenate. The ONNX file has
@@ -202,7 +202,7 @@ register(Architecture(
     notes=(
         "Input 227x227: the paper's 224 does not give its own 55x55 conv1 maps.",
         "Grouped conv2/conv4/conv5 computed tower by tower (Split, two Conv, Concat in ONNX): "
-        "Conv2D(groups=2) does not export (EXPORT-NOTES #4).",
+        "Conv2D(groups=2) does not export: Keras runs it as an XLA-compiled function that tf2onnx cannot convert.",
         "LRN over the whole layer's maps; exported as ONNX LRN.",
     ),
 ))

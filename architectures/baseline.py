@@ -1,4 +1,4 @@
-"""The course notes' baseline MNIST CNN (shared/seed, "model.summary()"), and its dropout variant.
+"""The course notes' baseline MNIST CNN (their `model.summary()`), and its dropout variant.
 
 Layer names are the notes' own (Keras 2 numbered them from 1): conv2d_1, conv2d_2,
 max_pooling2d_1, flatten_1, FC1, output.
@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from architectures import Architecture, Reference, register
 
-NOTES = "course notes (shared/seed/000_ad28b306c2c88f6d.txt)"
+# The course notes "Redes de Convolução" (convolutional networks; in Portuguese, for TensorFlow 1 and Keras 2).
+NOTES = "the course notes \"Redes de Convolução\" (Portuguese, TensorFlow 1 / Keras 2), section \"Uma rede de convolução\""
 
 
 def baseline_cnn(*, input_shape=(28, 28, 1), classes=10, dropout=False):

@@ -168,7 +168,7 @@ def _references(p: _Published) -> tuple[Reference, ...]:
         Reference("trainable", trainable, keras_src),
         Reference("non_trainable", non_trainable, keras_src, "BatchNorm moving mean and variance"),
         Reference("trainable", trainable, tv_src + "['num_params']", "torchvision counts learnable parameters"),
-        Reference("macs", p.macs, "[count] Conv + Dense MACs of keras.applications at 224x224 (shared/REFERENCES.md)"),
+        Reference("macs", p.macs, "[count] Conv + Dense MACs of keras.applications at 224x224, counted layer by layer"),
         Reference("macs", round(p.tv_gmacs * 1e9), tv_src + "['_ops'] (GMACs)", rounding=p.tv_rounding),
     )
 

@@ -708,9 +708,9 @@ V1_NOTES = (
 )
 
 V1_REFERENCES = (
-    Reference("weights", 6_990_272, "[count] Table 1's configuration", "conv and linear kernels, no biases"),
+    Reference("kernel_weights", 6_990_272, "[count] Table 1's configuration", "conv and linear kernels, no biases"),
     Reference("params", 6_998_552, "[count] Table 1's configuration", "kernels + 8,280 biases; LRN has none"),
-    Reference("onnx_weights", 6_998_552, "[count] Table 1's configuration", "every kernel and bias stored once"),
+    Reference("onnx_params", 6_998_552, "[count] Table 1's configuration", "every kernel and bias stored once"),
     Reference("macs", 1_582_671_872, "[count] Table 1's configuration"),
     Reference("params", 6.8e6, "[paper] 'about 6.8M'", rounding=1e5,
               note="the sum of Table 1's params column (6,797.7K); rows conv 7x7/2, 4c and 5a disagree with "
@@ -748,7 +748,7 @@ register(Architecture(
     defaults={"input_shape": (28, 28, 192), "variant": "reduced"},
     references=(
         Reference("macs", 128_049_152, "[count] 28²·(192·64 + 192·96 + 9·96·128 + 192·16 + 25·16·32 + 192·32)"),
-        Reference("weights", 163_328, "[count] the six convs' kernels"),
+        Reference("kernel_weights", 163_328, "[count] the six convs' kernels"),
         Reference("macs", 128e6, "[paper] Table 1, inception (3a) ops", rounding=1e6),
     ),
     block_of=_branch_block,
@@ -801,7 +801,7 @@ register(Architecture(
     defaults={"input_shape": (28, 28, 192), "factorised": True},
     references=(
         Reference("macs", 170_999_808, "[count] 28²·(192·64 + 192·64 + 9·64·64 + 192·64 + 9·64·96 + 9·96·96 + 192·32)"),
-        Reference("weights", 218_112, "[count] the seven convs' kernels"),
+        Reference("kernel_weights", 218_112, "[count] the seven convs' kernels"),
     ),
     block_of=_branch_block,
     notes=(
@@ -884,7 +884,7 @@ for _kind, (_module, _shape, _figure, (_macs, _weights, _formula), _branches, _s
                     f"covering the same field of view.",
         defaults={"input_shape": _shape, "factorised": True},
         references=(Reference("macs", _macs, f"[count] {_formula}"),
-                    Reference("weights", _weights, "[count] the convs' kernels")),
+                    Reference("kernel_weights", _weights, "[count] the convs' kernels")),
         block_of=_branch_block,
         notes=(_branches, _saving, "Each conv: Conv (no bias) → BatchNorm (shift only) → ReLU, as in Keras."),
     ))

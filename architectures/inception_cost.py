@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from architectures import Architecture, Reference, register
 
-NOTES = "course notes (shared/seed/000_ad28b306c2c88f6d.txt), 'Camadas Inception'"
+NOTES = "the course notes \"Redes de Convolução\" (Portuguese, TensorFlow 1 / Keras 2), section \"Camadas Inception\""
 
 REDUCED_NOTE = (
     "The notes compute (1²·28²·192·32 + 5²·28²·16·32) + (1²·28²·192·32 + 3²·28²·16·32) = 23,281,664: "

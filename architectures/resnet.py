@@ -254,7 +254,8 @@ V1_5_REFERENCES: dict[int, tuple[Reference, ...]] = {}
 def _references(p: _Published) -> tuple[Reference, ...]:
     name = f"resnet{p.depth}"
     refs = [
-        Reference("macs", p.v1_macs, "[count] v1 at 224x224 (shared/REFERENCES.md)"),
+        Reference("macs", p.v1_macs, "[count] v1 at 224x224 (stride on a bottleneck's first 1x1, as in the paper "
+                  "and Keras): Conv + Dense MACs, layer by layer"),
         Reference("macs", round(p.paper_gmacs * 1e9), f"[paper] {PAPER}, 'FLOPs' (multiply-adds)", PAPER_NOTE[p.depth],
                   rounding=1e8),
     ]

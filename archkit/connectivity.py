@@ -101,6 +101,7 @@ class Layer:
     successors: tuple[str, ...]
     output_shape: str
     receptive_field: ReceptiveField | None  # of the layer's output; None where no spatial axis is left
+    spatial_axes: tuple[int, ...] = ()  # axes of output_shape that are the input's spatial axes (layout-independent)
 
     @property
     def weighted(self) -> bool:
@@ -991,6 +992,10 @@ class _Analysis:
         return ReceptiveField(tuple(s[2] for s in ss), tuple(s[3] for s in ss), tuple(s[4] for s in ss),
                               all(s[5] for s in ss))
 
+    def _spatial_axes(self, tensor: str) -> tuple[int, ...]:
+        states = self.rf.get(tensor) or ()
+        return tuple(i for i, s in enumerate(states) if s is not None and s[:2] in self.spatial_origins)
+
     def _spatial_extent(self, tensor: str) -> tuple[int, ...] | None:
         states = self.rf.get(tensor)
         shape = self.shape.get(tensor)
@@ -1131,7 +1136,7 @@ class _Analysis:
                 kernel=kernel, stride=stride, depth=depth[n],
                 predecessors=tuple(self.L.predecessors(n)), successors=tuple(self.L.successors(n)),
                 output_shape="x".join("?" if not isinstance(d, int) else str(d) for d in shape) if shape else "",
-                receptive_field=rf))
+                receptive_field=rf, spatial_axes=self._spatial_axes(outs[-1]) if outs else ()))
         return out
 
 

@@ -4,8 +4,9 @@ Drawings need no graphviz binary: the layer (or block) graph is laid out in rows
 networkx.topological_generations, nodes ordered in each row by the mean position of their
 predecessors, and drawn with matplotlib's Agg backend. The DOT file always holds the full layer
 graph with each block as a cluster; the PNG shows layers for small networks and blocks where a
-layer-level picture would be unreadable (more than LAYER_LIMIT layers). Everything is
-deterministic (no timestamps in the PNG metadata).
+layer-level picture would be unreadable (more than LAYER_LIMIT layers), its first MAX_ROWS rows
+at most, with labels of at least 10 px and a legend of what the colours and arrows mean.
+Everything is deterministic (no timestamps in the PNG metadata).
 
 Layer, block and op names come from the model and are untrusted: each is passed through the
 archkit.escape function of the output it lands in (markdown tables escape plain str cells
@@ -26,9 +27,13 @@ from archkit.connectivity import PUBLISHED_RECEPTIVE_FIELDS, Connectivity, Dense
 from archkit.escape import Markdown, md, md_code
 from archkit.io import png_bytes
 
-__all__ = ["LAYER_LIMIT", "markdown", "csv", "dot", "png", "dense_png", "files", "text"]
+__all__ = ["LAYER_LIMIT", "MAX_ROWS", "DPI", "markdown", "csv", "dot", "png", "figure", "dense_png", "files", "text"]
 
 LAYER_LIMIT = 100  # layers up to which the PNG is drawn layer by layer
+MAX_ROWS = 50  # rows of a drawing (topological generations); later rows are left to connectivity.dot
+DPI = 100
+LABEL_PT = 8  # node labels: 8 pt at 100 dpi is 11 px
+ROW_IN = 0.65  # inches from one row of nodes to the next
 
 _COLORS = {"input": "#ffffff", "output": "#ffffff", "weighted": "#9dc3e6", "merge": "#f4b183", "pool": "#a9d18e",
            "other": "#e7e6e6", "block": "#dae3f3"}
@@ -113,10 +118,12 @@ def markdown(conn: Connectivity, name: str, *, images: bool = True) -> str:
     rows.append(("receptive field", Markdown(f"{md_code(conn.final_layer)}: {_rf(rf)}") if rf else "no spatial layer"))
     out += _table(("", ""), rows) + [""]
     if images:
+        hidden_rows, _ = _hidden_rows(_picture(conn)[0])
         out += [f"![{md(name)}: the wiring, one node per {level[:-1]}](connectivity.png)", "",
-                f"Drawn {'layer by layer' if level == 'layers' else 'block by block'}; `connectivity.dot` holds every "
-                "layer with blocks as clusters (render with `dot -Tsvg connectivity.dot`). Per-layer figures: "
-                "`connectivity.csv`.", ""]
+                f"Drawn {'layer by layer' if level == 'layers' else 'block by block'}"
+                + (f" (its first {MAX_ROWS} rows; {hidden_rows:,} more rows are left out)" if hidden_rows else "")
+                + "; `connectivity.dot` holds every layer with blocks as clusters (render with "
+                "`dot -Tsvg connectivity.dot`). Per-layer figures: `connectivity.csv`.", ""]
 
     if conn.fork_joins:
         out += ["### Parallel branches", "",
@@ -182,14 +189,18 @@ def markdown(conn: Connectivity, name: str, *, images: bool = True) -> str:
             out += [f"- {first.text}: {' → '.join(md_code(l, table=False) for l in first.layers)}{more}"]
         out += [""]
     rows = []
-    for block, layer in _block_ends(conn):
+    ends = _block_ends(conn)
+    for block, layer in ends:
         rf = layer.receptive_field
-        rows.append((block, md_code(layer.name), layer.output_shape, _xy(rf.size), _xy(rf.stride), _xy(rf.padding),
+        rows.append((block, md_code(layer.name), _spatial_shape(layer), _xy(rf.size), _xy(rf.stride), _xy(rf.padding),
                      "yes" if rf.aligned else Markdown("**no**")))
     if rows:
-        out += ["At the last layer of each block (every layer's in `connectivity.csv`):", ""]
-        out += _table(("block", "layer", "output", "size", "effective stride", "effective padding", "aligned"),
-                      rows, "lllrrrl") + [""]
+        two = all(len(l.spatial_axes) == 2 for _, l in ends)
+        layout = "height x width x channels" if two else "spatial dimensions, then channels"
+        out += [f"At the last layer of each block (every layer's in `connectivity.csv`). Outputs are {layout}, "
+                "batch left out, whatever the ONNX graph's layout (`connectivity.csv` keeps the graph's own):", ""]
+        out += _table(("block", "layer", "output (HxWxC)" if two else "output (spatial x C)", "size",
+                       "effective stride", "effective padding", "aligned"), rows, "lllrrrl") + [""]
     if conn.rf_unsupported:
         out += [f"Receptive fields stop at ops archkit cannot follow: {', '.join(md(o) for o in conn.rf_unsupported)}.", ""]
     published = [p for p in PUBLISHED_RECEPTIVE_FIELDS if p.architecture == name]
@@ -216,6 +227,17 @@ def markdown(conn: Connectivity, name: str, *, images: bool = True) -> str:
         notes = list(dict.fromkeys(p.note for p in published if p.note))
         out += [f"- {n}" for n in notes] + ([""] if notes else [])
     return "\n".join(out).rstrip("\n")
+
+
+def _spatial_shape(layer) -> str:
+    """A layer's output as spatial dims then channels, batch left out (`1x8x26x26` NCHW and
+    `1x7x7x16` NHWC become `26x26x8` and `7x7x16`); as the graph has it where that reading fails."""
+    dims = layer.output_shape.split("x") if layer.output_shape else []
+    spatial = layer.spatial_axes
+    rest = [i for i in range(1, len(dims)) if i not in spatial]
+    if not spatial or 0 in spatial or len(rest) != 1:
+        return layer.output_shape
+    return "x".join([dims[i] for i in spatial] + [dims[rest[0]]])
 
 
 def _xy(v) -> str:
@@ -298,7 +320,10 @@ def dot(conn: Connectivity, name: str) -> str:
 # --- PNG ------------------------------------------------------------------------------------
 
 def _layer_level(conn: Connectivity) -> bool:
-    return sum(1 for l in conn.layers if l.kind not in ("input", "output")) <= LAYER_LIMIT
+    """Layer by layer for small networks, and where blocks are no fewer than layers (a file without
+    scopes): a block picture would then show the same nodes without their kinds."""
+    layers = sum(1 for l in conn.layers if l.kind not in ("input", "output"))
+    return layers <= LAYER_LIMIT or len(conn.blocks) >= len(conn.layers)
 
 
 def _layout(g: nx.DiGraph) -> dict[str, tuple[float, float]]:
@@ -323,22 +348,38 @@ def _layout(g: nx.DiGraph) -> dict[str, tuple[float, float]]:
 
 
 def png(conn: Connectivity, name: str) -> bytes:
+    return png_bytes(figure(conn, name), dpi=DPI)
+
+
+def figure(conn: Connectivity, name: str):
+    """The wiring drawing as a matplotlib figure (png() renders it at DPI)."""
+    g, labels, colors, groups, unit = _picture(conn)
+    if unit == "layers":
+        title = (f"{esc.plot(name)}: {conn.summary()['layers']:,} layers, depth {conn.depth} (weighted layers)"
+                 + (", blocks shaded" if len(conn.blocks) < len(conn.layers) else ""))
+    else:
+        blocks = sum(1 for n in g if not n.startswith(("input:", "output:")))
+        title = f"{esc.plot(name)}: {blocks:,} blocks (layer-level graph in connectivity.dot), depth {conn.depth}"
+    return _figure(g, labels, colors, groups, title, unit)
+
+
+def _picture(conn: Connectivity):
+    """The graph the PNG draws, its labels, colours, block of each node (layer level) and unit."""
     if _layer_level(conn):
         g = conn.layer_graph()
         info = {l.name: l for l in conn.layers}
         labels = {n: _label(conn, info[n], esc.plot) for n in g}
         colors = {n: _COLORS[info[n].kind] for n in g}
-        groups = {n: info[n].block for n in g}
-        title = f"{esc.plot(name)}: {len(g):,} layers, depth {conn.depth} (weighted layers), blocks shaded"
-    else:
-        g = _block_graph(conn)
-        labels, colors = _block_labels(conn, g), {n: _COLORS["block"] for n in g}
-        for n in g:
-            if n.startswith(("input:", "output:")):
-                colors[n] = _COLORS["input"]
-        groups = None
-        title = f"{esc.plot(name)}: {len(g):,} blocks (layer-level graph in connectivity.dot), depth {conn.depth}"
-    return _draw(g, labels, colors, groups, title)
+        return g, labels, colors, {n: info[n].block for n in g}, "layers"
+    g = _block_graph(conn)
+    colors = {n: _COLORS["input" if n.startswith(("input:", "output:")) else "block"] for n in g}
+    return g, _block_labels(conn, g), colors, None, "blocks"
+
+
+def _hidden_rows(g: nx.DiGraph) -> tuple[int, int]:
+    """(rows, nodes) a drawing leaves out: those after MAX_ROWS."""
+    gens = list(nx.topological_generations(g))
+    return max(0, len(gens) - MAX_ROWS), sum(len(x) for x in gens[MAX_ROWS:])
 
 
 def _block_graph(conn: Connectivity) -> nx.DiGraph:
@@ -378,23 +419,34 @@ def _block_labels(conn: Connectivity, g: nx.DiGraph) -> dict[str, str]:
     return out
 
 
-def _draw(g: nx.DiGraph, labels: dict, colors: dict, groups: dict | None, title: str) -> bytes:
+_LEGEND = {"input": "input / output", "weighted": "weighted layer (conv, dense)", "merge": "merge (Add, Concat, ...)",
+           "pool": "pooling", "other": "other ops", "block": "block"}
+
+
+def _figure(g: nx.DiGraph, labels: dict, colors: dict, groups: dict | None, title: str, unit: str = "layers"):
+    """The matplotlib figure of a wiring drawing (drawn at DPI)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.patches import FancyBboxPatch
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import FancyBboxPatch, Patch
 
     pos = _layout(g)
+    hidden_rows, hidden = _hidden_rows(g)
+    if hidden:  # a readable top of the graph, not a strip too long to read
+        pos = {n: p for n, p in pos.items() if -p[1] < MAX_ROWS}
+        g = g.subgraph(pos)
     xs = [p[0] for p in pos.values()] or [0.0]
-    rows = -min((p[1] for p in pos.values()), default=0.0) + 1
+    rows = -min((p[1] for p in pos.values()), default=0.0) + 1 + (0.6 if hidden else 0)
     width_units = max(xs) - min(xs) + 1
-    fig_w = min(max(6.0, 2.1 * width_units), 40.0)
-    fig_h = min(max(3.0, 0.62 * rows + 0.8), 120.0)
+    fig_w = min(max(7.0, 2.3 * width_units), 40.0)
+    fig_h = min(max(4.0, ROW_IN * rows + 1.6), 120.0)
     fig, ax = plt.subplots(figsize=(fig_w, fig_h))
     ax.set_xlim(min(xs) - 0.75, max(xs) + 0.75)
     ax.set_ylim(-rows + 0.4, 0.6)
     ax.axis("off")
+    shaded = False
     if groups:
         members: dict[str, list] = defaultdict(list)
         for n in g:
@@ -403,26 +455,42 @@ def _draw(g: nx.DiGraph, labels: dict, colors: dict, groups: dict | None, title:
         for i, (block, ns) in enumerate(members.items()):
             if len(ns) < 2 and ns[0] == block:
                 continue
+            shaded = True
             bx = [pos[n][0] for n in ns]
             by = [pos[n][1] for n in ns]
-            ax.add_patch(FancyBboxPatch((min(bx) - 0.48, min(by) - 0.36), max(bx) - min(bx) + 0.96,
-                                        max(by) - min(by) + 0.72, boxstyle="round,pad=0.02,rounding_size=0.1",
+            ax.add_patch(FancyBboxPatch((min(bx) - 0.48, min(by) - 0.4), max(bx) - min(bx) + 0.96,
+                                        max(by) - min(by) + 0.8, boxstyle="round,pad=0.02,rounding_size=0.1",
                                         fc="#f2f2f2" if i % 2 == 0 else "#e9eef6", ec="#bfbfbf", lw=0.6, zorder=0))
-            ax.text(max(bx) + 0.46, max(by) + 0.33, esc.plot(block), ha="right", va="top", fontsize=5.5, color="#7f7f7f", zorder=1)
+            ax.text(max(bx) + 0.46, max(by) + 0.37, esc.plot(block), ha="right", va="top", fontsize=LABEL_PT,
+                    color="#595959", zorder=1)
     for u, v in g.edges:
         (x0, y0), (x1, y1) = pos[u], pos[v]
         span = y0 - y1
         style = "arc3,rad=0" if span <= 1.01 or abs(x1 - x0) > 0.01 else f"arc3,rad={min(0.3, 0.8 / span):.3f}"
-        ax.annotate("", xy=(x1, y1 + 0.2), xytext=(x0, y0 - 0.2),
-                    arrowprops=dict(arrowstyle="-|>", lw=0.6, color="#595959", shrinkA=0, shrinkB=0,
-                                    connectionstyle=style, mutation_scale=7), zorder=2)
+        ax.annotate("", xy=(x1, y1 + 0.22), xytext=(x0, y0 - 0.22),
+                    arrowprops=dict(arrowstyle="-|>", lw=0.8, color="#595959", shrinkA=0, shrinkB=0,
+                                    connectionstyle=style, mutation_scale=9), zorder=2)
     for n in g:
         x, y = pos[n]
-        ax.text(x, y, labels[n], ha="center", va="center", fontsize=6, zorder=3,
+        ax.text(x, y, labels[n], ha="center", va="center", fontsize=LABEL_PT, zorder=3,
                 bbox=dict(boxstyle="round,pad=0.3", fc=colors[n], ec="#7f7f7f", lw=0.6))
-    ax.set_title(title, fontsize=9)
+    if hidden:
+        ax.text((min(xs) + max(xs)) / 2, -MAX_ROWS + 0.1, f"… {hidden:,} more {unit} in {hidden_rows:,} more rows "
+                "(connectivity.dot holds the whole graph)", ha="center", va="center", fontsize=LABEL_PT + 1,
+                color="#595959")
+    # the legend: the node colours present, block shading, and what an arrow is
+    shown = {colors[n] for n in g}
+    kinds = [k for k, c in _COLORS.items() if k in _LEGEND and c in shown]
+    handles = [Patch(fc=_COLORS[k], ec="#7f7f7f", lw=0.6, label=_LEGEND[k]) for k in kinds]
+    if shaded:
+        handles.append(Patch(fc="#f2f2f2", ec="#bfbfbf", lw=0.6, label="block (shaded group of layers)"))
+    handles.append(Line2D([], [], color="#595959", lw=0.8, marker=">", markersize=5,
+                          label="tensor passed on (curved: skips rows)"))
+    ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=min(len(handles), 3),
+              fontsize=LABEL_PT, frameon=False)
+    ax.set_title(title, fontsize=LABEL_PT + 2, pad=12 + 14 * ((len(handles) + 2) // 3))
     fig.tight_layout()
-    return png_bytes(fig, dpi=72)
+    return fig
 
 
 def dense_png(conn: Connectivity, name: str) -> bytes:

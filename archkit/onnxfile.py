@@ -27,9 +27,12 @@ from archkit.graph import build_graph
 from archkit.load import Loaded, archkit_metadata, load_model
 from archkit.pipeline import Analysis, ModelInfo, _shape_text, analyse_model
 
-__all__ = ["analyse_file", "analyse_loaded", "VIEWS", "view", "render_view", "summary_lines", "parse_input_shape"]
+__all__ = ["analyse_file", "analyse_loaded", "VIEWS", "view", "shown_view", "render_view", "summary_lines", "totals_for",
+           "parse_input_shape"]
 
 VIEWS = ("op", "layer", "block", "type")
+UNSCOPED = ("no scopes in the node names (such as /layer1/conv1/Conv): layers and blocks are unknown, each op is its "
+            "own; views by layer or block show op types instead")
 
 
 def analyse_file(path: str | os.PathLike, *, input_shapes: Mapping[str, object] | None = None,
@@ -67,6 +70,8 @@ def analyse_loaded(loaded: Loaded, *, input_shapes: Mapping[str, object] | None 
     finally:
         if enabled:
             gc.enable()
+    if not a.costs.scoped:
+        a = replace(a, warnings=a.warnings + (UNSCOPED,))
     if loaded.warnings:
         a = replace(a, warnings=loaded.warnings + a.warnings)
     if strict and not a.costs.complete:
@@ -112,11 +117,23 @@ def parse_input_shape(text: str) -> tuple[str, tuple[int, ...]]:
     return name, shape
 
 
-def view(a: Analysis, by: str) -> pd.DataFrame:
+def shown_view(a: Analysis, by: str) -> str:
+    """The view `--by` asks for, or op types where layers and blocks are single ops (no scopes)."""
     if by not in VIEWS:
         raise UsageError(f"--by {by!r}: expected one of {', '.join(VIEWS)}")
+    return "type" if by in ("layer", "block") and not a.costs.scoped else by
+
+
+def view(a: Analysis, by: str) -> pd.DataFrame:
     c = a.costs
-    return {"op": c.to_frame, "layer": c.by_layer, "block": c.by_block, "type": c.by_type}[by]()
+    return {"op": c.to_frame, "layer": c.by_layer, "block": c.by_block, "type": c.by_type}[shown_view(a, by)]()
+
+
+def totals_for(c) -> str:
+    """What the totals are for, to follow "MACs": " per sample", " at batch 4", or ""."""
+    if c.per_sample:
+        return " per sample"
+    return f" at batch {c.batch:,}" if c.batch is not None else ""
 
 
 def summary_lines(a: Analysis) -> list[str]:
@@ -126,16 +143,21 @@ def summary_lines(a: Analysis) -> list[str]:
 
     c = a.costs
     t = c.total()
-    per = " per sample" if c.per_sample else ""
+    per = totals_for(c)
     lines = [
         f"{md(a.name)}: opset {a.info.opset}, {t['ops']:,} ops, {a.info.size_bytes:,} bytes"
         + (f" ({md(a.info.producer)})" if a.info.producer else ""),
         f"MACs{per}: {t['macs']:,}",
         f"other flops{per}: {t['flops']:,}",
-        f"parameters: {t['params']:,} (conv/dense kernels {t['weights']:,}"
+        f"params: {t['params']:,} (kernel weights {t['kernel_weights']:,}"
         + (f"; BatchNormalization statistics {t['stats']:,}, learned {t['params'] - t['stats']:,}" if t["stats"] else "")
         + ")",
     ]
+    if t["generated"]:
+        lines.append(generated_line(c))
+    if c.batch is not None and c.batch != 1 and not c.per_sample:
+        lines.append(f"the totals are for batch {c.batch:,}, not per sample: the inputs' leading dimension, as the "
+                     "file or --input-shape fixes it")
     if c.per_sample:
         dims = "; ".join(f"{md_code(i, table=False)} axis {ax} ({md(n) if n else 'unnamed'})"
                          for i, axes in c.fixed_dims.items() for ax, n in axes.items())
@@ -156,6 +178,13 @@ def summary_lines(a: Analysis) -> list[str]:
     return lines
 
 
+def generated_line(c) -> str:
+    """Where parameters that the file does not store come from (archkit.costs: ConstantOfShape)."""
+    return (f"generated, not stored: {c.total()['generated']:,} of the params are {c.generated_tensors:,} weights that "
+            "ConstantOfShape ops fill with one value at load time (the file holds only their shapes); counted "
+            "from those shapes")
+
+
 def render_view(a: Analysis, by: str, fmt: str) -> str:
     """The --by table for the terminal: markdown (with the summary), CSV, or JSON (with the summary).
     Names from the file are escaped for the format (archkit.escape; JSON escapes them itself)."""
@@ -168,10 +197,12 @@ def render_view(a: Analysis, by: str, fmt: str) -> str:
         return buf.getvalue()
     if fmt == "json":
         c = a.costs
-        doc = {"name": a.name, "by": by, "total": c.total(), "per_sample": c.per_sample,
+        doc = {"name": a.name, "by": shown_view(a, by), "total": c.total(), "per_sample": c.per_sample,
+               "batch": c.batch, "scoped": c.scoped,
                "fixed_dims": {k: {str(ax): n for ax, n in v.items()} for k, v in c.fixed_dims.items()},
                "complete": c.complete, "unsupported_ops": list(c.unsupported), "unknown_cost_ops": list(c.unknown),
-               "per_iteration": list(c.per_iteration), "rows": json.loads(df.to_json(orient="records"))}
+               "per_iteration": list(c.per_iteration), "warnings": list(a.warnings),
+               "rows": json.loads(df.to_json(orient="records"))}
         return json.dumps(doc, indent=1) + "\n"
     if fmt != "md":
         raise UsageError(f"--format {fmt!r}: printing takes one of md, csv, json (write several with -o DIR)")

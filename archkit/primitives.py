@@ -1,6 +1,6 @@
 """The course notes' convolution primitives, computed twice: in numpy and in onnxruntime.
 
-The notes (shared/seed/000_ad28b306c2c88f6d.txt, "Convoluções") build convolution up from
+The course notes "Redes de Convolução" (section "Convoluções") build convolution up from
 `conv0`, the sigmoid of an inner product, to TensorFlow's `conv2d` with strides, padding and
 max pooling, a 1x1 kernel combining channels, and the residual x + F(x). This module
 reproduces each step: numpy follows the notes' TensorFlow layout (NHWC images, HWIO kernels,

@@ -21,6 +21,7 @@ import pandas as pd
 from archkit import escape as esc
 from archkit.escape import Markdown, md, md_code
 from archkit.formats import FILE_NAMES, FORMATS, INDEX_MARKER  # noqa: F401 (FILE_NAMES: its old home)
+from archkit.onnxfile import generated_line, totals_for
 from archkit.pipeline import Analysis
 from archkit.io import png_bytes
 
@@ -88,9 +89,9 @@ def layer_table(a: Analysis) -> pd.DataFrame:
         rows.append({
             "layer": layer["name"], "type": layer["class"], "output_shape": _keras_shape(layer["output_shape"]),
             "block": layer["block"],
-            "params": layer["trainable"] + layer["non_trainable"],
+            "keras_params": layer["trainable"] + layer["non_trainable"],
             "trainable": layer["trainable"], "non_trainable": layer["non_trainable"],
-            "onnx_weights": int(c["params"]) if c is not None else 0,
+            "onnx_params": int(c["params"]) if c is not None else 0,
             "macs": int(c["macs"]) if c is not None else 0,
             "flops": int(c["flops"]) if c is not None else 0,
             "onnx_ops": int(c["ops"]) if c is not None else 0,
@@ -99,7 +100,7 @@ def layer_table(a: Analysis) -> pd.DataFrame:
     for name, c in costs.iterrows():
         if name not in known:
             rows.append({"layer": name, "type": "(ONNX only)", "output_shape": "", "block": "",
-                         "params": 0, "trainable": 0, "non_trainable": 0, "onnx_weights": int(c["params"]),
+                         "keras_params": 0, "trainable": 0, "non_trainable": 0, "onnx_params": int(c["params"]),
                          "macs": int(c["macs"]), "flops": int(c["flops"]), "onnx_ops": int(c["ops"])})
     return pd.DataFrame(rows)
 
@@ -109,7 +110,7 @@ _PAPER_HIDDEN = ("block", "note", "params_value", "ops_value")
 
 def paper_table(a: Analysis, rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """The paper's per-block table, row by row, with archkit's counts for the same block beside it:
-    output size (the block's last Keras layer), conv/dense weights (kernels, no biases), MACs, and
+    output size (the block's last Keras layer), kernel weights (conv/dense kernels, no biases), MACs, and
     their differences from the paper's params/ops where the paper gives a number."""
     blocks = a.costs.by_block().set_index("block")
     last_shape: dict[str, str] = {}
@@ -120,12 +121,12 @@ def paper_table(a: Analysis, rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     out = []
     for r in rows:
         b = r["block"]
-        weights = int(blocks.loc[b, "weights"]) if b in blocks.index else 0
+        weights = int(blocks.loc[b, "kernel_weights"]) if b in blocks.index else 0
         macs = int(blocks.loc[b, "macs"]) if b in blocks.index else 0
         row = {"block": b, **{c: r.get(c) for c in columns},
-               "counted output": last_shape.get(b, ""), "counted weights": weights, "counted MACs": macs}
+               "counted output": last_shape.get(b, ""), "counted kernel weights": weights, "counted MACs": macs}
         if r.get("params_value") is not None:
-            row["weights - paper"] = weights - r["params_value"]
+            row["kernel weights - paper"] = weights - r["params_value"]
         if r.get("ops_value") is not None:
             row["MACs - paper"] = macs - r["ops_value"]
         row["note"] = r.get("note", "")
@@ -138,14 +139,14 @@ def _counted(a: Analysis, metric: str) -> int | None:
     kp = a.keras_params or {}
     return {
         "params": kp.get("total"), "trainable": kp.get("trainable"), "non_trainable": kp.get("non_trainable"),
-        "onnx_weights": total["params"], "weights": total["weights"], "macs": total["macs"],
+        "onnx_params": total["params"], "kernel_weights": total["kernel_weights"], "macs": total["macs"],
     }.get(metric)
 
 
 _METRIC_NAMES = {
     "params": "parameters (Keras total)", "trainable": "trainable parameters",
-    "non_trainable": "non-trainable parameters", "onnx_weights": "ONNX stored weights",
-    "weights": "conv/dense weights (no biases)", "macs": "MACs",
+    "non_trainable": "non-trainable parameters", "onnx_params": "ONNX params",
+    "kernel_weights": "kernel weights (conv/dense, no biases)", "macs": "MACs",
 }
 
 
@@ -178,9 +179,10 @@ def summary(a: Analysis, references=()) -> dict[str, Any]:
         "onnx": {"opset": a.info.opset, "ir_version": a.info.ir_version, "producer": a.info.producer,
                  "size_bytes": a.info.size_bytes, "ops": total["ops"],
                  "inputs": dict(a.info.inputs), "outputs": dict(a.info.outputs)},
-        "costs": {"macs": total["macs"], "flops": total["flops"], "onnx_weights": total["params"],
-                  "weights": total["weights"], "per_sample": a.costs.per_sample, "complete": a.costs.complete,
-                  "unsupported_ops": list(a.costs.unsupported), "unknown_shape_ops": list(a.costs.unknown)},
+        "costs": {"macs": total["macs"], "flops": total["flops"], "params": total["params"],
+                  "kernel_weights": total["kernel_weights"], "generated_params": total["generated"],
+                  "per_sample": a.costs.per_sample, "batch": a.costs.batch, "complete": a.costs.complete,
+                  "unsupported_ops": list(a.costs.unsupported), "unknown_cost_ops": list(a.costs.unknown)},
         "references": reference_rows(a, references),
         "parity": None if v is None else _parity_summary(v, measured=getattr(a, "bench", None) is not None),
         "connectivity": a.connectivity.summary() if a.connectivity is not None else None,
@@ -199,14 +201,15 @@ def _markdown(a: Analysis, arch=None, *, chart: bool = False) -> str:
         out += [arch.description, "", f"Source: {arch.paper}. Family: {arch.family}.", ""]
     if a.config:
         out += ["Configuration: " + ", ".join(md_code(f"{k}={v}", table=False) for k, v in sorted(a.config.items())), ""]
-    per = " per sample" if a.costs.per_sample else ""
+    per = totals_for(a.costs)
 
     out += ["## Summary", ""]
     rows = []
     if kp:
         rows.append(("Keras parameters", f"{kp['total']:,} (trainable {kp['trainable']:,}, non-trainable {kp['non_trainable']:,})"))
     rows += [
-        ("ONNX stored weights", f"{total['params']:,} ({total['weights']:,} in conv/dense kernels)"),
+        ("ONNX params", f"{total['params']:,} (kernel weights {total['kernel_weights']:,}"
+         + (f"; generated, not stored: {total['generated']:,}" if total["generated"] else "") + ")"),
         ("MACs" + per, f"{total['macs']:,}"),
         ("other flops" + per, f"{total['flops']:,}"),
         ("ONNX file", Markdown(f"opset {a.info.opset}, {a.info.size_bytes:,} bytes, {total['ops']:,} ops "
@@ -226,6 +229,11 @@ def _markdown(a: Analysis, arch=None, *, chart: bool = False) -> str:
         dims = "; ".join(f"{md_code(i, table=False)} axis {ax} ({md(name) if name else 'unnamed'})"
                          for i, axes in a.costs.fixed_dims.items() for ax, name in axes.items())
         out += [f"Costs are per sample: symbolic dimensions set to 1: {dims}.", ""]
+    elif a.costs.batch not in (None, 1):
+        out += [f"Costs are for batch {a.costs.batch:,} (the inputs' leading dimension), not per sample.", ""]
+    if total["generated"]:
+        line = generated_line(a.costs)
+        out += [_own(line[:1].upper() + line[1:] + "."), ""]
     if a.warnings:
         out += [f"**Warning:** {md(w)}" for w in a.warnings] + [""]
 
@@ -251,8 +259,8 @@ def _markdown(a: Analysis, arch=None, *, chart: bool = False) -> str:
                 marks.append(r.block)
         body = [[_own(m), *(_paper_cell(v) for v in row[1:-1])] for m, row in zip(marks, table.itertuples(index=False))]
         out += ["## Beside the paper's table", "",
-                "The paper's columns as printed, then what archkit counts for the same block. Weights are conv/dense "
-                "kernels without biases; differences are counted minus the paper's figure read as a number.", "",
+                "The paper's columns as printed, then what archkit counts for the same block. Kernel weights are "
+                "conv/dense kernels without biases; differences are counted minus the paper's figure read as a number.", "",
                 _md_table(shown, body, "".join("r" if c.startswith("counted") or c.endswith("- paper") else "l"
                                                for c in shown)), ""]
         out += [f"{i}. {n}" for i, n in enumerate(notes, 1)] + ([""] if notes else [])
@@ -263,27 +271,27 @@ def _markdown(a: Analysis, arch=None, *, chart: bool = False) -> str:
     if a.keras_layers:
         out += ["## Layers", "", "As Keras' `model.summary()` lists them, with the costs of the ONNX ops each became.", "",
                 _md_table(("Layer (type)", "Output Shape", "Param #", "MACs", "flops", "ONNX ops"),
-                          [(Markdown(f"{md(r.layer)} ({md(r.type)})"), r.output_shape, r.params, r.macs, r.flops, r.onnx_ops)
+                          [(Markdown(f"{md(r.layer)} ({md(r.type)})"), r.output_shape, r.keras_params, r.macs, r.flops, r.onnx_ops)
                            for r in layers.itertuples()]
-                          + [(Markdown("**total**"), "", int(layers.params.sum()), total["macs"], total["flops"], total["ops"])],
+                          + [(Markdown("**total**"), "", int(layers.keras_params.sum()), total["macs"], total["flops"], total["ops"])],
                           "llrrrr"), ""]
 
     blocks = a.costs.by_block()
     if len(blocks) != len(a.costs.by_layer()):
-        out += ["## Blocks", "", _md_table(("block", "MACs", "flops", "ONNX weights", "ONNX ops"),
+        out += ["## Blocks", "", _md_table(("block", "MACs", "flops", "ONNX params", "ONNX ops"),
                                            [(b.block, b.macs, b.flops, b.params, b.ops) for b in blocks.itertuples()]), ""]
 
     if a.keras_layers:
         out += ["## Parameter reconciliation", "",
                 "Keras counts learnable parameters (trainable + non-trainable, BatchNorm statistics included); "
                 "ONNX stores float initializers, a shared one once. Exporters fold BatchNorm into the preceding conv.", "",
-                _md_table(("layer", "Keras trainable", "Keras non-trainable", "ONNX weights", "difference", "why"),
-                          [(r.layer, r.trainable, r.non_trainable, r.onnx_weights, r.onnx_weights - r.params, _why(r))
-                           for r in layers.itertuples() if r.params or r.onnx_weights], "lrrrrl"),
+                _md_table(("layer", "Keras trainable", "Keras non-trainable", "ONNX params", "difference", "why"),
+                          [(r.layer, r.trainable, r.non_trainable, r.onnx_params, r.onnx_params - r.keras_params, _why(r))
+                           for r in layers.itertuples() if r.keras_params or r.onnx_params], "lrrrrl"),
                 "", f"Total: Keras {kp['total']:,}, ONNX {total['params']:,}, difference {total['params'] - kp['total']:+,}.", ""]
 
     types = a.costs.by_type()
-    out += ["## Op types", "", _md_table(("op type", "count", "MACs", "flops", "ONNX weights"),
+    out += ["## Op types", "", _md_table(("op type", "count", "MACs", "flops", "ONNX params"),
                                          [(t.op_type, t.ops, t.macs, t.flops, t.params) for t in types.itertuples()]), ""]
     if a.costs.unsupported or a.costs.unknown:
         out += ["## Ops not costed", ""]
@@ -404,45 +412,70 @@ def _paper_cell(v: Any) -> str:
 
 
 def _why(r) -> str:
-    diff = r.onnx_weights - r.params
+    diff = r.onnx_params - r.keras_params
     if diff == 0:
         return ""
-    if r.type == "BatchNormalization" and r.onnx_weights == 0:
+    if r.type == "BatchNormalization" and r.onnx_params == 0:
         return "folded into the preceding conv by the exporter"
     if r.type == "(ONNX only)":
-        return "ONNX weights outside any Keras layer"
+        return "ONNX params outside any Keras layer"
     return "see the layer's ONNX ops (ops.csv)"
 
 
+CHART_BARS = 40  # bars a block chart shows: the largest blocks, the rest summed in one "other" bar
+
+
+def _chart_rows(a: Analysis) -> tuple[list[str], list[int], list[int], str, str]:
+    """Labels, MACs and parameters of the chart's bars (network order), the parameters' label,
+    and what a bar is ("block", or "op type" for a file whose names carry no scopes)."""
+    c = a.costs
+    if c.scoped:
+        rows, what = c.by_block(), "block"
+        names = list(rows.block)
+    else:
+        rows, what = c.by_type(), "op type"
+        names = list(rows.op_type)
+    if a.keras_layers:
+        keras_params: dict[str, int] = {}
+        for layer in a.keras_layers:
+            keras_params[layer["block"]] = keras_params.get(layer["block"], 0) + layer["trainable"] + layer["non_trainable"]
+        params, label = [keras_params.get(b, 0) for b in names], "Keras parameters"
+    else:
+        params, label = [int(p) for p in rows.params], "ONNX params"
+    macs = [int(m) for m in rows.macs]
+    if len(names) > CHART_BARS:
+        # the largest by MACs, then by parameters, kept in network order; the rest in one bar
+        keep = set(sorted(range(len(names)), key=lambda i: (-macs[i], -params[i], i))[:CHART_BARS - 1])
+        rest = [i for i in range(len(names)) if i not in keep]
+        kept = sorted(keep)
+        names = [names[i] for i in kept] + [f"other ({len(rest):,} {what}s)"]
+        macs = [macs[i] for i in kept] + [sum(macs[i] for i in rest)]
+        params = [params[i] for i in kept] + [sum(params[i] for i in rest)]
+    return names, macs, params, label, what
+
+
 def block_chart(a: Analysis) -> bytes:
-    """PNG: MACs and parameters per block, side by side, blocks in network order."""
+    """PNG: MACs and parameters per block, side by side, blocks in network order (at most
+    CHART_BARS bars; per op type where the file names no scopes)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    blocks = a.costs.by_block()
-    if a.keras_layers:
-        keras_params: dict[str, int] = {}
-        for layer in a.keras_layers:
-            keras_params[layer["block"]] = keras_params.get(layer["block"], 0) + layer["trainable"] + layer["non_trainable"]
-        params, params_label = [keras_params.get(b, 0) for b in blocks.block], "Keras parameters"
-    else:
-        params, params_label = list(blocks.params), "ONNX stored weights"
-    height = max(2.5, 0.28 * len(blocks) + 1.2)
+    names, macs, params, params_label, what = _chart_rows(a)
+    height = max(2.5, 0.28 * len(names) + 1.2)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, height), sharey=True)
-    y = range(len(blocks))
-    ax1.barh(y, blocks.macs / 1e6, color="#4472c4")
+    y = range(len(names))
+    ax1.barh(y, [m / 1e6 for m in macs], color="#4472c4")
     ax1.set_xlabel("MACs (millions)")
     ax2.barh(y, [p / 1e3 for p in params], color="#ed7d31")
     ax2.set_xlabel(f"{params_label} (thousands)")
-    ax1.set_yticks(list(y), [esc.plot(b) for b in blocks.block], fontsize=8)
+    ax1.set_yticks(list(y), [esc.plot(b) for b in names], fontsize=8)
     ax1.invert_yaxis()
     for ax in (ax1, ax2):
         ax.grid(axis="x", alpha=0.3)
-    total = a.costs.total()
-    fig.suptitle(f"{esc.plot(a.name)}: MACs and {params_label.lower()} per block "
-                 f"(totals {total['macs']:,} and {sum(params):,})", fontsize=10)
+    fig.suptitle(f"{esc.plot(a.name)}: MACs{totals_for(a.costs)} and {params_label} "
+                 f"per {what} (totals {sum(macs):,} and {sum(params):,})", fontsize=10)
     fig.tight_layout()
     return png_bytes(fig, dpi=80)
 
@@ -457,7 +490,8 @@ def index(summaries: Sequence[Mapping[str, Any]]) -> str:
         ref = macs_refs[0]["verdict"] if macs_refs else ""
         folder = s.get("folder") or s["name"]
         link = Markdown(f"[{md(folder)}]({quote(esc.name(folder), safe='')}/README.md)")
-        rows.append((link, kp.get("total"), c["onnx_weights"], c["macs"], ref, o["ops"],
+        params = c.get("params", c.get("onnx_weights"))  # the key summaries before "params" had
+        rows.append((link, kp.get("total"), params, c["macs"], ref, o["ops"],
                      f"{o['size_bytes'] / 2**20:.2f} MiB",
                      "" if p is None else _own("pass" if p["ok"] else "**FAIL**")))
     return "\n".join([
@@ -466,7 +500,7 @@ def index(summaries: Sequence[Mapping[str, Any]]) -> str:
         "Every figure below is counted on the architecture's ONNX export. "
         "MACs are multiply-accumulates of Conv/Gemm/MatMul, per sample; parity compares onnxruntime with Keras "
         "against the allowance each report states.", "",
-        _md_table(("architecture", "Keras params", "ONNX weights", "MACs", "vs published MACs", "ONNX ops",
+        _md_table(("architecture", "Keras params", "ONNX params", "MACs", "vs published MACs", "ONNX ops",
                    "ONNX size", "parity"), rows, "lrrrlrrl"), ""])
 
 

@@ -1,6 +1,6 @@
 """Training the notes' MNIST CNN, and looking inside it through its ONNX export.
 
-The notes (shared/seed/000_ad28b306c2c88f6d.txt, In [45]-[74]) train `baseline_cnn` with Adam
+The course notes "Redes de Convolução" (In [45]-[74]) train `baseline_cnn` with Adam
 and categorical cross-entropy in batches of 64, then the dropout variant with early stopping
 on val_loss (patience 2, 5% of the training set held out), look at the first layer's kernels
 and use the FC1 activations as embeddings whose nearest neighbours are similar digits. Here:

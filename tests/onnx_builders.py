@@ -28,3 +28,22 @@ def one_node(op_type: str, inputs: dict, output_shape, *, weights: dict | None =
 
 def w(*shape, dtype=np.float32) -> np.ndarray:
     return np.zeros(shape, dtype)
+
+
+def light_model(name: str):
+    """Path of one of the Caffe2-zoo models the onnx package ships (onnx/backend/test/data/light/,
+    e.g. "resnet50"): third-party files, small because their weights are not stored."""
+    from pathlib import Path
+
+    import pytest
+
+    path = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light" / f"light_{name}.onnx"
+    if not path.is_file():
+        pytest.skip(f"this onnx package does not ship {path.name}")
+    return path
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of a PNG, from its IHDR chunk."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")

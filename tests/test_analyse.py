@@ -185,7 +185,7 @@ def test_subgraphs_are_walked_and_loop_bodies_flagged_per_iteration():
 def test_context_column_only_when_there_are_subgraphs():
     report = analyse(build_graph(one_node("Relu", {"x": [2, 3]}, None)))
     assert list(report.to_frame().columns) == ["node", "op_type", "domain", "layer", "block", "output_shape", "macs",
-                                                "flops", "params", "weights", "status"]
+                                                "flops", "params", "kernel_weights", "status"]
 
 
 # --- parameters -----------------------------------------------------------------------------
@@ -196,7 +196,7 @@ def test_parameters_kinds():
          "ys": np.array(0.5, np.float32), "yz": np.array(0, np.uint8), "b": np.zeros(5, np.int32)}
     op = analyse(build_graph(one_node("QLinearConv", {}, None, weights=q))).ops[0]
     # int8 kernel and int32 bias are parameters; scales and zero points too (floats, int8)
-    assert op.weights == 5 * 4 * 3 * 3
+    assert op.kernel_weights == 5 * 4 * 3 * 3
     assert op.params == 1 * 4 * 6 * 6 + 5 * 4 * 3 * 3 + 5 + 6
 
 
@@ -213,7 +213,7 @@ def test_constant_node_weights_count_but_scalars_do_not():
 def test_bn_statistics_apart_from_weights():
     bn = one_node("BatchNormalization", {"x": [1, 6, 4, 4]}, None, weights={"s": w(6), "b": w(6), "m": w(6), "v": w(6)})
     op = analyse(build_graph(bn)).ops[0]
-    assert (op.params, op.stats, op.weights) == (24, 12, 0)
+    assert (op.params, op.stats, op.kernel_weights) == (24, 12, 0)
     assert "stats" in analyse(build_graph(bn)).by_layer().columns
 
 
@@ -364,17 +364,11 @@ LIGHT_MACS = {"bvlc_alexnet": 654_560_384, "densenet121": 2_834_161_664, "incept
               "squeezenet": 349_151_936, "vgg19": 19_632_062_464, "zfnet512": 1_481_727_008}
 
 
-def _light(name):
-    import os
-
-    import onnx
-
-    return os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light", f"light_{name}.onnx")
-
-
 @pytest.mark.parametrize("name", sorted(LIGHT_MACS))
 def test_light_models_are_complete_and_exact(name):
-    a = analyse_file(_light(name))
+    from tests.onnx_builders import light_model
+
+    a = analyse_file(light_model(name))
     assert a.costs.complete, a.costs.unknown[:5]
     assert a.costs.total()["macs"] == LIGHT_MACS[name]
 
@@ -403,3 +397,177 @@ def test_ir3_initializers_listed_as_inputs_still_feed_shape_inference():
     a = analyse_model(model)
     assert a.costs.complete, a.costs.unknown
     assert a.costs.total()["macs"] == 64 * 128 * 3 * 3 * 16 + 1024 * 10
+
+
+# --- what the totals are for: the batch ----------------------------------------------------
+
+def _conv_file(batch) -> "onnx.ModelProto":
+    """x [batch, 3, 8, 8] → Conv 4x3x3x3 (no padding) → [batch, 4, 6, 6]: 4·6·6·3·3·3 = 3,888 MACs a sample."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], name="/conv/Conv", kernel_shape=[3, 3])]
+    return _model(nodes, {"x": [batch, 3, 8, 8]}, [numpy_helper.from_array(w(4, 3, 3, 3), "w")])
+
+
+CONV_MACS = 4 * 6 * 6 * 3 * 3 * 3
+
+
+def test_a_fixed_batch_is_stated_with_the_totals(tmp_path):
+    from archkit.onnxfile import render_view, summary_lines
+    from archkit.report import render, summary
+
+    fixed, symbolic = tmp_path / "b4.onnx", tmp_path / "bn.onnx"
+    fixed.write_bytes(_conv_file(4).SerializeToString())
+    symbolic.write_bytes(_conv_file("N").SerializeToString())
+    a = analyse_file(fixed)
+    assert (a.costs.batch, a.costs.per_sample, a.costs.total()["macs"]) == (4, False, 4 * CONV_MACS)
+    lines = summary_lines(a)
+    assert f"MACs at batch 4: {4 * CONV_MACS:,}" in lines
+    assert any("the totals are for batch 4, not per sample" in line for line in lines)
+    assert json.loads(render_view(a, "op", "json"))["batch"] == 4
+    assert summary(a)["costs"]["batch"] == 4
+    assert f"| MACs at batch 4 | {4 * CONV_MACS:,} |" in render(a, ["md"])["README.md"].decode()
+
+    s = analyse_file(symbolic)
+    assert (s.costs.batch, s.costs.per_sample) == (1, True)
+    assert f"MACs per sample: {CONV_MACS:,}" in summary_lines(s)
+    assert f"| MACs per sample | {CONV_MACS:,} |" in render(s, ["md"])["README.md"].decode()
+    eight = analyse_file(symbolic, input_shapes={"N": 8})
+    assert f"MACs at batch 8: {8 * CONV_MACS:,}" in summary_lines(eight)
+
+
+def test_inputs_that_disagree_on_the_leading_dim_state_no_batch():
+    nodes = [helper.make_node("MatMul", ["a", "b"], ["y"], name="/mm/MatMul")]
+    c = analyse(build_graph(_model(nodes, {"a": [2, 3], "b": [3, 5]})))
+    assert c.batch is None and c.total()["macs"] == 2 * 3 * 5
+
+
+# --- files whose node names carry no scopes --------------------------------------------------
+
+def _unscoped():
+    nodes = [helper.make_node("Conv", ["x", "w"], ["a"], name="n0", kernel_shape=[3, 3]),
+             helper.make_node("Relu", ["a"], ["b"], name="n1"),
+             helper.make_node("Conv", ["b", "w2"], ["c"], name="n2", kernel_shape=[1, 1]),
+             helper.make_node("Relu", ["c"], ["d"], name="n3")]
+    return _model(nodes, {"x": [1, 3, 8, 8]}, [numpy_helper.from_array(w(4, 3, 3, 3), "w"),
+                                                numpy_helper.from_array(w(4, 4, 1, 1), "w2")])
+
+
+def test_unscoped_file_is_said_and_views_fall_back_to_op_types(tmp_path):
+    from archkit.onnxfile import UNSCOPED, render_view, view
+
+    path = tmp_path / "plain.onnx"
+    path.write_bytes(_unscoped().SerializeToString())
+    a = analyse_file(path)
+    assert not a.costs.scoped and UNSCOPED in a.warnings
+    for by in ("layer", "block"):
+        table = view(a, by)
+        assert list(table.op_type) == ["Conv", "Relu"] and list(table.ops) == [2, 2]
+        assert json.loads(render_view(a, by, "json"))["by"] == "type"
+    assert len(view(a, "op")) == 4  # the op view is what it was
+
+
+def test_scoped_file_keeps_its_layers_and_blocks(resnet18_file):
+    from archkit.onnxfile import UNSCOPED, view
+
+    a = analyse_file(resnet18_file)
+    assert a.costs.scoped and UNSCOPED not in a.warnings
+    assert "layer1.0" in set(view(a, "block").block)
+
+
+def test_light_resnet50_by_block_lists_op_types_and_warns(capsys):
+    from archkit.cli import main
+    from tests.onnx_builders import light_model
+
+    assert main(["analyse", str(light_model("resnet50")), "--by", "block"]) == 0
+    captured = capsys.readouterr()
+    rows = [l for l in captured.out.splitlines() if l.startswith("| ") and not l.startswith("| op_type")]
+    # 10 op types (ConstantOfShape, Conv, BatchNormalization, Relu, Sum, MaxPool, AveragePool, Reshape, Gemm,
+    # Softmax), not 415 one-op rows
+    assert len(rows) == 10 and not any(r.startswith("| ConstantOfShape_") for r in rows)
+    assert "no scopes in the node names" in captured.err
+
+
+def test_block_chart_is_capped_and_unscoped_files_chart_op_types(tmp_path):
+    from archkit.report import CHART_BARS, _chart_rows, block_chart
+    from tests.onnx_builders import light_model, png_size
+
+    nodes, x = [], "x"
+    for i in range(100):  # 100 one-op blocks, b0 ... b99
+        nodes.append(helper.make_node("Relu", [x], [f"r{i}"], name=f"b{i}/Relu"))
+        x = f"r{i}"
+    a = analyse_model(_model(nodes, {"x": [1, 4]}))
+    names, macs, params, _, what = _chart_rows(a)
+    assert len(names) == CHART_BARS and names[-1] == f"other ({100 - CHART_BARS + 1} blocks)" and what == "block"
+    width, height = png_size(block_chart(a))
+    assert width == 800 and height <= (0.28 * CHART_BARS + 1.2) * 80 + 1
+
+    d = analyse_file(light_model("densenet121"))
+    names, *_, what = _chart_rows(d)
+    assert what == "op type" and "Conv" in names and len(names) < 20
+    assert png_size(block_chart(d))[1] < 1000  # was 39,206 px tall, one bar per op
+
+
+# --- weights a file generates instead of storing ---------------------------------------------
+
+def test_constant_of_shape_weights_count_as_generated_params():
+    def shape(name, *dims):
+        return numpy_helper.from_array(np.array(dims, np.int64), name)
+
+    nodes = [helper.make_node("ConstantOfShape", ["w_shape"], ["w"], value=numpy_helper.from_array(np.array([0.02], np.float32))),
+             helper.make_node("ConstantOfShape", ["b_shape"], ["b"], value=numpy_helper.from_array(np.array([0.0], np.float32))),
+             helper.make_node("Conv", ["x", "w", "b"], ["y"], name="/conv/Conv", kernel_shape=[3, 3]),
+             # zeros shaped like the input: made from the data's shape, an activation, not a weight
+             helper.make_node("Shape", ["y"], ["s"], name="/z/Shape"),
+             helper.make_node("ConstantOfShape", ["s"], ["zeros"], name="/z/ConstantOfShape"),
+             helper.make_node("Add", ["y", "zeros"], ["out"], name="/z/Add")]
+    c = analyse(build_graph(_model(nodes, {"x": [1, 3, 8, 8]}, [shape("w_shape", 4, 3, 3, 3), shape("b_shape", 4)])))
+    t = c.total()
+    assert (t["params"], t["kernel_weights"], t["generated"]) == (4 * 3 * 3 * 3 + 4, 4 * 3 * 3 * 3, 4 * 3 * 3 * 3 + 4)
+    assert c.generated_tensors == 2
+    conv = next(o for o in c.ops if o.op_type == "Conv")
+    assert (conv.params, conv.generated) == (112, 112)
+    assert "generated" in c.by_layer().columns
+
+
+def test_light_alexnet_counts_its_published_parameters():
+    from archkit.onnxfile import summary_lines
+    from tests.onnx_builders import light_model
+
+    a = analyse_file(light_model("bvlc_alexnet"))
+    t = a.costs.total()
+    # AlexNet (Caffe's bvlc_alexnet, two towers): 60,965,224 parameters; MACs per shared/REFERENCES.md
+    assert (t["params"], t["generated"], t["macs"]) == (60_965_224, 60_965_224, 654_560_384)
+    assert a.costs.generated_tensors == 16  # 8 kernels, 8 biases
+    assert any(line.startswith("generated, not stored: 60,965,224") for line in summary_lines(a))
+    r = analyse_file(light_model("resnet50")).costs.total()
+    assert r["params"] - r["stats"] == 25_557_032  # torchvision's num_params (TORCHVISION above)
+
+
+# --- one vocabulary: params, kernel weights, unknown_cost_ops --------------------------------
+
+def test_analyse_and_reports_use_the_same_terms(resnet18_file):
+    from archkit.onnxfile import render_view
+    from archkit.report import render, summary
+
+    a = analyse_file(resnet18_file)
+    doc = json.loads(render_view(a, "block", "json"))
+    costs = summary(a)["costs"]
+    assert doc["total"]["params"] == costs["params"] == 11_689_512 + 9_600  # num_params + BN statistics
+    assert doc["total"]["kernel_weights"] == costs["kernel_weights"]
+    assert "unknown_cost_ops" in doc and "unknown_cost_ops" in costs and "unknown_shape_ops" not in costs
+    assert "weights" not in doc["total"] and "onnx_weights" not in costs
+    files = render(a, ["md", "csv"])
+    assert files["blocks.csv"].decode().splitlines()[0] == "block,ops,macs,flops,params,kernel_weights,stats"
+    text = files["README.md"].decode()
+    assert "| ONNX params |" in text and "kernel weights" in text and "ONNX weights" not in text
+
+
+def test_index_reads_summaries_from_before_the_params_key():
+    """A reports folder may hold summary.json files written when the key was onnx_weights."""
+    from archkit.report import index
+
+    def summary(name, **costs):
+        return {"name": name, "keras_params": {"total": 5}, "costs": {"macs": 9, **costs},
+                "onnx": {"ops": 1, "size_bytes": 10}, "parity": None}
+
+    text = index([summary("old", onnx_weights=7_001), summary("new", params=8_002)])
+    assert "| 7,001 |" in text and "| 8,002 |" in text

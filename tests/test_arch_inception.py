@@ -34,7 +34,7 @@ def test_the_family_is_registered():
 def _counted(analysis, metric):
     total, keras = analysis.costs.total(), analysis.keras_params
     return {"params": keras["total"], "trainable": keras["trainable"], "non_trainable": keras["non_trainable"],
-            "onnx_weights": total["params"], "weights": total["weights"], "macs": total["macs"]}[metric]
+            "onnx_params": total["params"], "kernel_weights": total["kernel_weights"], "macs": total["macs"]}[metric]
 
 
 @pytest.mark.parametrize("name", INCEPTION)
@@ -62,7 +62,7 @@ def test_inception_v1_totals(arch_run):
     analysis, _ = arch_run("inception_v1")
     total = analysis.costs.total()
     assert analysis.keras_params == {"total": 6_998_552, "trainable": 6_998_552, "non_trainable": 0}
-    assert total["weights"] == 6_990_272
+    assert total["kernel_weights"] == 6_990_272
     assert total["params"] == 6_998_552  # every kernel and bias stored once, nothing folded
     assert total["macs"] == 1_582_671_872
 
@@ -88,7 +88,7 @@ def test_inception_v1_blocks_equal_closed_form(arch_run):
     for b, cin in inputs.items():
         assert _v1_weights(cin, t[b]) == V1_BLOCKS[f"inception_{b}"][1]
     for block, (macs, weights) in V1_BLOCKS.items():
-        assert (blocks.loc[block, "macs"], blocks.loc[block, "weights"]) == (macs, weights), block
+        assert (blocks.loc[block, "macs"], blocks.loc[block, "kernel_weights"]) == (macs, weights), block
     # The blocks are Table 1's rows, in its order; pools and LRN cost no MACs.
     assert list(blocks.index) == [r["block"] for r in inception.TABLE_1_ROWS]
     assert blocks.loc[["pool1", "pool2", "pool3", "pool4", "pool5"], "macs"].sum() == 0
@@ -102,7 +102,7 @@ def test_inception_v1_paper_table_and_its_disagreements(arch_run):
     for row in inception.TABLE_1_ROWS:
         if row["params"] is None:
             continue
-        weights, macs = blocks.loc[row["block"], "weights"], blocks.loc[row["block"], "macs"]
+        weights, macs = blocks.loc[row["block"], "kernel_weights"], blocks.loc[row["block"], "macs"]
         # within 2.5% for params; within 1% or one printed unit (1M) for ops
         off = (abs(weights - row["params_value"]) > 0.025 * row["params_value"]
                or abs(macs - row["ops_value"]) > max(0.01 * row["ops_value"], 1e6))
@@ -202,8 +202,8 @@ def test_module_and_its_unfactorised_counterpart_equal_closed_form(arch_run, nam
     factorised, _ = arch_run(name)
     unfactorised = _unfactorised(name)
     weights, weights_unf, positions = MODULE_FORMS[name]
-    assert (factorised.costs.total()["weights"], factorised.costs.total()["macs"]) == (weights, positions * weights)
-    assert (unfactorised.costs.total()["weights"], unfactorised.costs.total()["macs"]) == (weights_unf, positions * weights_unf)
+    assert (factorised.costs.total()["kernel_weights"], factorised.costs.total()["macs"]) == (weights, positions * weights)
+    assert (unfactorised.costs.total()["kernel_weights"], unfactorised.costs.total()["macs"]) == (weights_unf, positions * weights_unf)
     assert unfactorised.costs.complete
     saved = (weights_unf - weights, positions * (weights_unf - weights))
     assert saved == SAVINGS[name]

@@ -240,6 +240,83 @@ def test_cli_on_a_plain_onnx_file(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["dense_blocks"] == [4]
 
 
+# --- drawings and tables a reader can read ----------------------------------------------------
+
+def _texts(fig):
+    import matplotlib.text
+
+    return [t for t in fig.findobj(matplotlib.text.Text) if t.get_text().strip()]
+
+
+def test_small_drawing_is_readable_with_a_legend_and_agrees_with_the_text():
+    import matplotlib.pyplot as plt
+
+    from archkit import drawing
+    from tests.onnx_builders import png_size
+
+    n = Net(shape=(1, 1, 28, 28))
+    y = n.relu("r1", n.conv("c1", "x", 8, pads=[0, 0, 0, 0]))
+    y = n.maxpool("p", y)
+    c = connectivity(n.model(y))
+    assert c.summary()["layers"] == 3  # c1, r1, p: the graph's input and output are not layers
+    fig = drawing.figure(c, "tiny")
+    try:
+        # every label, legend entry and title at least 10 px tall at the resolution it is written
+        assert min(t.get_fontsize() for t in _texts(fig)) * drawing.DPI / 72 >= 10
+        legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+        assert {"input / output", "weighted layer (conv, dense)", "pooling", "other ops"} <= set(legend)
+        assert any("tensor" in entry for entry in legend)
+        assert fig.axes[0].get_title().startswith("tiny: 3 layers,")
+    finally:
+        plt.close(fig)
+    assert "3 layers, weighted layers being" in drawing.markdown(c, "tiny")
+    width, height = png_size(drawing.png(c, "tiny"))
+    assert width >= 700 and height >= 400
+
+
+def test_long_graphs_are_drawn_to_a_readable_height():
+    from archkit import drawing
+    from tests.onnx_builders import png_size
+
+    n = Net(shape=(1, 4, 8, 8))
+    y = "x"
+    for i in range(60):  # 60 layers in a chain: 62 rows with the input and output
+        y = n.relu(f"r{i}", y)
+    c = connectivity(n.model(y))
+    height = png_size(drawing.png(c, "chain"))[1]
+    assert height <= (drawing.ROW_IN * (drawing.MAX_ROWS + 0.6) + 1.6) * drawing.DPI + 1
+    assert f"its first {drawing.MAX_ROWS} rows; {62 - drawing.MAX_ROWS} more rows are left out" in \
+        drawing.markdown(c, "chain")
+
+
+def test_light_densenet121_drawing_is_capped():
+    from archkit import drawing
+    from archkit.onnxfile import analyse_file
+    from tests.onnx_builders import light_model, png_size
+
+    a = analyse_file(light_model("densenet121"), connectivity=True)
+    width, height = png_size(drawing.png(a.connectivity, a.name))
+    assert width <= 4000 and height <= (drawing.ROW_IN * (drawing.MAX_ROWS + 0.6) + 1.6) * drawing.DPI + 1  # was 8,640 px
+
+
+def test_receptive_field_table_shows_one_layout():
+    """A tf2onnx-style graph: NHWC input, transposed to NCHW for the conv, back to NHWC after it.
+    Both layers' outputs read height x width x channels in the table."""
+    from archkit import drawing
+
+    nodes = [helper.make_node("Transpose", ["x"], ["xt"], name="c1/Transpose", perm=[0, 3, 1, 2]),
+             helper.make_node("Conv", ["xt", "w"], ["c"], name="c1/Conv", kernel_shape=[3, 3]),
+             helper.make_node("Transpose", ["c"], ["y"], name="t/Transpose", perm=[0, 2, 3, 1])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 28, 28, 1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(np.ones((8, 1, 3, 3), np.float32), "w")])
+    c = connectivity(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]))
+    assert (c.layer("c1").output_shape, c.layer("t").output_shape) == ("1x8x26x26", "1x26x26x8")
+    text = drawing.markdown(c, "mixed")
+    assert "| block | layer | output (HxWxC) |" in text
+    assert "| c1 | `c1` | 26x26x8 |" in text and "| t | `t` | 26x26x8 |" in text
+
+
 # --- the real architectures ------------------------------------------------------------------
 
 def test_googlenet_has_nine_inception_blocks_of_four_branches(arch_run):

@@ -25,7 +25,7 @@ def test_architecture_end_to_end(arch_run, name):
 
     total = costs.total()
     for view in (costs.by_layer(), costs.by_block(), costs.by_type()):
-        for key in ("macs", "flops", "params", "weights"):
+        for key in ("macs", "flops", "params", "kernel_weights"):
             assert view[key].sum() == total[key]
     # every ONNX op belongs to a Keras layer, every Keras layer to a block
     assert {o.layer for o in costs.ops} <= {l["name"] for l in analysis.keras_layers}

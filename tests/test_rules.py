@@ -170,7 +170,7 @@ def test_every_rule_has_a_closed_form_case():
 def test_parameters_are_float_initializers():
     op = _single(one_node("Conv", X, None, weights={"w": w(M, C, K, K), "b": w(M)}))
     assert op.params == M * C * K * K + M
-    assert op.weights == M * C * K * K  # the kernel alone
+    assert op.kernel_weights == M * C * K * K  # the kernel alone
 
 
 def test_integer_constants_are_not_parameters():

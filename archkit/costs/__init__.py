@@ -21,16 +21,18 @@ from archkit.names import LayerResolver, ScopeNames
 
 __all__ = ["OpCost", "CostReport", "analyse", "RULES", "FREE", "Cost", "PARAM_TYPES"]
 
-COLUMNS = ["node", "op_type", "domain", "layer", "block", "output_shape", "macs", "flops", "params", "weights", "status"]
-NUMERIC = ["macs", "flops", "params", "weights"]
-# Shown only when some op has them: BatchNormalization statistics, ops inside subgraphs.
-OPTIONAL = ["stats", "context"]
+COLUMNS = ["node", "op_type", "domain", "layer", "block", "output_shape", "macs", "flops", "params", "kernel_weights",
+           "status"]
+NUMERIC = ["macs", "flops", "params", "kernel_weights"]
+# Shown only when some op has them: BatchNormalization statistics, parameters generated at load
+# time, ops inside subgraphs.
+OPTIONAL = ["stats", "generated", "context"]
 # Initializer types that hold parameters: floats, and the 8/4-bit integers of quantized weights.
 # int32/int64 (shapes, axes, indices) and bool are not parameters.
 PARAM_TYPES = FLOAT_TYPES | frozenset({
     "int8", "uint8", "int4", "uint4", "float8e4m3fn", "float8e4m3fnuz", "float8e5m2", "float8e5m2fnuz",
     "float8e8m0", "float4e2m1", "int2", "uint2"})
-# The kernel operand(s) of ops that do MACs: which inputs are "weights" (biases and the rest are not).
+# The kernel operand(s) of ops that do MACs: which inputs are "kernel weights" (biases and the rest are not).
 _KERNEL_INPUTS = {"Conv": (1,), "ConvTranspose": (1,), "ConvInteger": (1,), "DeformConv": (1,), "Gemm": (0, 1),
                   "MatMul": (0, 1), "MatMulInteger": (0, 1), "QLinearConv": (3,), "QLinearMatMul": (0, 3),
                   "Einsum": (0, 1, 2, 3), "LSTM": (1, 2), "GRU": (1, 2), "RNN": (1, 2)}
@@ -49,10 +51,11 @@ class OpCost(NamedTuple):
     macs: int
     flops: int
     params: int  # parameter elements (float or quantized initializers) first consumed here; a shared one counts once
-    weights: int  # of which the kernel of a Conv/Gemm/MatMul/Einsum/... (no biases)
+    kernel_weights: int  # of which the kernel of a Conv/Gemm/MatMul/Einsum/... (no biases)
     status: str  # "counted" | "free" | "unsupported" | "unknown" (shape not inferred, or data-dependent)
     stats: int = 0  # of `params`, BatchNormalization running mean and variance (not learned weights)
     context: str = ""  # "" in the main graph; for ops in subgraphs, e.g. "per iteration of loop_1 (body)"
+    generated: int = 0  # of `params`, elements a ConstantOfShape fills at load time (not stored in the file)
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,13 @@ class CostReport:
     ops: tuple[OpCost, ...]
     fixed_dims: Mapping[str, Mapping[int, str | None]] = field(default_factory=dict)
     subgraphs: Mapping[str, str] = field(default_factory=dict)  # If/Loop/Scan node → "per iteration"/"branches"
+    # The leading dimension every graph input of rank >= 2 shares (after fixing symbolic dims):
+    # the batch the totals are for; None when the inputs disagree or have no such dimension.
+    batch: int | None = None
+    # False when no node name carries a scope (`Conv_0`, `n12`): each op is then its own layer and
+    # block, and the layer and block views say nothing the op view does not.
+    scoped: bool = True
+    generated_tensors: int = 0  # weight tensors a ConstantOfShape makes (their elements: OpCost.generated)
 
     def _columns(self) -> list[str]:
         extra = [c for c in OPTIONAL if any(getattr(o, c) for o in self.ops)]
@@ -74,7 +84,7 @@ class CostReport:
 
     def by(self, key: str) -> pd.DataFrame:
         """Sums per `key` ("layer", "block", "op_type"), in order of first appearance."""
-        numeric = NUMERIC + (["stats"] if any(o.stats for o in self.ops) else [])
+        numeric = NUMERIC + [c for c in ("stats", "generated") if any(getattr(o, c) for o in self.ops)]
         df = self._frame([key] + numeric)  # only the columns summed: string columns cost the most
         grouped = df.groupby(key, sort=False)
         out = grouped[numeric].sum()
@@ -92,7 +102,8 @@ class CostReport:
 
     def total(self) -> dict[str, int]:
         columns = dict(zip(OpCost._fields, zip(*self.ops))) if self.ops else {}
-        return {k: sum(columns.get(k, ())) for k in ("macs", "flops", "params", "weights", "stats")} | {"ops": len(self.ops)}
+        return {k: sum(columns.get(k, ())) for k in ("macs", "flops", "params", "kernel_weights", "stats", "generated")} \
+            | {"ops": len(self.ops)}
 
     @property
     def unsupported(self) -> tuple[str, ...]:
@@ -185,6 +196,8 @@ def _analyse(G: nx.DiGraph, block_of: Callable[[str], str] | None) -> CostReport
     contexts: dict[tuple, str] = {(None, None): ""}
     nodes = G.nodes
     seen: set[str] = set()
+    generated: dict[str, int] = {}  # tensor → elements, for weights a ConstantOfShape fills (_generated_size)
+    n_generated = 0
     shape_text: dict = {}
     block_cache: dict[str, str] = {}
     rows = []
@@ -199,23 +212,37 @@ def _analyse(G: nx.DiGraph, block_of: Callable[[str], str] | None) -> CostReport
                 RULES.get((domain, op_type)), _KERNEL_INPUTS.get(op_type, ()),
                 op_type == "BatchNormalization", op_type == "Constant" and domain == "ai.onnx")
         rule, kernel, is_bn, is_constant = kind
-        params = weights = stats = 0
+        params = weights = stats = made = 0
         i = -1
         for t in data["inputs"]:
             i += 1
-            if t is not None and t[3] and t[0] not in seen and (t[2] in PARAM_TYPES or (op_type, i) in _INT_PARAMS):
-                seen.add(t[0])
+            if t is None:
+                continue
+            if t[3]:  # an initializer
+                if t[0] in seen or not (t[2] in PARAM_TYPES or (op_type, i) in _INT_PARAMS):
+                    continue
                 n = prod(t[1])
-                params += n
-                if i in kernel:
-                    weights += n
-                elif is_bn and i in _BN_STATS:
-                    stats += n
+            elif generated and t[0] in generated and t[0] not in seen:
+                n = generated[t[0]]
+                made += n
+                n_generated += 1
+            else:
+                continue
+            seen.add(t[0])
+            params += n
+            if i in kernel:
+                weights += n
+            elif is_bn and i in _BN_STATS:
+                stats += n
         if is_constant:
             # weights stored as Constant nodes (scalars are arithmetic literals, not parameters)
             v = data["attrs"].get("value")
             if v is not None and v.dtype in PARAM_TYPES and len(v.shape) and prod(v.shape) > 1:
                 params += prod(v.shape)
+        elif op_type == "ConstantOfShape" and domain == "ai.onnx":
+            n = _generated_size(data, pred[nid], nodes)
+            if n:
+                generated[data["outputs"][0][0]] = n
         try:
             if rule is None:
                 cost, status = _cost(data)
@@ -247,8 +274,33 @@ def _analyse(G: nx.DiGraph, block_of: Callable[[str], str] | None) -> CostReport
             if context is None:
                 context = contexts[key] = _context(nodes, data, subgraphs)
         append(_new(OpCost, (nid, op_type, domain, layer, block, text, cost[0], cost[1], params, weights,
-                             status, stats, context)))
-    return CostReport(tuple(rows), G.graph.get("fixed_dims", {}), subgraphs)
+                             status, stats, context, made)))
+    return CostReport(tuple(rows), G.graph.get("fixed_dims", {}), subgraphs, batch=_batch(G),
+                      scoped=bool(layers) or any_layer, generated_tensors=n_generated)
+
+
+def _generated_size(data: dict, preds, nodes) -> int:
+    """Elements of a weight made at load time: a float ConstantOfShape whose shape is a constant
+    (an initializer or a Constant op), as Caffe2's converted models build every kernel. A shape
+    computed from the input (PyTorch's `zeros(x.shape[0], ...)`) makes activations, not weights: 0."""
+    shape_in = data["inputs"][0] if data["inputs"] else None
+    out = data["outputs"][0] if data["outputs"] else None
+    if shape_in is None or out is None or out.dtype not in PARAM_TYPES or not out.known:
+        return 0
+    if not shape_in.initializer:
+        src = next((p for p in preds if shape_in.name in preds[p]["tensors"]), None)
+        if src is None or nodes[src].get("op_type") != "Constant":
+            return 0
+    n = prod(out.shape)
+    return n if n > 1 else 0  # a scalar fill is an arithmetic literal, as for Constant
+
+
+def _batch(G: nx.DiGraph) -> int | None:
+    """The leading dimension all graph inputs of rank >= 2 share, None if they disagree."""
+    nodes = G._node if isinstance(getattr(G, "_node", None), dict) else G.nodes  # the public view is slow
+    shapes = [nodes[n]["tensor"].shape for n in nodes if n[:6] == "input:" and nodes[n]["kind"] == "input"]
+    firsts = {s[0] for s in shapes if s is not None and len(s) >= 2}
+    return firsts.pop() if len(firsts) == 1 and all(isinstance(f, int) for f in firsts) else None
 
 
 def _context(nodes, data: dict, subgraphs: dict[str, str]) -> str:
