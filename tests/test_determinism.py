@@ -1,4 +1,5 @@
-"""Reports are deterministic: two fresh processes, export cache off, write byte-identical files.
+"""Reports are deterministic: two fresh processes, export cache off, write byte-identical files;
+and the test environment is reproducible: constraints.txt pins what the test command installs.
 
 Each report is written twice by `python -m archkit report NAME --out DIR`, in two processes
 started side by side with ARCHKIT_CACHE_DIR=off, so both export from Keras (nothing shared but
@@ -15,6 +16,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import tomllib
+from packaging.requirements import Requirement
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,3 +42,24 @@ def test_report_is_byte_identical_across_processes(name, tmp_path):
     differ = [f for f in a if a[f] != b[f]]
     assert not differ, f"differ between two processes: {differ}"
 
+
+def test_constraints_pin_every_dependency_within_pyproject_bounds():
+    """Every dependency and test dependency in pyproject.toml is pinned (==) in constraints.txt,
+    at a version its lower bound allows; README's two install commands use the file."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = [Requirement(r) for r in [*project["dependencies"], *project["optional-dependencies"]["test"]]]
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            req = Requirement(line)
+            (spec,) = req.specifier
+            assert spec.operator == "==", line
+            pins[req.name.lower().replace("_", "-")] = Version(spec.version)
+    assert "archkit" not in pins
+    for req in wanted:
+        pinned = pins.get(req.name.lower().replace("_", "-"))
+        assert pinned is not None, f"{req.name} is not pinned in constraints.txt"
+        assert req.specifier.contains(pinned), (req, pinned)
+    readme = (ROOT / "README.md").read_text()
+    assert "pip install -e '.[test]' -c constraints.txt && python -m pytest -q" in readme
+    assert "pip install -e . -c constraints.txt && archkit report inception_v1" in readme
