@@ -469,16 +469,23 @@ def _verification_lines(v, label: str) -> list[str]:
     lines = [f"{label}: onnxruntime vs {v.reference}; seeds {', '.join(map(str, seeds))}; "
              f"batch sizes {', '.join(map(str, batches))}",
              f"thresholds ({v.precision}): max abs error <= {t.atol:g} + {t.rtol:g} x max |reference| per batch and seed; "
-             f"top-1 agreement >= {t.top1:.0%}, top-5 >= {t.top5:.0%} over all samples"]
+             f"top-1 agreement >= {t.top1:.0%}, top-5 >= {t.top5:.0%} over "
+             + ("all samples" if not t.margin else
+                f"the samples whose reference top-1 leads the runner-up by >= {t.margin:g} sd of their scores "
+                f"(judged from {t.min_decided})")]
     agreement = v.agreement()
     for out in dict.fromkeys(o.output for o in v.outputs):
         rows = [o for o in v.outputs if o.output == out]
-        top1, top5, n = agreement[out]
+        top1, top5, d, n = agreement[out]
         worst = max(rows, key=lambda o: o.max_abs / o.allowed if o.allowed else float("inf"))
-        ok = all(o.ok for o in rows) and top1 >= t.top1 and top5 >= t.top5
+        judged = v.judged(out)
+        ok = all(o.ok for o in rows) and (not judged or (top1 >= t.top1 and top5 >= t.top5))
+        over = f"{n} samples" if d == n and judged else f"{d} of {n} samples decided"
         lines.append(f"output {out!r}: max abs {max(o.max_abs for o in rows):.2g} (allowed {worst.allowed:.2g} at batch "
-                     f"{worst.batch}), max rel {max(o.max_rel for o in rows):.2g}, top-1 {top1:.1%}, top-5 {top5:.1%} "
-                     f"({n} samples)  {'ok' if ok else 'FAIL'}")
+                     f"{worst.batch}), max rel {max(o.max_rel for o in rows):.2g}, "
+                     + (f"top-1 {top1:.1%}, top-5 {top5:.1%} ({over})" if judged else
+                        f"agreement not judged ({over}, needs {t.min_decided}: more --seeds or --batch-sizes)")
+                     + f"  {'ok' if ok else 'FAIL'}")
         for batch in batches:
             b = [o for o in rows if o.batch == batch]
             lines.append(f"  batch {batch}: max abs {max(o.max_abs for o in b):.2g}, max rel {max(o.max_rel for o in b):.2g}, "

@@ -10,8 +10,17 @@ output scale are usual, 1e-4 means a real difference.
 
 fp16 and int8 exports are compared with the same float32 Keras model, against looser
 thresholds (TOLERANCES; the README's "Parity" section explains them): the error bound per
-output and batch, and top-1 / top-5 agreement over all samples of an output. Top-k agreement
+output and batch, and top-1 / top-5 agreement over the samples of an output. Top-k agreement
 is the fraction of samples whose reference top-1 class is among the candidate's k highest.
+
+int8 agreement counts only the samples the reference decides clearly: those whose top-1 score
+leads the runner-up by at least `margin` times the standard deviation of that sample's scores
+(`decided`). An untrained network's class scores are nearly tied, and where the reference
+itself barely decides, int8's rounding flips the argmax as often as not: counting those
+samples made the verdict a coin toss. The margin is relative to the sample's own spread, so
+it means the same for logits and probabilities, 10 classes or 1000. Fewer than
+`min_decided` decided samples cannot support a percentage: agreement is then not judged
+(and said so); the error bound still is.
 
 A file without a Keras source (`verify_onnx`) is checked for loading and running, and its
 outputs with graph optimizations on against onnxruntime with graph optimizations off.
@@ -37,7 +46,7 @@ import onnx
 
 from archkit.errors import MalformedModelError, ParityError, ResourceError, UnsupportedError
 
-__all__ = ["OutputParity", "Verification", "Tolerance", "TOLERANCES", "verify_keras", "verify_onnx", "run_isolated",
+__all__ = ["OutputParity", "Verification", "Tolerance", "TOLERANCES", "decided", "verify_keras", "verify_onnx", "run_isolated",
            "seeded_inputs", "ATOL", "RTOL", "BATCH_SIZES", "ORT_TIMEOUT"]
 
 ATOL = 1e-5
@@ -50,19 +59,35 @@ ORT_TIMEOUT = 600.0
 @dataclass(frozen=True)
 class Tolerance:
     """An output passes when max |candidate - reference| <= atol + rtol * max |reference| at every
-    batch and seed, and its top-1 and top-5 agreement over all samples reach top1 and top5."""
+    batch and seed, and its top-1 and top-5 agreement over the decided samples (see `decided`;
+    margin 0: all samples) reach top1 and top5, judged when there are at least min_decided."""
 
     atol: float
     rtol: float
     top1: float
     top5: float
+    margin: float = 0.0  # in standard deviations of the sample's reference scores
+    min_decided: int = 1
 
 
 TOLERANCES = {
     "fp32": Tolerance(ATOL, RTOL, 1.0, 1.0),
     "fp16": Tolerance(1e-3, 1e-2, 0.95, 1.0),
-    "int8": Tolerance(1e-2, 0.25, 0.80, 0.95),
+    # Margin 0.25: healthy int8 flipped no sample above it in 512 seeded inputs (baseline_cnn, and
+    # resnet18 at 32x32, whose flips reach 0.22); 10 decided samples: no single flip decides.
+    "int8": Tolerance(1e-2, 0.25, 0.80, 0.95, margin=0.25, min_decided=10),
 }
+
+
+def decided(scores: np.ndarray, margin: float) -> np.ndarray:
+    """Per sample (rows of a 2-D array): does the top-1 score lead the runner-up by at least
+    `margin` standard deviations of the sample's scores? Margin 0: every sample."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if margin <= 0 or scores.shape[-1] < 2:
+        return np.ones(scores.shape[0], dtype=bool)
+    top2 = np.sort(scores, axis=-1)[:, -2:]
+    spread = scores.std(axis=-1)
+    return (top2[:, 1] - top2[:, 0] >= margin * spread) & (spread > 0)
 
 
 @dataclass(frozen=True)
@@ -75,6 +100,9 @@ class OutputParity:
     seed: int = 0
     top5_agreement: float = 1.0  # fraction of samples whose reference top-1 is in the candidate's top 5
     precision: str = "fp32"  # of the candidate: selects the tolerance
+    decided: int = -1  # samples the reference decides clearly (see `decided`); -1: all of them
+    decided_top1: int = 0  # of those, how many agree at top-1
+    decided_top5: int = 0  # and at top-5
 
     @property
     def max_rel(self) -> float:
@@ -104,23 +132,35 @@ class Verification:
     reference: str = "Keras"  # what the ONNX model was compared with
     layout: str = "nhwc"
 
-    def agreement(self) -> dict[str, tuple[float, float, int]]:
-        """Per output: (top-1, top-5 agreement, samples) over every batch and seed."""
-        out: dict[str, list[float]] = {}
+    def agreement(self) -> dict[str, tuple[float, float, int, int]]:
+        """Per output, over every batch and seed: (top-1, top-5 agreement over the decided samples,
+        decided samples, all samples). Agreement is 1.0 when no sample is decided."""
+        out: dict[str, list] = {}
         for o in self.outputs:
-            acc = out.setdefault(o.output, [0.0, 0.0, 0])
-            acc[0] += o.argmax_agreement * o.batch
-            acc[1] += o.top5_agreement * o.batch
-            acc[2] += o.batch
-        return {k: (a / n if n else 1.0, b / n if n else 1.0, n) for k, (a, b, n) in out.items()}
+            acc = out.setdefault(o.output, [0, 0, 0, 0])
+            if o.decided < 0:  # every sample counts
+                acc[0] += o.argmax_agreement * o.batch
+                acc[1] += o.top5_agreement * o.batch
+                acc[2] += o.batch
+            else:
+                acc[0] += o.decided_top1
+                acc[1] += o.decided_top5
+                acc[2] += o.decided
+            acc[3] += o.batch
+        return {k: (a / d if d else 1.0, b / d if d else 1.0, d, n) for k, (a, b, d, n) in out.items()}
+
+    def judged(self, output: str) -> bool:
+        """Are there enough decided samples of `output` for its agreement to be judged?"""
+        return self.agreement()[output][2] >= TOLERANCES[self.precision].min_decided
 
     def _agreement_failures(self) -> list[str]:
         t = TOLERANCES[self.precision]
         bad = []
-        for name, (top1, top5, n) in self.agreement().items():
-            if top1 < t.top1 or top5 < t.top5:
+        for name, (top1, top5, d, n) in self.agreement().items():
+            if d >= t.min_decided and (top1 < t.top1 or top5 < t.top5):
+                over = f"{d} samples" if d == n else f"{d} of {n} samples (those decided by a margin of {t.margin:g} sd)"
                 bad.append(f"output {name!r}: top-1 agreement {top1:.1%} (needs {t.top1:.0%}), "
-                           f"top-5 {top5:.1%} (needs {t.top5:.0%}) over {n} samples")
+                           f"top-5 {top5:.1%} (needs {t.top5:.0%}) over {over}")
         return bad
 
     @property
@@ -204,8 +244,14 @@ def _compare(name: str, got: np.ndarray, want: np.ndarray, batch: int, seed: int
     top1 = g2.argmax(-1) == w2.argmax(-1)
     k = min(5, g2.shape[1]) if g2.size else 1
     top5 = (np.argsort(-g2, axis=-1, kind="stable")[:, :k] == w2.argmax(-1)[:, None]).any(-1) if g2.size else top1
+    margin = TOLERANCES[precision].margin
+    counted = dict(decided=-1)
+    if margin > 0:
+        clear = decided(w2, margin) if g2.size else np.zeros(0, dtype=bool)
+        counted = dict(decided=int(clear.sum()), decided_top1=int((top1 & clear).sum()),
+                       decided_top5=int((top5 & clear).sum()))
     return OutputParity(name, batch, diff, scale, float(top1.mean()) if top1.size else 1.0, seed,
-                        float(top5.mean()) if np.size(top5) else 1.0, precision)
+                        float(top5.mean()) if np.size(top5) else 1.0, precision, **counted)
 
 
 def _runs(proto: onnx.ModelProto, batch_sizes, seeds, seed: int):

@@ -26,8 +26,8 @@ import architectures
 from archkit.cli import main
 from archkit.deploy import (DeployOptions, count_transposes, fold_transpose_pairs, generated_inputs, load_calibration,
                             metadata, precision_of)
-from archkit.errors import MalformedModelError, ResourceError, UnsupportedError, UsageError
-from archkit.verify import TOLERANCES, run_isolated
+from archkit.errors import MalformedModelError, ParityError, ResourceError, UnsupportedError, UsageError
+from archkit.verify import TOLERANCES, Verification, decided, run_isolated
 
 # Small inputs (and 10 classes) where the config allows; what each network's shape arithmetic needs.
 SMALL = {
@@ -188,6 +188,77 @@ def test_int8_baseline_keeps_argmax_agreement(quantization):
     assert np.all(margin[~agree] < 0.05), margin[~agree]
 
 
+def test_int8_margin_rule_closed_form():
+    """decided(): top-1 minus runner-up against `margin` population standard deviations of the row."""
+    three = np.array([[2.0, 1.0, 0.0]])  # mean 1, sd sqrt(2/3): the lead of 1 is 1.2247 sd
+    four = np.array([[1.0, 0.0, 0.0, 0.0],  # mean 1/4, sd sqrt(3)/4: a lead of 2.3094 sd
+                     [1.0, 1.0, 0.0, 0.0],  # a tie: never decided
+                     [5.0, 5.0, 5.0, 5.0]])  # no spread at all
+    assert decided(three, 1.22).tolist() == [True] and decided(three, 1.23).tolist() == [False]
+    assert decided(four, 2.30).tolist() == [True, False, False]
+    assert decided(four, 2.31).tolist() == [False, False, False]
+    assert decided(3 * three - 7, 1.22).tolist() == [True]  # shift and scale do not change it
+    assert decided(four, 0.0).tolist() == [True] * 3  # margin 0: every sample counts
+
+
+def _synthetic(flipped_decided: int, flipped_undecided: int, n_decided: int = 12, n_undecided: int = 6):
+    """An int8 verification of one output: decided rows (lead 0.9 = 2.3 sd) and nearly tied rows
+    (lead 0.01), with the candidate's top-1 moved to class 1 on the first rows of each kind. Its
+    error is set to 0: only agreement is under test."""
+    from dataclasses import replace
+
+    from archkit.verify import _compare
+
+    clear = np.tile([1.0, 0.1, 0.1, 0.1], (n_decided, 1))
+    tied = np.tile([0.5, 0.49, 0.1, 0.1], (n_undecided, 1))
+    want = np.vstack([clear, tied])
+    got = want.copy()
+    for i in [*range(flipped_decided), *range(n_decided, n_decided + flipped_undecided)]:
+        got[i, [0, 1]] = got[i, [1, 0]]
+    return Verification((replace(_compare("y", got, want, len(want), 0, "int8"), max_abs=0.0),), "test", "int8")
+
+
+def test_int8_agreement_counts_only_decided_samples():
+    t = TOLERANCES["int8"]
+    assert decided(np.array([[1.0, 0.1, 0.1, 0.1], [0.5, 0.49, 0.1, 0.1]]), t.margin).tolist() == [True, False]
+    v = _synthetic(flipped_decided=0, flipped_undecided=6)  # every tied sample flips: not counted
+    assert v.agreement()["y"] == (1.0, 1.0, 12, 18) and v.outputs[0].argmax_agreement == pytest.approx(12 / 18)
+    assert v.judged("y") and not v._agreement_failures()
+    v = _synthetic(flipped_decided=3, flipped_undecided=0)  # 9/12 = 75% < 80%
+    assert v.agreement()["y"][:3] == (0.75, 1.0, 12)
+    with pytest.raises(ParityError, match=r"top-1 agreement 75\.0% \(needs 80%\).* over 12 of 18 samples") as e:
+        v.raise_for_failure("synthetic")
+    assert e.value.exit_code == 8
+    assert not _synthetic(flipped_decided=2, flipped_undecided=0)._agreement_failures()  # 10/12 = 83%
+    # fewer decided samples than t.min_decided: agreement is not judged (the error bound still is)
+    few = _synthetic(flipped_decided=5, flipped_undecided=0, n_decided=t.min_decided - 1)
+    assert not few.judged("y") and not few._agreement_failures()
+
+
+def test_int8_breakage_fails_verification():
+    """A real int8 fault, every class reading its neighbour's int8 weights in the output layer:
+    verification fails (exit 8), on the error bound and on top-1 agreement."""
+    from archkit.pipeline import build_seeded
+    from archkit.verify import verify_keras
+
+    _, proto = _run("baseline_cnn", precision="int8")
+    *_, model = build_seeded("baseline_cnn")
+    broken = onnx.ModelProto()
+    broken.CopyFrom(proto)
+    (weight,) = [t for t in broken.graph.initializer if t.name.startswith("baseline_cnn_1/output_1/")
+                 and t.name.endswith("_quantized") and t.data_type == TensorProto.INT8]
+    weight.CopyFrom(numpy_helper.from_array(np.roll(numpy_helper.to_array(weight), 1, axis=1), weight.name))
+    healthy = verify_keras(model, proto, seeds=(0, 1, 2), batch_sizes=(1, 8))
+    assert healthy.ok and healthy.judged("output")
+    v = verify_keras(model, broken, seeds=(0, 1, 2), batch_sizes=(1, 8))
+    top1, _, counted, samples = v.agreement()["output"]
+    assert v.judged("output") and top1 < TOLERANCES["int8"].top1, (top1, counted, samples)
+    assert v._agreement_failures() and not all(o.ok for o in v.outputs)
+    with pytest.raises(ParityError) as e:
+        v.raise_for_failure("baseline_cnn")
+    assert e.value.exit_code == 8
+
+
 def test_int8_with_user_calibration(tmp_path):
     from archkit.pipeline import build_seeded
 
@@ -294,7 +365,9 @@ def test_verify_name_reports_precision_thresholds(capsys):
     out = capsys.readouterr().out
     t = TOLERANCES["int8"]
     assert f"top-1 agreement >= {t.top1:.0%}" in out and "vs Keras (float32)" in out
+    assert f"leads the runner-up by >= {t.margin:g} sd of their scores (judged from {t.min_decided})" in out
     assert "seeds 0, 1; batch sizes 1, 8" in out
+    assert " of 18 samples decided)  ok" in out
 
 
 # --- onnxruntime crashing or hanging -------------------------------------------------------------

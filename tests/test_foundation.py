@@ -132,10 +132,12 @@ def test_any_batch_size_runs(arch_run):
 
 
 def test_opset_is_settable_and_export_is_deterministic():
+    """Two real exports (no cache), each from a freshly built model: the same bytes."""
     from archkit.pipeline import run_architecture
 
-    _, a = run_architecture("baseline_cnn", opset=13, verify=False)
-    _, b = run_architecture("baseline_cnn", opset=13, verify=False)
+    first, a = run_architecture("baseline_cnn", opset=13, verify=False, cache=False)
+    second, b = run_architecture("baseline_cnn", opset=13, verify=False, cache=False)
+    assert first.deployment["cached"] is second.deployment["cached"] is False
     assert {o.domain: o.version for o in a.opset_import}[""] == 13
     assert a.SerializeToString() == b.SerializeToString()
 

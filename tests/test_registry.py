@@ -7,11 +7,12 @@ import pytest
 
 import architectures
 from archkit.report import paper_table, reference_rows, render
+from tests.exports import export_param
 
 NAMES = architectures.names()
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [export_param(n) for n in NAMES])
 def test_architecture_end_to_end(arch_run, name):
     arch = architectures.get(name)
     analysis, proto = arch_run(name)
