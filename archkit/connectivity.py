@@ -291,7 +291,7 @@ class Connectivity:
     merged_layers: tuple[tuple[str, ...], ...] = ()  # layers merged because their ops interleave (a cycle)
     # What could not be computed for want of shapes or costs (each in network order; all empty
     # when every figure is known):
-    shapes_unknown: tuple[str, ...] = ()  # ops of the wiring whose output shape was not inferred
+    shapes_unknown: tuple[str, ...] = ()  # ops of the wiring whose output shape was not inferred (the reason)
     rf_unknown_at: tuple[str, ...] = ()  # ops (or inputs) where a field, or part of one, stopped being known
     # a layer after final_layer whose field or spatial size is not known: the network's field is
     # then unknown (final_layer is None)
@@ -303,8 +303,8 @@ class Connectivity:
     @property
     def complete(self) -> bool:
         """Whether every figure is known (else the fields above say which are not, and why)."""
-        return not (self.shapes_unknown or self.rf_unknown_at or self.final_unknown or self.provenance_unknown_at
-                    or self.kernels_unknown or self.macs_unknown)
+        return not (self.rf_unknown_at or self.final_unknown or self.provenance_unknown_at or self.kernels_unknown
+                    or self.macs_unknown)
 
     def layer(self, name: str) -> Layer:
         return self._by_name[name]
@@ -1272,7 +1272,11 @@ class _Analysis:
         fields = [f for f in (self._spatial_rf(t) for t in self._layer_outputs(layer)) if f is not None]
         if not fields:
             return None
-        if _UNKNOWN in fields or len(fields) > 1 and any(None in f.size for f in fields):
+        if _UNKNOWN in fields:
+            return _UNKNOWN
+        if len(fields) == 1:
+            return fields[0]
+        if any(None in f.size for f in fields):
             return _UNKNOWN  # the largest of fields, some of them unknown
         return max(fields, key=lambda f: (prod(f.size), f.size))
 
@@ -1408,8 +1412,9 @@ class _Analysis:
 # --- helpers ----------------------------------------------------------------------------------
 
 def _inferred(shape) -> bool:
-    """Whether shape inference gave this shape: its rank and every dim (a symbolic dim is known)."""
-    return shape is not None and all(d is not None for d in shape)
+    """Whether shape inference gave this shape: its rank and every dim. A symbolic dim of the
+    file's is known; `unk__N` is the name onnx gives a dim it could not infer."""
+    return shape is not None and not any(d is None or isinstance(d, str) and d.startswith("unk__") for d in shape)
 
 
 def _concrete(shape) -> bool:

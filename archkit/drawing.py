@@ -108,7 +108,9 @@ def _macs_why(conn: Connectivity, show=esc.name) -> str:
 
 def _field_why(conn: Connectivity, show=esc.name) -> str:
     """Why the network's receptive field is unknown."""
-    parts = [f"the spatial size after {show(conn.final_unknown)} is not known"]
+    layer = conn.layer(conn.final_unknown)
+    parts = [f"the field is not known at {show(layer.name)}" if layer.field_unknown else
+             f"the spatial size of {show(layer.name)}'s output is not known"]
     if conn.shapes_unknown:
         parts.append(_shapes_why(conn, show))
     return "; ".join(parts)
@@ -135,12 +137,15 @@ def unknowns(conn: Connectivity, show=esc.name) -> list[str]:
                    + (f"MAC shares of {pairs:,} of {len(conn.fork_joins):,} fork/join pairs unknown, "
                       if pairs else "")
                    + "per-layer MACs unknown where they lie")
-    if conn.provenance_unknown_at:
-        cats = sum(c.sources is None for c in conn.concats)
+    cats = sum(c.sources is None for c in conn.concats)
+    readers = sum(not d.targets_known for d in conn.dense_blocks)
+    if conn.provenance_unknown_at and (cats or readers):  # else no figure needs it
         out.append(f"channel provenance lost from {show(conn.provenance_unknown_at[0])} on "
                    f"({_shapes_why(conn, show) or 'shapes not inferred'}): "
-                   + (f"the layers {cats:,} concatenations carry are unknown; " if cats else "")
-                   + "dense blocks may be missing or shorter")
+                   + (f"the layers {cats:,} concatenations carry are unknown, and dense blocks may be missing or "
+                      "shorter" if cats else "")
+                   + ("; " if cats and readers else "")
+                   + (f"the layers reading {readers:,} dense blocks are unknown" if readers else ""))
     if conn.kernels_unknown:
         n = len(conn.kernels_unknown)
         out.append(f"kernel sizes of {n:,} conv layer{'s' * (n != 1)} not known, e.g. {show(conn.kernels_unknown[0])}: "
@@ -257,11 +262,11 @@ def markdown(conn: Connectivity, name: str, *, images: bool = True) -> str:
     rows = []
     ends = _block_ends(conn)
     for block, layer in ends:
-        rf = layer.receptive_field
+        rf = layer.receptive_field or ReceptiveField((None,), (None,), (None,), None)  # field_unknown
         rows.append((block, md_code(layer.name), _spatial_shape(layer) or "unknown", _xy(rf.size), _xy(rf.stride),
                      _xy(rf.padding), "yes" if rf.aligned else "unknown" if rf.aligned is None else Markdown("**no**")))
     if rows:
-        two = all(len(l.spatial_axes) == 2 for _, l in ends)
+        two = all(len(l.spatial_axes) == 2 for _, l in ends if not l.field_unknown)
         layout = "height x width x channels" if two else "spatial dimensions, then channels"
         out += [f"At the last layer of each block (every layer's in `connectivity.csv`). Outputs are {layout}, "
                 "batch left out, whatever the ONNX graph's layout (`connectivity.csv` keeps the graph's own):", ""]
@@ -279,7 +284,9 @@ def markdown(conn: Connectivity, name: str, *, images: bool = True) -> str:
             except KeyError:
                 layer = None
             rf = layer.receptive_field if layer else None
-            if rf is None:
+            if layer is not None and (layer.field_unknown or rf is not None and None in rf.size + rf.stride):
+                verdict = "unknown"
+            elif rf is None:
                 verdict = Markdown("**not found**")
             elif (rf.size[0], rf.stride[0]) == (p.size, p.stride):
                 verdict = "same size and stride"
@@ -334,7 +341,7 @@ def _fan_in(d: DenseBlock) -> str:
 def _block_ends(conn: Connectivity):
     last = {}
     for l in conn.layers:
-        if l.receptive_field is not None and l.kind not in ("input", "output"):
+        if (l.receptive_field is not None or l.field_unknown) and l.kind not in ("input", "output"):
             last[l.block] = l
     order = list(dict.fromkeys(l.block for l in conn.layers))
     return [(b, last[b]) for b in order if b in last]
