@@ -299,6 +299,8 @@ class Connectivity:
     provenance_unknown_at: tuple[str, ...] = ()  # ops where channel provenance was lost for want of a shape
     kernels_unknown: tuple[str, ...] = ()  # weighted conv layers whose kernel size is not known
     macs_unknown: tuple[str, ...] = ()  # ops that may hold MACs and were not costed (no rule, shape unknown)
+    # the input's spatial dims left free (set to 1 for inference): sizes after them are not the network's
+    free_spatial_dims: tuple[str, ...] = ()
 
     @property
     def complete(self) -> bool:
@@ -434,6 +436,10 @@ class _Analysis:
                 self.shape[data["tensor"].name] = data["tensor"].shape
         self.rf_unknown_at: list[str] = []
         self.prov_unknown_at: list[str] = []
+        # Input axes whose symbolic dim was set to 1 for inference (not by the caller): sizes that
+        # follow from them are not the network's, so a figure that needs such a size is unknown.
+        self.defaulted = {(f"input:{name}", axis): dim for name, axes in G.graph.get("fixed_dims", {}).items()
+                          for axis, dim in axes.items()}
 
     # data ops: compute on the input (not constant folding, not shape arithmetic)
     def data_inputs(self, data) -> list:
@@ -509,6 +515,9 @@ class _Analysis:
             provenance_unknown_at=tuple(dict.fromkeys(self.prov_unknown_at)),
             kernels_unknown=tuple(l for l in self.L if l in self.weighted and self._kernel_unknown(l)),
             macs_unknown=tuple(self.macs_unknown),
+            free_spatial_dims=tuple(dict.fromkeys(
+                self.defaulted[o] or f"{o[0].split(':', 1)[1]}[{o[1]}]"
+                for o in sorted(self.spatial_origins, key=lambda o: (o[0], o[1])) if o in self.defaulted)),
         )
 
     # --- the layer graph ---------------------------------------------------------------
@@ -876,10 +885,10 @@ class _Analysis:
             return max(ranks) if op != "Concat" else ranks[0]
         return None
 
-    def _split_sizes(self, data, axis: int | None) -> list[int | None]:
+    def _split_sizes(self, data, axis: int | None, state=None) -> list[int | None]:
         """Each output's size along a Split's axis: inferred, or the `split` attribute or input."""
         outs = [t for t in data["outputs"] if _is_data(t)]
-        sizes = [_dim(t.shape, axis) for t in outs]
+        sizes = [self._size(t.shape, axis, state) for t in outs]
         if None in sizes:
             given = data["attrs"].get("split")
             if given is None and len(data["inputs"]) > 1 and data["inputs"][1] is not None:
@@ -1058,7 +1067,7 @@ class _Analysis:
                 axis = data["attrs"].get("axis", 0)
                 axis = axis + rank if axis < 0 else axis
                 start = 0
-                sizes = self._split_sizes(data, axis)
+                sizes = self._split_sizes(data, axis, states[0][axis])
                 if states[0][axis] is not None and None in sizes[:-1]:
                     self.rf_unknown_at.append(nid)  # where each part starts on a spatial axis
                 for t, n in zip(outs, sizes):
@@ -1093,7 +1102,7 @@ class _Analysis:
 
         def whole(s, i, stride):  # one window over the whole axis i
             nonlocal partial
-            n = _dim(in_shape, i)
+            n = self._size(in_shape, i, s)
             partial |= n is None
             return _step(s, n, n if stride is None else stride, 0)
 
@@ -1135,7 +1144,8 @@ class _Analysis:
         strides = a.get("strides") or (1,) * n
         dilations = a.get("dilations") or (1,) * n
         effective = [None if k is None else d * (k - 1) + 1 for k, d in zip(kernel, dilations)]
-        begin = self._pads_begin(a, in_shape, effective, strides, n)
+        sizes = [self._size(in_shape, 2 + i, state[2 + i]) for i in range(n)]
+        begin = self._pads_begin(a, sizes, effective, strides, n)
         out = [state[0], None if op == "Conv" else state[1]]
         for i in range(n):
             s = state[2 + i]
@@ -1146,7 +1156,7 @@ class _Analysis:
         return tuple(out)
 
     @staticmethod
-    def _pads_begin(a: dict, in_shape, kernel, strides, n) -> list[int | None]:
+    def _pads_begin(a: dict, sizes, kernel, strides, n) -> list[int | None]:
         """Padding before each spatial axis; None where SAME padding depends on a size not known."""
         auto = a.get("auto_pad", "NOTSET") or "NOTSET"
         if auto in ("NOTSET",):
@@ -1156,7 +1166,7 @@ class _Analysis:
             return [0] * n
         out = []
         for i in range(n):
-            size = _dim(in_shape, 2 + i)
+            size = sizes[i]
             if kernel[i] is None:
                 total = None
             elif strides[i] == 1:
@@ -1184,7 +1194,7 @@ class _Analysis:
             out = []
             for i, s in enumerate(state):
                 grow = None
-                if _dim(in_shape, i) is not None and _dim(out_shape, i) is not None:
+                if self._size(in_shape, i, s) is not None and self._size(out_shape, i, s) is not None:
                     grow = _dim(out_shape, i) - _dim(in_shape, i)
                 if s is None or grow == 0:
                     out.append(s)
@@ -1201,7 +1211,8 @@ class _Analysis:
     def _reshape(self, nid: str, data: dict, state: tuple) -> tuple | _Unknown:
         """Which axes survive a reshape: from the sizes, or for Squeeze/Unsqueeze from their axes."""
         in_shape, out_shape = data["inputs"][0].shape, data["outputs"][0].shape
-        if _concrete(in_shape) and _concrete(out_shape):
+        defaulted = any(s is not None and s[:2] in self.defaulted and s[:2] in self.spatial_origins for s in state)
+        if _concrete(in_shape) and _concrete(out_shape) and not defaulted:
             return _map_states(in_shape, out_shape, state)
         op = data["op_type"]
         axes = None
@@ -1247,7 +1258,15 @@ class _Analysis:
         shape = self.shape.get(tensor)
         if not isinstance(states, tuple) or shape is None:
             return None
-        return tuple(_dim(shape, i) for i, s in enumerate(states) if s is not None and s[:2] in self.spatial_origins)
+        return tuple(self._size(shape, i, s) for i, s in enumerate(states)
+                     if s is not None and s[:2] in self.spatial_origins)
+
+    def _size(self, shape, axis: int, state) -> int | None:
+        """A tensor's size along an axis, None when not inferred or when it follows from an input
+        dim set to 1 by default (the state's origin axis)."""
+        if state is not None and state[:2] in self.defaulted:
+            return None
+        return _dim(shape, axis)
 
     def _layer_outputs(self, layer: str) -> list[str]:
         """Tensors a layer hands to other layers or to the graph's outputs."""
@@ -1331,6 +1350,8 @@ class _Analysis:
                     break
                 u = preds[0]
                 if u in self.weighted or any(d["op_type"] in WINDOW_OPS | GLOBAL_POOLS for _, d in self.ops_of.get(u, [])):
+                    break
+                if self._layer_rf(u) is _UNKNOWN:  # what it does to the spatial axes is not known
                     break
             gu = self._conv_geometry(u) if u in self.weighted and u != v else None
             if gu is not None and max(gu[0]) > 1:

@@ -111,6 +111,9 @@ def _field_why(conn: Connectivity, show=esc.name) -> str:
     layer = conn.layer(conn.final_unknown)
     parts = [f"the field is not known at {show(layer.name)}" if layer.field_unknown else
              f"the spatial size of {show(layer.name)}'s output is not known"]
+    if conn.free_spatial_dims:
+        dims = ", ".join(show(d) for d in conn.free_spatial_dims)
+        parts.append(f"the input's spatial dims {dims} are free (fix them with --input-shape)")
     if conn.shapes_unknown:
         parts.append(_shapes_why(conn, show))
     return "; ".join(parts)
@@ -132,6 +135,9 @@ def unknowns(conn: Connectivity, show=esc.name) -> list[str]:
         first = f" (from {show(conn.rf_unknown_at[0])} on)" if conn.rf_unknown_at else ""
         out.append(f"receptive fields {what}{first}" + (f": {_shapes_why(conn, show)}" if conn.shapes_unknown else ""))
     pairs = sum(f.macs is None for f in conn.fork_joins)
+    if conn.free_spatial_dims and conn.fork_joins:
+        dims = ", ".join(show(d) for d in conn.free_spatial_dims)
+        out.append(f"MAC shares are those at {dims} = 1, the free dims' value for inference (fix them with --input-shape)")
     if conn.macs_unknown:
         out.append(f"{_macs_why(conn, show)} (no cost rule, or shape not inferred): "
                    + (f"MAC shares of {pairs:,} of {len(conn.fork_joins):,} fork/join pairs unknown, "

@@ -436,6 +436,7 @@ def test_unknown_shapes_make_fields_and_shares_unknown_not_wrong(capsys):
         assert c.layer(layer).receptive_field is None and c.layer(layer).field_unknown
     assert c.final_layer is None and c.final_rf is None and c.final_unknown is not None
     assert c.rf_unknown_at[0] == "rs/Reshape" and c.shapes_unknown[0] == "rs/Reshape"
+    assert [s.layers for s in c.stacks] == [("c1", "c4")]  # not through the Reshape: it may move the axes
     # MACs: c4's are known (16·16·9·8·8), the other branch's are not: no share is given
     assert c.layer("c4").macs == 16 * 16 * 9 * 8 * 8 and c.layer("c2").macs is None
     right = next(b for b in f.branches if b.layers == ("c4",))
@@ -578,3 +579,23 @@ def test_light_densenet121_without_shapes_prints_no_wrong_number(no_shapes, caps
     captured = capsys.readouterr()
     assert "%" not in captured.out and "| receptive field | unknown (" in captured.out
     assert "shapes of " in captured.err and f"e.g. {first_conv}" in captured.err
+
+
+def test_free_spatial_dims_give_no_network_field():
+    """H and W left free are set to 1 for inference: the sizes after them are not the network's.
+    Fields come from attributes; SAME padding with a stride and the last spatial layer need the
+    sizes, so they are unknown until the dims are fixed."""
+    from archkit import drawing
+
+    n = Net(shape=("N", 8, "H", "W"))
+    y = n.conv("c1", "x", 8)
+    y = n.conv("c2", y, 8, stride=2, auto_pad="SAME_UPPER")
+    model = n.model(n.maxpool("p", y))
+    c = connectivity(model)
+    rf = c.layer("p").receptive_field
+    assert (rf.size, rf.stride, rf.padding) == ((7, 7), (4, 4), (None, None))
+    assert c.final_rf is None and c.free_spatial_dims == ("H", "W")
+    assert "the input's spatial dims H, W are free (fix them with --input-shape)" in drawing.text(c, "free")
+    fixed = analyse_model(model, input_shapes={"H": 16, "W": 16}).connectivity  # 16 → 8: SAME pads 0 before
+    assert (fixed.final_layer, fixed.final_rf.size, fixed.final_rf.padding) == ("p", (7, 7), (1, 1))
+    assert fixed.complete and not fixed.free_spatial_dims
