@@ -724,6 +724,9 @@ def _cmd_connectivity(args) -> int:
     from archkit import drawing
 
     conn, name = analysis.connectivity, analysis.name
+    if args.format != "text":  # the text says it in its "not computed" lines
+        for line in drawing.unknowns(conn):
+            print(f"archkit: warning: connectivity: {line}", file=sys.stderr)
     if args.output is not None:
         from archkit.io import atomic_write_bytes
 

@@ -28,6 +28,18 @@
 - **kernel stacks**: chains of convolutions wider than 1x1 with nothing spatial between them,
   with the field they reach together (two 3x3 reach 5x5; 1x7 then 7x1 reach 7x7).
 
+What needs shapes, and what does not. The wiring (layers, depth, weighted layers, fork/join
+pairs, paths, residual spans, concatenation inputs) needs none. A receptive field needs the
+ops' kernel, stride, padding and dilation attributes and the tensors' ranks, not their sizes,
+except: a SAME auto_pad with a stride above 1 (its padding depends on the input size), a
+global pooling or full-axis reduction (its field is the whole axis), a Pad whose amounts are
+not constants, a Reshape or Flatten (which axes survive), a Split along a spatial axis, and
+which layer is the last with spatial extent (the network's field). Channel provenance needs
+ranks and, through reshapes, sizes. MACs need the cost report. Where what a figure needs is not
+known, the figure is None (per axis where only that axis' padding or size is unknown) and the
+result says why: `shapes_unknown` (ops whose output shape was not inferred), `rf_unknown_at`,
+`provenance_unknown_at`, `kernels_unknown`, `macs_unknown`. A number is never a guess.
+
 Pure computation: no printing, no files. Rendering lives in archkit.drawing.
 """
 
@@ -44,6 +56,7 @@ import numpy as np
 import pandas as pd
 
 from archkit.costs import CostReport
+from archkit.costs.rules import FREE
 from archkit.graph import FLOAT_TYPES, op_nodes
 
 __all__ = ["ReceptiveField", "Layer", "Branch", "ForkJoin", "Residual", "ConcatFanIn", "DenseBlock", "KernelStack",
@@ -64,7 +77,20 @@ ELEMENTWISE = frozenset({
 MERGE_OPS = frozenset({"Add", "Sub", "Mul", "Div", "Max", "Min", "Sum", "Mean", "Concat"})
 LAYOUT_OPS = frozenset({"Identity", "Cast", "Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Dropout"})
 POOL_OPS = frozenset({"MaxPool", "AveragePool", "LpPool"}) | GLOBAL_POOLS
+# Op types whose cost never holds MACs: one of them left uncosted leaves its layer's MACs known.
+MAC_FREE = ELEMENTWISE | POOL_OPS | REDUCE_OPS | LAYOUT_OPS | FREE | {"Resize", "Upsample"}
 _VIRTUAL = "\0source"
+
+
+class _Unknown:
+    """A tensor's receptive-field state or channel provenance that could not be followed for want
+    of a shape (distinct from None: no spatial meaning, no provenance)."""
+
+    def __repr__(self) -> str:
+        return "UNKNOWN"
+
+
+_UNKNOWN = _Unknown()
 
 
 # --- results -----------------------------------------------------------------------------
@@ -73,18 +99,25 @@ _VIRTUAL = "\0source"
 class ReceptiveField:
     """Per spatial axis of the input (height, width for images)."""
 
-    size: tuple[int, ...]
-    stride: tuple[int, ...]  # effective stride: input pixels between neighbouring outputs
-    padding: tuple[int, ...]  # effective padding: Σ p_l ∏_{i<l} s_i (left/top)
-    aligned: bool = True  # every path agrees on stride and centre; else the largest path's figures
+    size: tuple[int | None, ...]  # None: not known on that axis (see the module's docstring)
+    stride: tuple[int | None, ...]  # effective stride: input pixels between neighbouring outputs
+    padding: tuple[int | None, ...]  # effective padding: Σ p_l ∏_{i<l} s_i (left/top)
+    aligned: bool | None = True  # every path agrees on stride and centre; else the largest path's figures
 
     @property
     def text(self) -> str:
-        return f"{_xy(self.size)} / {_xy(self.stride)}, padding {_xy(self.padding)}" + ("" if self.aligned else " (paths unaligned)")
+        return f"{_xy(self.size)} / {_xy(self.stride)}, padding {_xy(self.padding)}" + (
+            "" if self.aligned else " (paths unaligned)" if self.aligned is False else " (alignment unknown)")
+
+    @property
+    def complete(self) -> bool:
+        return None not in self.size + self.stride + self.padding and self.aligned is not None
 
 
-def _xy(v: tuple[int, ...]) -> str:
-    return str(v[0]) if len(set(v)) == 1 else "x".join(map(str, v))
+def _xy(v: tuple[int | None, ...]) -> str:
+    if all(x is None for x in v):
+        return "unknown"
+    return str(v[0]) if len(set(v)) == 1 else "x".join("?" if x is None else str(x) for x in v)
 
 
 @dataclass(frozen=True)
@@ -93,15 +126,16 @@ class Layer:
     block: str
     kind: str  # "input" | "output" | "weighted" | "merge" | "pool" | "other"
     op_types: tuple[str, ...]
-    macs: int
+    macs: int | None  # None: an op of the layer that may hold MACs was not costed (Connectivity.macs_unknown)
     kernel: tuple[int, ...] | None  # spatial kernel of the layer's conv or pooling (dilated), if any
     stride: tuple[int, ...] | None
     depth: int  # weighted layers on the longest path from an input up to and including this one
     predecessors: tuple[str, ...]
     successors: tuple[str, ...]
     output_shape: str
-    receptive_field: ReceptiveField | None  # of the layer's output; None where no spatial axis is left
+    receptive_field: ReceptiveField | None  # of the layer's output; None where no spatial axis is left, or unknown
     spatial_axes: tuple[int, ...] = ()  # axes of output_shape that are the input's spatial axes (layout-independent)
+    field_unknown: bool = False  # the field could not be followed here for want of a shape (receptive_field is None)
 
     @property
     def weighted(self) -> bool:
@@ -112,8 +146,8 @@ class Layer:
 class Branch:
     layers: tuple[str, ...]  # in network order; () for an identity path
     weighted: int  # weighted layers on its longest path
-    macs: int
-    share: float  # of the MACs of all branches of the pair (0 when they have none)
+    macs: int | None  # None: a layer of it has MACs not known
+    share: float | None  # of the MACs of all branches of the pair (0 when they have none); None if one is not known
 
 
 @dataclass(frozen=True)
@@ -123,7 +157,7 @@ class ForkJoin:
     block: str  # the join's block
     branches: tuple[Branch, ...]
     paths: int  # distinct fork→join paths (more than branches when a branch splits again)
-    macs: int  # of all branches
+    macs: int | None  # of all branches; None when a branch's are not known
 
 
 @dataclass(frozen=True)
@@ -144,7 +178,9 @@ class ConcatFanIn:
     block: str
     inputs: int  # tensors concatenated
     input_layers: tuple[str, ...]
-    sources: tuple[str, ...]  # earlier layers whose features (channels) the output carries, in channel order
+    # earlier layers whose features (channels) the output carries, in channel order; None when
+    # an input's provenance was lost for want of a shape (Connectivity.provenance_unknown_at)
+    sources: tuple[str, ...] | None
 
 
 @dataclass(frozen=True)
@@ -159,6 +195,9 @@ class DenseBlock:
     # [s][ℓ]: mean absolute kernel weight per input map from source s (the paper's Figure 5), when
     # the weights were given; None otherwise (archkit's own models are untrained: structure only)
     mean_abs_weight: tuple[tuple[float, ...], ...] | None = None
+    # False when a weighted layer after the block's first concatenation has channel provenance not
+    # known (a shape not inferred): it may read the block, so targets and fan-in are not known in full
+    targets_known: bool = True
 
     @property
     def layers(self) -> int:
@@ -250,6 +289,24 @@ class Connectivity:
     final_layer: str | None  # the last layer whose output still has spatial extent (its field is the network's)
     rf_unsupported: tuple[str, ...] = ()  # op types where the receptive field could not be followed
     merged_layers: tuple[tuple[str, ...], ...] = ()  # layers merged because their ops interleave (a cycle)
+    # What could not be computed for want of shapes or costs (each in network order; all empty
+    # when every figure is known):
+    shapes_unknown: tuple[str, ...] = ()  # ops of the wiring whose output shape was not inferred (the reason)
+    rf_unknown_at: tuple[str, ...] = ()  # ops (or inputs) where a field, or part of one, stopped being known
+    # a layer after final_layer whose field or spatial size is not known: the network's field is
+    # then unknown (final_layer is None)
+    final_unknown: str | None = None
+    provenance_unknown_at: tuple[str, ...] = ()  # ops where channel provenance was lost for want of a shape
+    kernels_unknown: tuple[str, ...] = ()  # weighted conv layers whose kernel size is not known
+    macs_unknown: tuple[str, ...] = ()  # ops that may hold MACs and were not costed (no rule, shape unknown)
+    # the input's spatial dims left free (set to 1 for inference): sizes after them are not the network's
+    free_spatial_dims: tuple[str, ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        """Whether every figure is known (else the fields above say which are not, and why)."""
+        return not (self.rf_unknown_at or self.final_unknown or self.provenance_unknown_at or self.kernels_unknown
+                    or self.macs_unknown)
 
     def layer(self, name: str) -> Layer:
         return self._by_name[name]
@@ -277,19 +334,27 @@ class Connectivity:
         return g
 
     def to_frame(self) -> pd.DataFrame:
-        sources = {c.layer: len(c.sources) for c in self.concats}
+        """One row per layer; a figure that is not known is "unknown" (a blank cell: none to give,
+        as a field where no spatial axis is left)."""
+        sources = {c.layer: "unknown" if c.sources is None else len(c.sources) for c in self.concats}
+        unknown_kernel = set(self.kernels_unknown)
         rows = []
         for l in self.layers:
             rf = l.receptive_field
+            rf_cells = ({"rf_size": "x".join(map(_axis, rf.size)), "rf_stride": "x".join(map(_axis, rf.stride)),
+                         "rf_padding": "x".join(map(_axis, rf.padding)),
+                         "rf_aligned": {True: "yes", False: "no", None: "unknown"}[rf.aligned]} if rf else
+                        dict.fromkeys(("rf_size", "rf_stride", "rf_padding", "rf_aligned"),
+                                      "unknown" if l.field_unknown else ""))
+            kernel = "unknown" if l.name in unknown_kernel else ""
             rows.append({
-                "layer": l.name, "block": l.block, "kind": l.kind, "op_types": " ".join(l.op_types), "macs": l.macs,
-                "kernel": "x".join(map(str, l.kernel)) if l.kernel else "",
-                "stride": "x".join(map(str, l.stride)) if l.stride else "", "depth": l.depth,
+                "layer": l.name, "block": l.block, "kind": l.kind, "op_types": " ".join(l.op_types),
+                "macs": "unknown" if l.macs is None else l.macs,
+                "kernel": "x".join(map(str, l.kernel)) if l.kernel else kernel,
+                "stride": "x".join(map(str, l.stride)) if l.stride else kernel, "depth": l.depth,
                 "fan_in": len(l.predecessors), "fan_out": len(l.successors), "predecessors": " ".join(l.predecessors),
-                "output_shape": l.output_shape,
-                "rf_size": "x".join(map(str, rf.size)) if rf else "", "rf_stride": "x".join(map(str, rf.stride)) if rf else "",
-                "rf_padding": "x".join(map(str, rf.padding)) if rf else "",
-                "rf_aligned": ("yes" if rf.aligned else "no") if rf else "",
+                "output_shape": l.output_shape or "unknown",
+                **rf_cells,
                 "concat_sources": sources.get(l.name, ""),
             })
         return pd.DataFrame(rows, columns=COLUMNS)
@@ -305,7 +370,22 @@ class Connectivity:
             "receptive_field": None if rf is None else {
                 "layer": self.final_layer, "size": list(rf.size), "stride": list(rf.stride),
                 "padding": list(rf.padding), "aligned": rf.aligned},
+            # what could not be computed (absent when every figure is known): counts, and the first op of each
+            **({"unknown": {
+                "ops_without_shape": len(self.shapes_unknown), "receptive_field": self.final_unknown is not None,
+                "layer_fields": sum(l.field_unknown or (l.receptive_field is not None and
+                                                        not l.receptive_field.complete) for l in self.layers),
+                "mac_shares": sum(f.macs is None for f in self.fork_joins),
+                "concat_sources": sum(c.sources is None for c in self.concats),
+                "kernels": len(self.kernels_unknown), "ops_without_macs": len(self.macs_unknown),
+                "first": {k: v[0] for k, v in (("shape", self.shapes_unknown), ("field", self.rf_unknown_at),
+                                               ("provenance", self.provenance_unknown_at),
+                                               ("macs", self.macs_unknown)) if v}}} if not self.complete else {}),
         }
+
+
+def _axis(x: int | None) -> str:
+    return "?" if x is None else str(x)
 
 
 # --- analysis ----------------------------------------------------------------------------
@@ -354,6 +434,12 @@ class _Analysis:
         for nid, data in G.nodes(data=True):
             if data["kind"] != "op":
                 self.shape[data["tensor"].name] = data["tensor"].shape
+        self.rf_unknown_at: list[str] = []
+        self.prov_unknown_at: list[str] = []
+        # Input axes whose symbolic dim was set to 1 for inference (not by the caller): sizes that
+        # follow from them are not the network's, so a figure that needs such a size is unknown.
+        self.defaulted = {(f"input:{name}", axis): dim for name, axes in G.graph.get("fixed_dims", {}).items()
+                          for axis, dim in axes.items()}
 
     # data ops: compute on the input (not constant folding, not shape arithmetic)
     def data_inputs(self, data) -> list:
@@ -387,6 +473,11 @@ class _Analysis:
                     members[self.layer_of[nid]] -= 1
                     self.layer_of[nid] = self.layer_of[p]
         self.data_ops = [(nid, data) for nid, data in self.order if self.is_data_op(data)]
+        succ = self.G.succ  # an output no op reads (Dropout's mask) needs no shape
+        self.shapes_unknown = [nid for nid, data in self.data_ops
+                               if any(_is_data(t) and not _inferred(t.shape)
+                                      and any(t.name in e["tensors"] for e in succ[nid].values())
+                                      for t in data["outputs"])]
         self._layer_graph()
         self._weighted()
         self._receptive_fields()
@@ -401,6 +492,7 @@ class _Analysis:
         block_edges = list(dict.fromkeys((self.block_of[u], self.block_of[v]) for u, v in self.L.edges
                                          if self.block_of[u] != self.block_of[v]))
         outputs = [n for n in self.L if n.startswith("output:")]
+        final, final_unknown = self._final_layer()
         net_depth = max((depth[n] for n in outputs), default=max(depth.values(), default=0))
         return Connectivity(
             layers=tuple(layers),
@@ -414,9 +506,18 @@ class _Analysis:
             concats=tuple(concats),
             dense_blocks=tuple(dense),
             stacks=tuple(stacks),
-            final_layer=self._final_layer(),
+            final_layer=final,
             rf_unsupported=tuple(sorted(self.rf_unsupported)),
             merged_layers=tuple(self.merged),
+            shapes_unknown=tuple(self.shapes_unknown),
+            rf_unknown_at=tuple(dict.fromkeys(self.rf_unknown_at)),
+            final_unknown=final_unknown,
+            provenance_unknown_at=tuple(dict.fromkeys(self.prov_unknown_at)),
+            kernels_unknown=tuple(l for l in self.L if l in self.weighted and self._kernel_unknown(l)),
+            macs_unknown=tuple(self.macs_unknown),
+            free_spatial_dims=tuple(dict.fromkeys(
+                self.defaulted[o] or f"{o[0].split(':', 1)[1]}[{o[1]}]"
+                for o in sorted(self.spatial_origins, key=lambda o: (o[0], o[1])) if o in self.defaulted)),
         )
 
     # --- the layer graph ---------------------------------------------------------------
@@ -471,9 +572,22 @@ class _Analysis:
         for nid, data in self.data_ops:
             self.ops_of.setdefault(self.layer_of[nid], []).append((nid, data))
         macs = Counter()
+        self.macs_unknown: list[str] = []  # ops
+        self.macs_unknown_layers: set[str] = set()
         for o in self.cost.values():
-            macs[self.layer_of.get(o.node, o.layer)] += o.macs
+            layer = self.layer_of.get(o.node, o.layer)
+            macs[layer] += o.macs
+            if o.status in ("unknown", "unsupported") and not (o.domain == "ai.onnx" and o.op_type in MAC_FREE):
+                self.macs_unknown.append(o.node)
+                self.macs_unknown_layers.add(layer)
         self.macs = macs
+
+    def _layer_macs(self, layers: Iterable[str]) -> int | None:
+        """MACs of some layers; None when one of them has an op that may hold MACs and was not costed."""
+        layers = list(layers)
+        if any(l in self.macs_unknown_layers for l in layers):
+            return None
+        return int(sum(self.macs[l] for l in layers))
 
     def _info(self, tensor: str):
         p = self.producer.get(tensor)
@@ -562,14 +676,15 @@ class _Analysis:
                 # weighted layers on the longest path from the fork to the branch's layers feeding the join
                 ends = [p for p in self.L.predecessors(join) if p in set(layers)]
                 w = max((self._longest_weighted(layers, fork, e) for e in ends), default=0)
-                fixed.append((layers, w, sum(self.macs[l] for l in layers)))
-            total = sum(m for _, _, m in fixed)
+                fixed.append((layers, w, self._layer_macs(layers)))
+            total = None if any(m is None for _, _, m in fixed) else sum(m for _, _, m in fixed)
             paths = {fork: 1}
             for n in sorted(region | {join}, key=self.rank.__getitem__):
                 paths[n] = sum(paths.get(p, 0) for p in self.L.predecessors(n))
             out.append(ForkJoin(
                 fork=fork, join=join, block=self.block_of[join],
-                branches=tuple(Branch(l, w, m, m / total if total else 0.0) for l, w, m in fixed),
+                branches=tuple(Branch(l, w, m, None if total is None else m / total if total else 0.0)
+                               for l, w, m in fixed),
                 paths=paths[join], macs=total))
         return out
 
@@ -635,8 +750,9 @@ class _Analysis:
     def _provenance(self) -> None:
         """For each float tensor: along which axis its channels lie and which op made each run of
         them (segments of (source op, channels)), and the Concat whose output it is (through
-        layout-only ops)."""
-        prov: dict[str, tuple[int | None, tuple[tuple[str, int], ...], str | None]] = {}
+        layout-only ops). _UNKNOWN where a rank or size it needs was not inferred, up to the next
+        conv, which starts the channels anew."""
+        prov: dict[str, tuple[int | None, tuple[tuple[str, int | None], ...], str | None] | _Unknown] = {}
         for nid, data in self.G.nodes(data=True):
             if data["kind"] == "input":
                 t = data["tensor"]
@@ -658,13 +774,16 @@ class _Analysis:
                 result = new(None)
             elif op in ("Conv", "ConvTranspose"):
                 result = new(1)
+            elif any(s is _UNKNOWN for s in src):
+                result = _UNKNOWN
             elif op in ("Gemm", "MatMul", "Einsum"):
-                result = new(len(out_shape) - 1 if out_shape else None)
+                rank = self._out_rank(data)
+                result = new(rank - 1) if rank is not None else _UNKNOWN
             elif op == "Concat":
-                rank = len(out_shape) if out_shape else 0
-                axis = data["attrs"].get("axis", 0)
-                axis = axis + rank if axis < 0 else axis
-                if all(s[0] == axis for s in src) and len(ins) == len([t for t in data["inputs"] if t is not None]):
+                axis = _axis_of(data["attrs"].get("axis", 0), self._out_rank(data))
+                if axis is None:
+                    result = _UNKNOWN
+                elif all(s[0] == axis for s in src) and len(ins) == len([t for t in data["inputs"] if t is not None]):
                     segs = _join(sum((s[1] for s in src), ()))
                     result = (axis, segs, nid)
                 else:
@@ -678,16 +797,22 @@ class _Analysis:
                     result = new(None)
             elif op in ("Reshape", "Flatten", "Squeeze", "Unsqueeze"):
                 axis, segs, cat = src[0]
-                mapped = _map_axis(self.shape.get(ins[0].name), out_shape, axis)
-                result = (mapped, segs, cat) if mapped is not None else new(None)
+                in_shape = self.shape.get(ins[0].name)
+                if axis is not None and not (_concrete(in_shape) and _concrete(out_shape)):
+                    result = _UNKNOWN  # which axis the channels land on depends on the sizes
+                else:
+                    mapped = _map_axis(in_shape, out_shape, axis)
+                    result = (mapped, segs, cat) if mapped is not None else new(None)
             elif op in REDUCE_OPS:
                 axis, segs, _ = src[0]
-                axes = self._reduce_axes(data)
-                rank = len(self.shape.get(ins[0].name) or ())
+                rank = self._rank(ins[0].name)
+                axes = self._reduce_axes(data, rank)
                 keep = data["attrs"].get("keepdims", 1)
-                if axes is None or axis is None:
+                if axis is None:
                     result = new(None)
-                elif axis in axes:
+                elif axes is _UNKNOWN:
+                    result = _UNKNOWN
+                elif axes is None or axis in axes:
                     result = new(None)
                 else:
                     result = (axis if keep else axis - sum(1 for a in axes if a < axis), segs, None)
@@ -696,48 +821,96 @@ class _Analysis:
                 result = (axis, segs, None)
             elif op in ("Split",):
                 axis, segs, _ = src[0]
-                rank = len(self.shape.get(ins[0].name) or ())
-                split_axis = data["attrs"].get("axis", 0)
-                split_axis = split_axis + rank if split_axis < 0 else split_axis
-                if split_axis != axis:
+                split_axis = _axis_of(data["attrs"].get("axis", 0), self._rank(ins[0].name))
+                sizes = self._split_sizes(data, split_axis)
+                if axis is not None and (split_axis is None or split_axis == axis and None in sizes):
+                    for t in outs:  # where the channels fall depends on sizes not inferred
+                        prov[t.name] = _UNKNOWN
+                    self.prov_unknown_at.append(nid)
+                elif axis is None or split_axis != axis:
                     for t in outs:
                         prov[t.name] = (axis, segs, None)
                 else:
                     start = 0
-                    for t in outs:
-                        n = _dim(t.shape, axis)
+                    for t, n in zip(outs, sizes):
                         prov[t.name] = (axis, _cut(segs, start, n) if n else ((nid, 0),), None)
-                        start += n or 0
+                        start += n
                 continue
             elif op in ELEMENTWISE:
                 layout = op in LAYOUT_OPS
                 if len(ins) == 1:
                     axis, segs, cat = src[0]
-                    rank_in = len(self.shape.get(ins[0].name) or ())
-                    rank_out = len(out_shape or ())
-                    if axis is not None and rank_out > rank_in:
-                        axis += rank_out - rank_in
-                    result = (axis, segs, cat if layout else None)
+                    rank_in, rank_out = self._rank(ins[0].name), self._out_rank(data)
+                    if axis is not None and (rank_in is None or rank_out is None):
+                        result = _UNKNOWN  # a broadcast may add leading axes
+                    else:
+                        if axis is not None and rank_out > rank_in:
+                            axis += rank_out - rank_in
+                        result = (axis, segs, cat if layout else None)
                 else:
                     axes = {s[0] for s in src}
                     result = new(axes.pop() if len(axes) == 1 else None)
             else:
                 result = new(None)
+            if result is _UNKNOWN and not any(s is _UNKNOWN for s in src):
+                self.prov_unknown_at.append(nid)
             for t in outs:
                 prov[t.name] = result
             if self.layer_of[nid] in self.weighted and self.kernel_op.get(self.layer_of[nid], (None,))[0] == nid:
                 self.targets.append((nid, self.layer_of[nid], src[0] if src else None))
         self.prov = prov
 
-    def _reduce_axes(self, data) -> tuple[int, ...] | None:
+    def _rank(self, tensor: str) -> int | None:
+        """A tensor's rank: from its shape, else from its receptive-field state (which follows ranks
+        through ops whose output shape was not inferred)."""
+        shape = self.shape.get(tensor)
+        if shape is not None:
+            return len(shape)
+        state = self.rf.get(tensor)
+        return len(state) if isinstance(state, tuple) else None
+
+    def _out_rank(self, data) -> int | None:
+        """The rank of an op's first float output: inferred, else for a broadcasting or
+        rank-keeping op the largest rank of its inputs (None when one is not known)."""
+        outs = [t for t in data["outputs"] if _is_data(t)]
+        if outs and outs[0].shape is not None:
+            return len(outs[0].shape)
+        if outs and (outs[0].name in self.rf and isinstance(self.rf[outs[0].name], tuple)):
+            return len(self.rf[outs[0].name])
+        op = data["op_type"]
+        ranks = [self._rank(t.name) for t in data["inputs"] if t is not None]
+        if op in ("Shape", "Size") or not ranks or None in ranks:
+            return None
+        if op in ELEMENTWISE or op in ("Concat", "MatMul", "Gemm"):
+            return max(ranks) if op != "Concat" else ranks[0]
+        return None
+
+    def _split_sizes(self, data, axis: int | None, state=None) -> list[int | None]:
+        """Each output's size along a Split's axis: inferred, or the `split` attribute or input."""
+        outs = [t for t in data["outputs"] if _is_data(t)]
+        sizes = [self._size(t.shape, axis, state) for t in outs]
+        if None in sizes:
+            given = data["attrs"].get("split")
+            if given is None and len(data["inputs"]) > 1 and data["inputs"][1] is not None:
+                given = self.constants.get(data["inputs"][1].name)
+            if given is not None and len(given) == len(outs):
+                sizes = [int(n) for n in given]
+        return sizes
+
+    def _reduce_axes(self, data, rank: int | None) -> tuple[int, ...] | None | _Unknown:
+        """The axes a reduction reduces; None when they are not constants, _UNKNOWN when the rank
+        they need is not known."""
         axes = data["attrs"].get("axes")
         if axes is None and len(data["inputs"]) > 1 and data["inputs"][1] is not None:
             axes = self.constants.get(data["inputs"][1].name)
-        rank = len(data["inputs"][0].shape or ()) if data["inputs"][0] is not None else 0
+            if axes is None:
+                return None
         if axes is None:
             if data["attrs"].get("noop_with_empty_axes", 0):
                 return ()
-            return tuple(range(rank))
+            return _UNKNOWN if rank is None else tuple(range(rank))
+        if rank is None and any(a < 0 for a in axes):
+            return _UNKNOWN
         return tuple(a + rank if a < 0 else a for a in axes)
 
     def _source_layer(self, op: str) -> str:
@@ -758,14 +931,17 @@ class _Analysis:
                 continue  # inside one layer (a grouped convolution's towers)
             outs = [t for t in data["outputs"] if _is_data(t)]
             p = self.prov.get(outs[0].name) if outs else None
-            sources = tuple(dict.fromkeys(self._source_layer(s) for s, _ in p[1])) if p and p[2] == nid else ()
+            if p is _UNKNOWN:
+                sources = None
+            else:
+                sources = tuple(dict.fromkeys(self._source_layer(s) for s, _ in p[1])) if p and p[2] == nid else ()
             out.append(ConcatFanIn(node=nid, layer=layer, block=self.block_of[layer], inputs=len(ins),
                                    input_layers=in_layers, sources=sources))
-            if p and p[2] == nid:
+            if p and p is not _UNKNOWN and p[2] == nid:
                 concat_nodes.append(nid)
                 for i, t in enumerate(ins):
                     q = self.prov.get(t.name)
-                    if q and q[2] is not None:
+                    if q and q is not _UNKNOWN and q[2] is not None:
                         chain_parent[nid] = q[2]
                         carry_index[nid] = i
                         break
@@ -791,7 +967,8 @@ class _Analysis:
         state_segs = {s[1] for s in states}
         last = states[-1]
         sources = tuple(dict.fromkeys(self._source_layer(s) for s, _ in last[1]))
-        targets = [(nid, layer, p) for nid, layer, p in self.targets if p is not None and p[1] in state_segs]
+        targets = [(nid, layer, p) for nid, layer, p in self.targets
+                   if p is not None and p is not _UNKNOWN and p[1] in state_segs]
         row = {s: i for i, s in enumerate(sources)}
         matrix = [[False] * len(targets) for _ in sources]
         sums = [[0.0] * len(targets) for _ in sources]
@@ -803,9 +980,11 @@ class _Analysis:
                 i = row.get(self._source_layer(s))
                 if i is not None:
                     matrix[i][j] = True
-                    if w is not None and n and offset + n <= w.shape[1]:
-                        sums[i][j] += float(np.abs(w[:, offset:offset + n]).mean()) * n
-                        maps[i][j] += n
+                if n is None:  # a channel count not inferred: the maps after it cannot be told apart
+                    kernels[j] = w = None
+                if i is not None and w is not None and n and offset + n <= w.shape[1]:
+                    sums[i][j] += float(np.abs(w[:, offset:offset + n]).mean()) * n
+                    maps[i][j] += n
                 offset += n or 0
         mean_abs = None
         if kernels and all(w is not None for w in kernels):
@@ -814,9 +993,11 @@ class _Analysis:
         name, count = blocks.most_common(1)[0]
         if count < len(chain) // 2 + 1 or name == self.layer_of[chain[0]]:
             name = f"{self.layer_of[chain[0]]} … {self.layer_of[chain[-1]]}"
+        unknown = {layer for _, layer, p in self.targets if p is _UNKNOWN}
+        known = not unknown or not unknown & nx.descendants(self.L, self.layer_of[chain[0]])
         return DenseBlock(name=name, concats=tuple(self.layer_of[c] for c in chain), sources=sources,
                           targets=tuple(l for _, l, _ in targets), matrix=tuple(tuple(r) for r in matrix),
-                          mean_abs_weight=mean_abs)
+                          mean_abs_weight=mean_abs if known else None, targets_known=known)
 
     def _kernel_by_input(self, nid: str) -> np.ndarray | None:
         """The op's kernel as (outputs, input maps, ...) or None."""
@@ -839,8 +1020,11 @@ class _Analysis:
     # --- receptive fields -----------------------------------------------------------------
 
     def _receptive_fields(self) -> None:
-        # State per tensor axis: (origin, size, stride, padding, aligned) or None (no spatial meaning).
-        rf: dict[str, tuple] = {}
+        # State per tensor: a tuple, per axis (origin, axis, size, stride, padding, aligned) or None
+        # (no spatial meaning), any of size, stride, padding, aligned None where not known; or
+        # _UNKNOWN where which axes are which could not be followed for want of a shape.
+        rf: dict[str, tuple | _Unknown] = {}
+        self.rf = rf
         self.spatial_origins: set = set()
         self.rf_unsupported: set[str] = set()
         for nid, data in self.G.nodes(data=True):
@@ -848,25 +1032,30 @@ class _Analysis:
                 t = data["tensor"]
                 if t.shape is not None:
                     rf[t.name] = tuple((nid, a, 1, 1, 0, True) for a in range(len(t.shape)))
+                elif _is_data(t):
+                    rf[t.name] = _UNKNOWN
+                    self.rf_unknown_at.append(nid)
         for nid, data in self.data_ops:
             op = data["op_type"]
             ins = self.data_inputs(data)
             outs = [t for t in data["outputs"] if _is_data(t)]
             states = [rf.get(t.name) for t in ins]
-            out_rank = len(outs[0].shape) if outs and outs[0].shape is not None else None
             result = None
-            if not ins or any(s is None for s in states) or out_rank is None:
+            if not ins or any(s is None for s in states):
                 result = None
+            elif any(s is _UNKNOWN for s in states):
+                result = _UNKNOWN
             elif op in WINDOW_OPS or op in GLOBAL_POOLS or op in REDUCE_OPS:
-                result = self._window(op, data, states[0])
+                result = self._window(nid, op, data, states[0])
             elif op == "Transpose":
                 perm = data["attrs"].get("perm") or tuple(reversed(range(len(states[0]))))
                 result = tuple(states[0][p] for p in perm)
             elif op == "Pad":
-                result = self._pad(data, states[0])
+                result = self._pad(nid, data, states[0])
             elif op in ("Reshape", "Flatten", "Squeeze", "Unsqueeze"):
-                result = _map_states(self.shape.get(ins[0].name), outs[0].shape, states[0])
+                result = self._reshape(nid, data, states[0])
             elif op == "Concat":
+                out_rank = len(states[0])
                 axis = data["attrs"].get("axis", 0)
                 axis = axis + out_rank if axis < 0 else axis
                 result = tuple(None if a == axis else _merge([s[a] for s in states]) for a in range(out_rank))
@@ -878,31 +1067,48 @@ class _Analysis:
                 axis = data["attrs"].get("axis", 0)
                 axis = axis + rank if axis < 0 else axis
                 start = 0
-                for t in outs:
-                    n = _dim(t.shape, axis) or 0
+                sizes = self._split_sizes(data, axis, states[0][axis])
+                if states[0][axis] is not None and None in sizes[:-1]:
+                    self.rf_unknown_at.append(nid)  # where each part starts on a spatial axis
+                for t, n in zip(outs, sizes):
                     rf[t.name] = tuple(_crop(s, start) if a == axis else s for a, s in enumerate(states[0]))
-                    start += n
+                    start = None if start is None or n is None else start + n
                 continue
             elif op in ("Softmax", "LogSoftmax", "Hardmax", "LRN", "LayerNormalization"):
                 result = states[0]
             elif op in ELEMENTWISE:
-                aligned = [(None,) * (out_rank - len(s)) + tuple(s) for s in states]
-                result = tuple(_merge([s[a] for s in aligned]) for a in range(out_rank))
+                out_rank = self._out_rank(data)
+                if out_rank is None:  # a broadcast with an input of unknown rank: which axis is which
+                    result = _UNKNOWN
+                    self.rf_unknown_at.append(nid)
+                else:
+                    aligned = [(None,) * (out_rank - len(s)) + tuple(s) for s in states]
+                    result = tuple(_merge([s[a] for s in aligned]) for a in range(out_rank))
             else:
                 if any(x is not None and x[:2] in self.spatial_origins for s in states for x in s):
                     self.rf_unsupported.add(op)
                 result = None
             for t in outs:
                 rf[t.name] = result
-        self.rf = rf
 
-    def _window(self, op: str, data: dict, state: tuple) -> tuple | None:
+    def _window(self, nid: str, op: str, data: dict, state: tuple) -> tuple | None:
+        """A windowed op's output state. Kernel, stride, dilation and explicit pads are attributes;
+        the input's size is needed only for a global window (its size) and for a SAME auto_pad
+        with a stride above 1 (its padding): where it is not known, that part of the field is None."""
         a = data["attrs"]
         rank = len(state)
         in_shape = data["inputs"][0].shape
+        partial = False
+
+        def whole(s, i, stride):  # one window over the whole axis i
+            nonlocal partial
+            n = self._size(in_shape, i, s)
+            partial |= n is None
+            return _step(s, n, n if stride is None else stride, 0)
+
         if op in REDUCE_OPS:
-            axes = self._reduce_axes(data)
-            if axes is None:
+            axes = self._reduce_axes(data, rank)
+            if axes is None or axes is _UNKNOWN:
                 return None
             keep = a.get("keepdims", 1)
             out = []
@@ -910,20 +1116,26 @@ class _Analysis:
                 if i not in axes:
                     out.append(s)
                 elif keep:  # a global pooling: the whole axis in one window
-                    n = _dim(in_shape, i)
-                    out.append(_step(s, n, n, 0) if s is not None and n else None)
+                    out.append(None if s is None else whole(s, i, None))
+            if partial:
+                self.rf_unknown_at.append(nid)
             return tuple(out)
         spatial = range(2, rank)
         for i in spatial:
             if state[i] is not None:
                 self.spatial_origins.add(state[i][:2])
         if op in GLOBAL_POOLS:
-            return tuple(s if i < 2 else (_step(s, _dim(in_shape, i), 1, 0) if s and _dim(in_shape, i) else None)
-                         for i, s in enumerate(state))
+            out = tuple(s if i < 2 or s is None else whole(s, i, 1) for i, s in enumerate(state))
+            if partial:
+                self.rf_unknown_at.append(nid)
+            return out
         n = rank - 2
         if op == "Conv":
             w = data["inputs"][1]
-            kernel = a.get("kernel_shape") or (tuple(w.shape[2:]) if w is not None and w.shape else None)
+            kernel = a.get("kernel_shape") or (tuple(w.shape[2:]) if w is not None and _concrete(w.shape) else None)
+            if kernel is None and w is not None:
+                kernel = (None,) * n  # the kernel's shape was not inferred: the field's size is not known
+                partial = True
         else:
             kernel = a.get("kernel_shape")
         if kernel is None or len(kernel) != n:
@@ -931,16 +1143,21 @@ class _Analysis:
             return None
         strides = a.get("strides") or (1,) * n
         dilations = a.get("dilations") or (1,) * n
-        effective = [d * (k - 1) + 1 for k, d in zip(kernel, dilations)]
-        begin = self._pads_begin(a, in_shape, effective, strides, n)
+        effective = [None if k is None else d * (k - 1) + 1 for k, d in zip(kernel, dilations)]
+        sizes = [self._size(in_shape, 2 + i, state[2 + i]) for i in range(n)]
+        begin = self._pads_begin(a, sizes, effective, strides, n)
         out = [state[0], None if op == "Conv" else state[1]]
         for i in range(n):
             s = state[2 + i]
-            out.append(None if s is None or begin[i] is None else _step(s, effective[i], strides[i], begin[i]))
+            partial |= s is not None and begin[i] is None
+            out.append(None if s is None else _step(s, effective[i], strides[i], begin[i]))
+        if partial:
+            self.rf_unknown_at.append(nid)
         return tuple(out)
 
     @staticmethod
-    def _pads_begin(a: dict, in_shape, kernel, strides, n) -> list[int | None]:
+    def _pads_begin(a: dict, sizes, kernel, strides, n) -> list[int | None]:
+        """Padding before each spatial axis; None where SAME padding depends on a size not known."""
         auto = a.get("auto_pad", "NOTSET") or "NOTSET"
         if auto in ("NOTSET",):
             pads = a.get("pads") or (0,) * (2 * n)
@@ -949,15 +1166,21 @@ class _Analysis:
             return [0] * n
         out = []
         for i in range(n):
-            size = _dim(in_shape, 2 + i)
-            if size is None:
-                out.append(None)
-                continue
-            total = max((-(-size // strides[i]) - 1) * strides[i] + kernel[i] - size, 0)
-            out.append(total // 2 if auto == "SAME_UPPER" else total - total // 2)
+            size = sizes[i]
+            if kernel[i] is None:
+                total = None
+            elif strides[i] == 1:
+                total = kernel[i] - 1  # any size: (size - 1) + kernel - size
+            elif size is None:
+                total = None
+            else:
+                total = max((-(-size // strides[i]) - 1) * strides[i] + kernel[i] - size, 0)
+            out.append(None if total is None else total // 2 if auto == "SAME_UPPER" else total - total // 2)
         return out
 
-    def _pad(self, data: dict, state: tuple) -> tuple | None:
+    def _pad(self, nid: str, data: dict, state: tuple) -> tuple:
+        """A Pad changes only the effective padding: by its amounts (constants), else by half the
+        size change on each axis; None where neither is known."""
         rank = len(state)
         pads = data["attrs"].get("pads")
         if pads is None and len(data["inputs"]) > 1 and data["inputs"][1] is not None:
@@ -970,18 +1193,49 @@ class _Analysis:
             in_shape, out_shape = data["inputs"][0].shape, data["outputs"][0].shape
             out = []
             for i, s in enumerate(state):
-                grow = (_dim(out_shape, i) or 0) - (_dim(in_shape, i) or 0)
-                ok = _dim(in_shape, i) is not None and _dim(out_shape, i) is not None and grow % 2 == 0
-                out.append(None if s is None or not ok else (s[0], s[1], s[2], s[3], s[4] + grow // 2 * s[3], s[5]))
+                grow = None
+                if self._size(in_shape, i, s) is not None and self._size(out_shape, i, s) is not None:
+                    grow = _dim(out_shape, i) - _dim(in_shape, i)
+                if s is None or grow == 0:
+                    out.append(s)
+                elif grow is None or grow % 2:
+                    out.append(_shift(s, None))
+                    self.rf_unknown_at.append(nid)
+                else:
+                    out.append(_shift(s, grow // 2))
             return tuple(out)
         begin = dict(zip(axes, pads[:len(axes)]))
-        return tuple(None if s is None else (s if not begin.get(i) else
-                                              (s[0], s[1], s[2], s[3], s[4] + begin[i] * s[3], s[5]))
+        return tuple(None if s is None else (s if not begin.get(i) else _shift(s, begin[i]))
                      for i, s in enumerate(state))
 
-    def _spatial_rf(self, tensor: str) -> ReceptiveField | None:
+    def _reshape(self, nid: str, data: dict, state: tuple) -> tuple | _Unknown:
+        """Which axes survive a reshape: from the sizes, or for Squeeze/Unsqueeze from their axes."""
+        in_shape, out_shape = data["inputs"][0].shape, data["outputs"][0].shape
+        defaulted = any(s is not None and s[:2] in self.defaulted and s[:2] in self.spatial_origins for s in state)
+        if _concrete(in_shape) and _concrete(out_shape) and not defaulted:
+            return _map_states(in_shape, out_shape, state)
+        op = data["op_type"]
+        axes = None
+        if op in ("Squeeze", "Unsqueeze"):
+            axes = data["attrs"].get("axes")
+            if axes is None and len(data["inputs"]) > 1 and data["inputs"][1] is not None:
+                axes = self.constants.get(data["inputs"][1].name)
+        if axes is not None and op == "Unsqueeze":
+            rank = len(state) + len(axes)
+            new = {a + rank if a < 0 else a for a in axes}
+            rest = iter(state)
+            return tuple(None if i in new else next(rest) for i in range(rank))
+        if axes is not None and op == "Squeeze":
+            gone = {a + len(state) if a < 0 else a for a in axes}
+            return tuple(s for i, s in enumerate(state) if i not in gone)
+        self.rf_unknown_at.append(nid)
+        return _UNKNOWN
+
+    def _spatial_rf(self, tensor: str) -> ReceptiveField | None | _Unknown:
         """The field of a tensor over the spatial axes of the input it comes from, if all are still there."""
         states = self.rf.get(tensor)
+        if states is _UNKNOWN:
+            return _UNKNOWN
         if not states:
             return None
         present = {s[:2]: s for s in states if s is not None and s[:2] in self.spatial_origins}
@@ -989,19 +1243,30 @@ class _Analysis:
         if len(inputs) != 1 or set(present) != {o for o in self.spatial_origins if o[0] in inputs}:
             return None
         ss = [present[o] for o in sorted(present)]
+        oks = [s[5] for s in ss]
         return ReceptiveField(tuple(s[2] for s in ss), tuple(s[3] for s in ss), tuple(s[4] for s in ss),
-                              all(s[5] for s in ss))
+                              False if False in oks else None if None in oks else True)
 
     def _spatial_axes(self, tensor: str) -> tuple[int, ...]:
-        states = self.rf.get(tensor) or ()
+        states = self.rf.get(tensor)
+        if not isinstance(states, tuple):
+            return ()
         return tuple(i for i, s in enumerate(states) if s is not None and s[:2] in self.spatial_origins)
 
-    def _spatial_extent(self, tensor: str) -> tuple[int, ...] | None:
+    def _spatial_extent(self, tensor: str) -> tuple[int | None, ...] | None:
         states = self.rf.get(tensor)
         shape = self.shape.get(tensor)
-        if not states or shape is None:
+        if not isinstance(states, tuple) or shape is None:
             return None
-        return tuple(_dim(shape, i) for i, s in enumerate(states) if s is not None and s[:2] in self.spatial_origins)
+        return tuple(self._size(shape, i, s) for i, s in enumerate(states)
+                     if s is not None and s[:2] in self.spatial_origins)
+
+    def _size(self, shape, axis: int, state) -> int | None:
+        """A tensor's size along an axis, None when not inferred or when it follows from an input
+        dim set to 1 by default (the state's origin axis)."""
+        if state is not None and state[:2] in self.defaulted:
+            return None
+        return _dim(shape, axis)
 
     def _layer_outputs(self, layer: str) -> list[str]:
         """Tensors a layer hands to other layers or to the graph's outputs."""
@@ -1010,31 +1275,47 @@ class _Analysis:
             succ = self.G.succ
             for nid, data in self.data_ops:
                 own = self.layer_of[nid]
+                used = {t for e in succ[nid].values() for t in e["tensors"]}
                 for t in data["outputs"]:
                     if not _is_data(t) or t.name in self.const:
                         continue
+                    if t.name not in used and used:
+                        continue  # an output nothing reads beside one that is read (Dropout's mask)
                     consumers = [v for v, e in succ[nid].items() if t.name in e["tensors"]]
                     if not consumers or any(self.layer_of.get(v) != own for v in consumers):
                         outputs.setdefault(own, []).append(t.name)
             self._outputs = outputs
         return self._outputs.get(layer, [])
 
-    def _layer_rf(self, layer: str) -> ReceptiveField | None:
+    def _layer_rf(self, layer: str) -> ReceptiveField | None | _Unknown:
         fields = [f for f in (self._spatial_rf(t) for t in self._layer_outputs(layer)) if f is not None]
         if not fields:
             return None
+        if _UNKNOWN in fields:
+            return _UNKNOWN
+        if len(fields) == 1:
+            return fields[0]
+        if any(None in f.size for f in fields):
+            return _UNKNOWN  # the largest of fields, some of them unknown
         return max(fields, key=lambda f: (prod(f.size), f.size))
 
-    def _final_layer(self) -> str | None:
-        final = None
+    def _final_layer(self) -> tuple[str | None, str | None]:
+        """(The last layer whose output still has spatial extent, whose field is the network's;
+        None and the first later layer whose field or spatial size is not known, when there is one.)"""
+        final = unknown = None
         for layer in self.L:
             if layer.startswith(("input:", "output:")):
                 continue
             for t in self._layer_outputs(layer):
-                extent = self._spatial_extent(t)
-                if self._spatial_rf(t) is not None and extent and any(e and e > 1 for e in extent):
-                    final = layer
-        return final
+                field = self._spatial_rf(t)
+                if field is None:
+                    continue
+                extent = None if field is _UNKNOWN else self._spatial_extent(t)
+                if extent and any(e is not None and e > 1 for e in extent):
+                    final, unknown = layer, None
+                elif unknown is None and (extent is None or None in extent):
+                    unknown = layer
+        return (None, unknown) if unknown is not None else (final, None)
 
     # --- kernel stacks --------------------------------------------------------------------
 
@@ -1043,13 +1324,18 @@ class _Analysis:
         if data is None or data["op_type"] != "Conv":
             return None
         w = data["inputs"][1]
-        kernel = data["attrs"].get("kernel_shape") or (tuple(w.shape[2:]) if w.shape else None)
+        kernel = data["attrs"].get("kernel_shape") or (tuple(w.shape[2:]) if _concrete(w.shape) else None)
         if not kernel:
             return None
         n = len(kernel)
         dil = data["attrs"].get("dilations") or (1,) * n
         strides = tuple(data["attrs"].get("strides") or (1,) * n)
         return tuple(d * (k - 1) + 1 for k, d in zip(kernel, dil)), strides
+
+    def _kernel_unknown(self, layer: str) -> bool:
+        """A weighted conv layer whose kernel size is neither an attribute nor an inferred shape."""
+        _, data = self.kernel_op.get(layer, (None, None))
+        return data is not None and data["op_type"] == "Conv" and self._conv_geometry(layer) is None
 
     def _stacks(self) -> list[KernelStack]:
         link: dict[str, str] = {}
@@ -1064,6 +1350,8 @@ class _Analysis:
                     break
                 u = preds[0]
                 if u in self.weighted or any(d["op_type"] in WINDOW_OPS | GLOBAL_POOLS for _, d in self.ops_of.get(u, [])):
+                    break
+                if self._layer_rf(u) is _UNKNOWN:  # what it does to the spatial axes is not known
                     break
             gu = self._conv_geometry(u) if u in self.weighted and u != v else None
             if gu is not None and max(gu[0]) > 1:
@@ -1127,20 +1415,39 @@ class _Analysis:
             if n.startswith(("input:", "output:")):
                 t = self.G.nodes[n]["tensor"]
                 outs, shape = [t.name], t.shape
-            else:
-                shape = self.shape.get(outs[-1]) if outs else None
+            else:  # the last output with a shape (not an unused Dropout mask)
+                shape = next((self.shape[t] for t in reversed(outs) if self.shape.get(t) is not None),
+                             self.shape.get(outs[-1]) if outs else None)
             rf = self._layer_rf(n) if ops else (self._spatial_rf(outs[0]) if outs else None)
             out.append(Layer(
                 name=n, block=self.block_of.get(n, n), kind=kind,
-                op_types=tuple(dict.fromkeys(d["op_type"] for _, d in ops)), macs=int(self.macs.get(n, 0)),
+                op_types=tuple(dict.fromkeys(d["op_type"] for _, d in ops)), macs=self._layer_macs([n]),
                 kernel=kernel, stride=stride, depth=depth[n],
                 predecessors=tuple(self.L.predecessors(n)), successors=tuple(self.L.successors(n)),
                 output_shape="x".join("?" if not isinstance(d, int) else str(d) for d in shape) if shape else "",
-                receptive_field=rf, spatial_axes=self._spatial_axes(outs[-1]) if outs else ()))
+                receptive_field=None if rf is _UNKNOWN else rf, field_unknown=rf is _UNKNOWN,
+                spatial_axes=self._spatial_axes(outs[-1]) if outs else ()))
         return out
 
 
 # --- helpers ----------------------------------------------------------------------------------
+
+def _inferred(shape) -> bool:
+    """Whether shape inference gave this shape: its rank and every dim. A symbolic dim of the
+    file's is known; `unk__N` is the name onnx gives a dim it could not infer."""
+    return shape is not None and not any(d is None or isinstance(d, str) and d.startswith("unk__") for d in shape)
+
+
+def _concrete(shape) -> bool:
+    return shape is not None and all(isinstance(d, int) for d in shape)
+
+
+def _axis_of(axis: int, rank: int | None) -> int | None:
+    """An axis attribute made non-negative; None when that needs a rank not known."""
+    if axis >= 0:
+        return axis
+    return None if rank is None else axis + rank
+
 
 def _dim(shape, axis):
     if shape is None or axis is None or axis >= len(shape):
@@ -1205,26 +1512,47 @@ def _map_states(in_shape, out_shape, states):
     return tuple(out)
 
 
-def _step(s, kernel: int, stride: int, begin: int):
+def _step(s, kernel: int | None, stride: int | None, begin: int | None):
+    """One more window on an axis: field size r + (k - 1) j, stride j s, padding p + b j (None
+    wherever a term is not known)."""
     origin, axis, r, j, p, ok = s
-    return (origin, axis, r + (kernel - 1) * j, j * stride, p + begin * j, ok)
+    return (origin, axis, None if r is None or kernel is None or j is None else r + (kernel - 1) * j,
+            None if j is None or stride is None else j * stride,
+            None if p is None or begin is None or j is None else p + begin * j, ok)
 
 
-def _crop(s, start: int):
-    if s is None or not start:
+def _shift(s, begin: int | None):
+    """Padding of `begin` input steps before an axis (None: not known)."""
+    origin, axis, r, j, p, ok = s
+    return (origin, axis, r, j, None if p is None or begin is None or j is None else p + begin * j, ok)
+
+
+def _crop(s, start: int | None):
+    if s is None or start == 0:
         return s
-    origin, axis, r, j, p, ok = s
-    return (origin, axis, r, j, p - start * j, ok)
+    return _shift(s, None if start is None else -start)
 
 
 def _merge(states: list):
     """Several paths meet: keep the largest field (and its stride and padding); aligned only if
-    every path has the same stride and the same centre, (size - 1) / 2 - padding."""
+    every path has the same stride and the same centre, (size - 1) / 2 - padding. A figure that
+    depends on one not known is None."""
     if any(s is None for s in states):
         return None
     if len({s[:2] for s in states}) != 1:
         return None
-    best = max(states, key=lambda s: (s[2], -s[4]))
-    ok = all(s[5] for s in states) and len({s[3] for s in states}) == 1 and \
-        len({(s[2] - 1) / 2 - s[4] for s in states}) == 1
-    return best[:5] + (ok,)
+    if len(set(states)) == 1:
+        return states[0]
+    oks = [s[5] for s in states]
+    if all(None not in s[2:5] for s in states):
+        best = max(states, key=lambda s: (s[2], -s[4]))
+        same = len({s[3] for s in states}) == 1 and len({(s[2] - 1) / 2 - s[4] for s in states}) == 1
+        return best[:5] + (False if not same or False in oks else None if None in oks else True,)
+    sizes = [s[2] for s in states]
+    r = None if None in sizes else max(sizes)
+    top = states if r is None else [s for s in states if s[2] == r]
+    j = top[0][3] if len({s[3] for s in top}) == 1 else None
+    p = min(s[4] for s in top) if r is not None and None not in (s[4] for s in top) else None
+    strides = {s[3] for s in states}
+    ok = False if False in oks or (None not in strides and len(strides) > 1) else None
+    return (states[0][0], states[0][1], r, j, p, ok)

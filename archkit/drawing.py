@@ -27,7 +27,8 @@ from archkit.connectivity import PUBLISHED_RECEPTIVE_FIELDS, Connectivity, Dense
 from archkit.escape import Markdown, md, md_code
 from archkit.io import png_bytes
 
-__all__ = ["LAYER_LIMIT", "MAX_ROWS", "DPI", "markdown", "csv", "dot", "png", "figure", "dense_png", "files", "text"]
+__all__ = ["LAYER_LIMIT", "MAX_ROWS", "DPI", "markdown", "csv", "dot", "png", "figure", "dense_png", "files", "text",
+           "unknowns"]
 
 LAYER_LIMIT = 100  # layers up to which the PNG is drawn layer by layer
 MAX_ROWS = 50  # rows of a drawing (topological generations); later rows are left to connectivity.dot
@@ -89,8 +90,73 @@ def _short(name: str, block: str) -> str:
     return name
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}%"
+def _pct(x: float | None) -> str:
+    return "unknown" if x is None else f"{100 * x:.1f}%"
+
+
+# --- what could not be computed ---------------------------------------------------------------
+
+def _shapes_why(conn: Connectivity, show=esc.name) -> str:
+    n = len(conn.shapes_unknown)
+    return f"shapes of {n:,} op{'s' * (n != 1)} not inferred, e.g. {show(conn.shapes_unknown[0])}" if n else ""
+
+
+def _macs_why(conn: Connectivity, show=esc.name) -> str:
+    n = len(conn.macs_unknown)
+    return f"MACs of {n:,} op{'s' * (n != 1)} not known, e.g. {show(conn.macs_unknown[0])}"
+
+
+def _field_why(conn: Connectivity, show=esc.name) -> str:
+    """Why the network's receptive field is unknown."""
+    layer = conn.layer(conn.final_unknown)
+    parts = [f"the field is not known at {show(layer.name)}" if layer.field_unknown else
+             f"the spatial size of {show(layer.name)}'s output is not known"]
+    if conn.free_spatial_dims:
+        dims = ", ".join(show(d) for d in conn.free_spatial_dims)
+        parts.append(f"the input's spatial dims {dims} are free (fix them with --input-shape)")
+    if conn.shapes_unknown:
+        parts.append(_shapes_why(conn, show))
+    return "; ".join(parts)
+
+
+def unknowns(conn: Connectivity, show=esc.name) -> list[str]:
+    """What connectivity could not compute, one line each (empty when every figure is known): the
+    CLI's warnings and the notes of the text and markdown. `show` renders a name (escape.name for
+    the terminal, escape.md_code for markdown)."""
+    out = []
+    layers = [l for l in conn.layers if l.field_unknown]
+    partial = [l for l in conn.layers if l.receptive_field is not None and not l.receptive_field.complete]
+    if conn.final_unknown is not None:
+        out.append(f"the network's receptive field is unknown: {_field_why(conn, show)}")
+    if layers or partial:
+        what = ", ".join(x for x in (f"unknown at {len(layers):,} layers" if layers else "",
+                                     f"in part unknown (size, stride or padding) at {len(partial):,}" if partial else "")
+                         if x)
+        first = f" (from {show(conn.rf_unknown_at[0])} on)" if conn.rf_unknown_at else ""
+        out.append(f"receptive fields {what}{first}" + (f": {_shapes_why(conn, show)}" if conn.shapes_unknown else ""))
+    pairs = sum(f.macs is None for f in conn.fork_joins)
+    if conn.free_spatial_dims and conn.fork_joins:
+        dims = ", ".join(show(d) for d in conn.free_spatial_dims)
+        out.append(f"MAC shares are those at {dims} = 1, the free dims' value for inference (fix them with --input-shape)")
+    if conn.macs_unknown:
+        out.append(f"{_macs_why(conn, show)} (no cost rule, or shape not inferred): "
+                   + (f"MAC shares of {pairs:,} of {len(conn.fork_joins):,} fork/join pairs unknown, "
+                      if pairs else "")
+                   + "per-layer MACs unknown where they lie")
+    cats = sum(c.sources is None for c in conn.concats)
+    readers = sum(not d.targets_known for d in conn.dense_blocks)
+    if conn.provenance_unknown_at and (cats or readers):  # else no figure needs it
+        out.append(f"channel provenance lost from {show(conn.provenance_unknown_at[0])} on "
+                   f"({_shapes_why(conn, show) or 'shapes not inferred'}): "
+                   + (f"the layers {cats:,} concatenations carry are unknown, and dense blocks may be missing or "
+                      "shorter" if cats else "")
+                   + ("; " if cats and readers else "")
+                   + (f"the layers reading {readers:,} dense blocks are unknown" if readers else ""))
+    if conn.kernels_unknown:
+        n = len(conn.kernels_unknown)
+        out.append(f"kernel sizes of {n:,} conv layer{'s' * (n != 1)} not known, e.g. {show(conn.kernels_unknown[0])}: "
+                   "kernel stacks through them are left out")
+    return out
 
 
 def markdown(conn: Connectivity, name: str, *, images: bool = True) -> str:
@@ -115,8 +181,18 @@ def markdown(conn: Connectivity, name: str, *, images: bool = True) -> str:
     ]
     if conn.dense_blocks:
         rows.append(("dense blocks", Markdown(", ".join(f"{md(d.name)}: {d.layers} layers" for d in conn.dense_blocks))))
-    rows.append(("receptive field", Markdown(f"{md_code(conn.final_layer)}: {_rf(rf)}") if rf else "no spatial layer"))
+    if rf:
+        field = Markdown(f"{md_code(conn.final_layer)}: {md(_rf(rf))}")
+    elif conn.final_unknown is not None:
+        field = Markdown(f"unknown ({_field_why(conn, md_code)})")
+    else:
+        field = "no spatial layer"
+    rows.append(("receptive field", field))
     out += _table(("", ""), rows) + [""]
+    notes = unknowns(conn, _code)
+    if notes:
+        out += ["**Not computed** (a figure that needs what is not known is given as unknown, never as a guess):", ""]
+        out += [f"- {n}" for n in notes] + [""]
     if images:
         hidden_rows, _ = _hidden_rows(_picture(conn)[0])
         out += [f"![{md(name)}: the wiring, one node per {level[:-1]}](connectivity.png)", "",
@@ -139,8 +215,8 @@ def markdown(conn: Connectivity, name: str, *, images: bool = True) -> str:
                 label = " → ".join(md(_short(l, f.block)) for l in b.layers if conn.layer(l).weighted) or \
                     " → ".join(md(_short(l, f.block)) for l in b.layers)
                 parts.append(f"{label} ({b.weighted}, {_pct(b.share)})")
-            rows.append((md_code(f.join), f.block, md_code(f.fork), len(f.branches), f.paths, f.macs,
-                         Markdown("; ".join(parts))))
+            rows.append((md_code(f.join), f.block, md_code(f.fork), len(f.branches), f.paths,
+                         "unknown" if f.macs is None else f.macs, Markdown("; ".join(parts))))
         out += _table(("join", "block", "fork", "branches", "paths", "MACs", "branches: weighted layers, MAC share"),
                       rows, "lllrrrl") + [""]
 
@@ -159,22 +235,23 @@ def markdown(conn: Connectivity, name: str, *, images: bool = True) -> str:
                 "Per Concat: the tensors it joins, and the earlier layers whose features (channels) its output "
                 "carries, followed back through elementwise ops, pooling, transposes and reshapes.", ""]
         out += _table(("Concat", "block", "inputs", "layers carried", "from"),
-                      [(md_code(c.layer), c.block, c.inputs, len(c.sources), _few(c.sources))
-                       for c in conn.concats], "llrrl") + [""]
+                      [(md_code(c.layer), c.block, c.inputs, "unknown" if c.sources is None else len(c.sources),
+                        "" if c.sources is None else _few(c.sources)) for c in conn.concats], "llrrl") + [""]
 
     if conn.dense_blocks:
         out += ["### Dense blocks", "",
                 "Chains of concatenations, each feeding the next. Row s of a block's matrix is a source (s = 0: the "
                 "block's input; s = i: the features dense layer i adds), column ℓ a weighted layer that reads them "
                 "(the first conv of dense layer ℓ, then what reads the block's output): the DenseNet paper's Figure 5. "
-                + ("The weights here are untrained (seeded), so the drawing shows structure: which sources each layer "
+                + ("No weights were read (archkit's own exports are untrained, and a file may not store them, or "
+                   "its channel counts may not be inferred), so the drawing shows structure: which sources each layer "
                    "reads." if not any(d.mean_abs_weight for d in conn.dense_blocks) else
                    "Cells hold the mean absolute kernel weight per input map from each source."), ""]
         if images:
             out += [f"![{md(name)}: dense-block connectivity](dense_blocks.png)", ""]
         out += _table(("block", "layers", "sources", "fan-in per layer (earlier layers read)", "output read by"),
                       [(d.name, d.layers, len(d.sources), _fan_in(d),
-                        Markdown(", ".join(md_code(t) for t in d.targets[d.layers:])))
+                        Markdown(", ".join(md_code(t) for t in d.targets[d.layers:])) if d.targets_known else "unknown")
                        for d in conn.dense_blocks], "lrrll") + [""]
 
     out += ["### Receptive field", ""]
@@ -191,11 +268,11 @@ def markdown(conn: Connectivity, name: str, *, images: bool = True) -> str:
     rows = []
     ends = _block_ends(conn)
     for block, layer in ends:
-        rf = layer.receptive_field
-        rows.append((block, md_code(layer.name), _spatial_shape(layer), _xy(rf.size), _xy(rf.stride), _xy(rf.padding),
-                     "yes" if rf.aligned else Markdown("**no**")))
+        rf = layer.receptive_field or ReceptiveField((None,), (None,), (None,), None)  # field_unknown
+        rows.append((block, md_code(layer.name), _spatial_shape(layer) or "unknown", _xy(rf.size), _xy(rf.stride),
+                     _xy(rf.padding), "yes" if rf.aligned else "unknown" if rf.aligned is None else Markdown("**no**")))
     if rows:
-        two = all(len(l.spatial_axes) == 2 for _, l in ends)
+        two = all(len(l.spatial_axes) == 2 for _, l in ends if not l.field_unknown)
         layout = "height x width x channels" if two else "spatial dimensions, then channels"
         out += [f"At the last layer of each block (every layer's in `connectivity.csv`). Outputs are {layout}, "
                 "batch left out, whatever the ONNX graph's layout (`connectivity.csv` keeps the graph's own):", ""]
@@ -213,7 +290,9 @@ def markdown(conn: Connectivity, name: str, *, images: bool = True) -> str:
             except KeyError:
                 layer = None
             rf = layer.receptive_field if layer else None
-            if rf is None:
+            if layer is not None and (layer.field_unknown or rf is not None and None in rf.size + rf.stride):
+                verdict = "unknown"
+            elif rf is None:
                 verdict = Markdown("**not found**")
             elif (rf.size[0], rf.stride[0]) == (p.size, p.stride):
                 verdict = "same size and stride"
@@ -241,7 +320,13 @@ def _spatial_shape(layer) -> str:
 
 
 def _xy(v) -> str:
-    return str(v[0]) if len(set(v)) == 1 else "x".join(map(str, v))
+    if all(x is None for x in v):
+        return "unknown"
+    return str(v[0]) if len(set(v)) == 1 else "x".join("?" if x is None else str(x) for x in v)
+
+
+def _code(name: str) -> Markdown:
+    return md_code(name, table=False)
 
 
 def _few(names: Sequence[str], n: int = 4) -> Markdown:
@@ -250,6 +335,8 @@ def _few(names: Sequence[str], n: int = 4) -> Markdown:
 
 
 def _fan_in(d: DenseBlock) -> str:
+    if not d.targets_known:
+        return "unknown (channel provenance not inferred)"
     f = list(d.fan_in)
     inner, outer = f[:d.layers], f[d.layers:]
     text = ", ".join(map(str, inner)) if len(inner) <= 8 else \
@@ -260,7 +347,7 @@ def _fan_in(d: DenseBlock) -> str:
 def _block_ends(conn: Connectivity):
     last = {}
     for l in conn.layers:
-        if l.receptive_field is not None and l.kind not in ("input", "output"):
+        if (l.receptive_field is not None or l.field_unknown) and l.kind not in ("input", "output"):
             last[l.block] = l
     order = list(dict.fromkeys(l.block for l in conn.layers))
     return [(b, last[b]) for b in order if b in last]
@@ -406,8 +493,9 @@ def _block_labels(conn: Connectivity, g: nx.DiGraph) -> dict[str, str]:
             continue
         lines = [esc.plot(b)]
         w = sum(1 for l in ls if l.weighted)
-        macs = sum(l.macs for l in ls)
-        lines.append(f"{w} weighted, {macs / 1e6:,.0f}M MACs" if w else f"{len(ls)} layer{'s' * (len(ls) != 1)}")
+        macs = None if any(l.macs is None for l in ls) else sum(l.macs for l in ls)
+        lines.append((f"{w} weighted, " + ("MACs unknown" if macs is None else f"{macs / 1e6:,.0f}M MACs")) if w else
+                     f"{len(ls)} layer{'s' * (len(ls) != 1)}")
         if b in dense:
             lines.append(f"dense: {dense[b].layers} layers")
         elif res.get(b):
@@ -505,6 +593,12 @@ def dense_png(conn: Connectivity, name: str) -> bytes:
     weighted = all(d.mean_abs_weight is not None for d in blocks)
     fig, axes = plt.subplots(1, len(blocks), figsize=(3.2 * len(blocks) + 0.6, 3.6), squeeze=False)
     for ax, d in zip(axes[0], blocks):
+        if not d.targets_known or not d.targets:  # no matrix to draw: say so in its place
+            ax.axis("off")
+            ax.set_title(f"{esc.plot(d.name)} ({d.layers} layers)", fontsize=9)
+            ax.text(0.5, 0.5, "which layers read it: unknown\n(channel provenance not inferred)", ha="center",
+                    va="center", fontsize=8, transform=ax.transAxes)
+            continue
         m = np.array(d.mean_abs_weight if weighted else d.matrix, dtype=float)
         if not weighted:
             m = np.where(m > 0, 1.0, np.nan)
@@ -537,10 +631,17 @@ def text(conn: Connectivity, name: str) -> str:
     lines = [f"{n(name)}: {s['layers']:,} layers ({conn.weighted_layers:,} weighted); depth {conn.depth} weighted layers; "
              f"at most {conn.max_parallel_paths} parallel paths"]
     rf = conn.final_rf
-    lines.append(f"receptive field: {n(conn.final_layer)} {rf.text}" if rf else "receptive field: no spatial layer")
+    if rf:
+        lines.append(f"receptive field: {n(conn.final_layer)} {rf.text}")
+    elif conn.final_unknown is not None:
+        lines.append(f"receptive field: unknown ({_field_why(conn)})")
+    else:
+        lines.append("receptive field: no spatial layer")
+    # the network's field is said on the line above
+    lines += [f"not computed: {u}" for u in unknowns(conn)[conn.final_unknown is not None:]]
     lines.append(f"fork/join pairs: {len(conn.fork_joins)}")
     for f in conn.fork_joins:
-        shares = " ".join(_pct(b.share) for b in f.branches)
+        shares = " ".join(_pct(b.share) for b in f.branches) if f.macs is not None else "unknown"
         lines.append(f"  {n(f.join)}  {len(f.branches)} branches, {f.paths} paths  fork {n(f.fork)}  MAC shares {shares}")
     lines.append(f"residual Adds: {len(conn.residuals)}, {s['projection_shortcuts']} with a projection shortcut")
     for r in conn.residuals:
@@ -548,11 +649,12 @@ def text(conn: Connectivity, name: str) -> str:
                      + ("projection " + ", ".join(map(n, r.shortcut)) if r.projection else "identity"))
     lines.append(f"concatenations: {len(conn.concats)}")
     for c in conn.concats:
-        lines.append(f"  {n(c.layer)}  {c.inputs} inputs, carries {len(c.sources)} layers")
+        lines.append(f"  {n(c.layer)}  {c.inputs} inputs, carries "
+                     + ("unknown layers" if c.sources is None else f"{len(c.sources)} layers"))
     lines.append(f"dense blocks: {len(conn.dense_blocks)}")
     for d in conn.dense_blocks:
-        lines.append(f"  {n(d.name)}  {d.layers} layers, fan-in {_fan_in(d)}; "
-                     f"output read by {', '.join(map(n, d.targets[d.layers:]))}")
+        readers = ", ".join(map(n, d.targets[d.layers:])) if d.targets_known else "unknown"
+        lines.append(f"  {n(d.name)}  {d.layers} layers, fan-in {_fan_in(d)}; output read by {readers}")
     if conn.stacks:
         groups: dict = defaultdict(list)
         for st in conn.stacks:

@@ -374,3 +374,228 @@ def test_alexnet_receptive_field_definitions(arch_run):
     assert (pool5.size[0], pool5.stride[0]) == (195, 32)  # TF-slim alexnet_v2/pool5, the published 195 / 32
     assert (conv5.size[0], conv5.stride[0]) == (163, 16)  # its conv5
     assert c.depth == 8
+
+
+# --- figures that need shapes: unknown, never a wrong number -------------------------------------
+
+@pytest.fixture
+def no_shapes(monkeypatch):
+    """Shape inference withheld: the analysis graph keeps only what the file declares (graph
+    inputs, initializers), as when every engine fails on a file."""
+    import archkit.graph as graph
+
+    monkeypatch.setattr(graph, "_infer_bounded", lambda model, skeleton: (onnx.load_from_string(skeleton), False))
+    monkeypatch.setattr(graph, "_engine", lambda *args, **kwargs: 0)
+    monkeypatch.setattr(graph, "_symbolic_infer", lambda inferred: (None, None))
+
+
+def _too_big_reshape(n: Net, layer: str, x: str, shape) -> str:
+    """A Reshape of `x` to `shape` whose target is computed from a 1,000 x 1,000 broadcast: too
+    large for the shape engine to evaluate (tests/test_shapes.py), so its output shape stays unknown."""
+    r = lambda name, v: n.inits.append(numpy_helper.from_array(np.array(v, np.int64), f"{layer}_{name}"))  # noqa: E731
+    for name, v in (("zero", 0), ("n", 1000), ("one", 1), ("ax1", [1]), ("ax0", [0]), ("ax01", [0, 1]),
+                    ("head", list(shape[:-1])), ("last", shape[-1])):
+        r(name, v)
+    k = lambda name: f"{layer}_{name}"  # noqa: E731
+    n.nodes += [helper.make_node("Range", [k("zero"), k("n"), k("one")], [k("v")]),
+                helper.make_node("Unsqueeze", [k("v"), k("ax1")], [k("col")]),
+                helper.make_node("Add", [k("v"), k("col")], [k("grid")]),
+                helper.make_node("ReduceMax", [k("grid"), k("ax01")], [k("big")], keepdims=0),
+                helper.make_node("Sub", [k("big"), k("big")], [k("naught")]),
+                helper.make_node("Add", [k("naught"), k("last")], [k("count")]),
+                helper.make_node("Unsqueeze", [k("count"), k("ax0")], [k("count1")]),
+                helper.make_node("Concat", [k("head"), k("count1")], [k("target")], axis=0)]
+    return n._add("Reshape", layer, [x, k("target")], n.channels[x])
+
+
+def _reshape_in_a_residual():
+    """c1, then two branches: a Reshape the engine cannot size, then c2; and c4. Added."""
+    n = Net()
+    a = n.conv("c1", "x", 8)
+    left = n.conv("c2", _too_big_reshape(n, "rs", a, (1, 8, 16, 16)), 8)
+    right = n.conv("c4", a, 8)
+    return n.model(n.relu("out", n.add("add", left, right)))
+
+
+def test_unknown_shapes_make_fields_and_shares_unknown_not_wrong(capsys):
+    from archkit import drawing
+
+    a = analyse_model(_reshape_in_a_residual(), name="rs")
+    c = a.connectivity
+    assert "rs/Reshape" in a.costs.unknown or "c2/Conv" in a.costs.unknown  # the premise: shapes stop there
+    # shape-free figures stay
+    assert (c.depth, c.weighted_layers, c.max_parallel_paths) == (2, 3, 2)
+    assert [(r.fork, r.span) for r in c.residuals] == [("c1", 1)]
+    (f,) = c.fork_joins
+    assert (f.fork, f.join, f.paths) == ("c1", "add", 2)
+    assert c.layer("add").predecessors == ("c2", "c4")
+    # the field before the Reshape is known; from it on, it is unknown
+    rf = c.layer("c1").receptive_field
+    assert (rf.size, rf.stride, rf.padding) == ((3, 3), (1, 1), (1, 1))
+    for layer in ("rs", "c2", "add", "out"):
+        assert c.layer(layer).receptive_field is None and c.layer(layer).field_unknown
+    assert c.final_layer is None and c.final_rf is None and c.final_unknown is not None
+    assert c.rf_unknown_at[0] == "rs/Reshape" and c.shapes_unknown[0] == "rs/Reshape"
+    assert [s.layers for s in c.stacks] == [("c1", "c4")]  # not through the Reshape: it may move the axes
+    # MACs: c4's are known (16·16·9·8·8), the other branch's are not: no share is given
+    assert c.layer("c4").macs == 16 * 16 * 9 * 8 * 8 and c.layer("c2").macs is None
+    right = next(b for b in f.branches if b.layers == ("c4",))
+    assert right.macs == 16 * 16 * 9 * 8 * 8
+    assert f.macs is None and all(b.share is None for b in f.branches)
+    assert not c.complete
+
+    text = drawing.text(c, "rs")
+    assert "receptive field: unknown (the field is not known at add; shapes of 2 ops not inferred, e.g. rs/Reshape)" \
+        in text
+    assert "MAC shares unknown" in text and "%" not in text
+    assert any(line.startswith("not computed: MACs of") for line in text.splitlines())
+    summary = c.summary()
+    assert summary["receptive_field"] is None and summary["unknown"]["mac_shares"] == 1
+    assert summary["unknown"]["first"]["shape"] == "rs/Reshape"
+    rows = {r["layer"]: r for r in c.to_frame().to_dict("records")}
+    assert (rows["c2"]["rf_size"], rows["c2"]["macs"]) == ("unknown", "unknown")
+    assert (rows["c1"]["rf_size"], rows["c1"]["macs"]) == ("3x3", 16 * 16 * 9 * 8 * 8)
+    md = drawing.markdown(c, "rs", images=False)
+    assert "| receptive field | unknown (" in md and "**Not computed**" in md and "%" not in md
+    assert "| `add` | add | `c1` | 2 | 2 | unknown |" in md
+
+
+def test_cli_warns_on_stderr_when_figures_are_unknown(tmp_path, capsys):
+    from archkit.cli import main
+
+    path = tmp_path / "rs.onnx"
+    onnx.save(_reshape_in_a_residual(), path)
+    assert main(["connectivity", str(path), "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    import json
+
+    data = json.loads(captured.out)
+    assert data["receptive_field"] is None and data["unknown"]["receptive_field"] is True
+    assert data["detail"]["fork_joins"][0]["macs"] is None
+    assert "archkit: warning: connectivity: the network's receptive field is unknown" in captured.err
+    assert "MAC shares of 1 of 1 fork/join pairs unknown" in captured.err
+    assert main(["connectivity", str(path), "--format", "csv"]) == 0
+    assert "warning: connectivity:" in capsys.readouterr().err
+
+
+def test_an_uncosted_op_makes_shares_unknown():
+    """An op of a custom domain in one branch: no cost rule, and its output shape is unknown, so
+    what follows it has no MACs either. The other pair (no custom op in its branches) keeps its shares."""
+    n = Net()
+    a = n.conv("c1", "x", 8)
+    m = n._add("Mystery", "m", [a], 8)
+    n.nodes[-1].domain = "com.example"
+    y = n.add("add1", n.conv("c2", m, 8), n.conv("c3", a, 8))
+    model = n.model(y)
+    model.opset_import.append(helper.make_opsetid("com.example", 1))
+    c = connectivity(model)
+    assert "m/Mystery" in c.macs_unknown
+    (f,) = c.fork_joins
+    assert f.macs is None and [b.share for b in f.branches] == [None, None]
+    assert c.layer("c3").macs == 16 * 16 * 9 * 8 * 8 and c.layer("m").macs is None
+
+    n = Net()
+    a = n.conv("c1", "x", 8)
+    b, d = n.conv("b", a, 4), n.conv("d", a, 4, (5, 5))
+    y = n.concat("cat", b, d)
+    m = n._add("Mystery", "m", [y], 8)
+    n.nodes[-1].domain = "com.example"
+    model = n.model(m)
+    model.opset_import.append(helper.make_opsetid("com.example", 1))
+    (f,) = connectivity(model).fork_joins  # the custom op is after the pair: its shares are exact
+    assert [b.share for b in f.branches] == pytest.approx([9 / 34, 25 / 34])
+
+
+def _attribute_chain():
+    n = Net()
+    y = n.conv("c1", "x", 8)                                            # 3x3/1, pads 1
+    y = n.conv("c2", y, 8, stride=2, auto_pad="SAME_UPPER")              # 16 → 8: total pad 1, 0 before
+    y = n.conv("c3", y, 8, auto_pad="SAME_UPPER")                        # stride 1: total pad 2, 1 before
+    y = n.maxpool("p", y)                                               # 2x2/2
+    return n.model(n._add("GlobalAveragePool", "gap", [y], 8))
+
+
+def test_fields_from_attributes_alone(no_shapes):
+    """Without any shape, fields come from kernel, stride and pad attributes; only what needs a
+    size is unknown: SAME padding with a stride of 2, a global pool's field, the last spatial layer."""
+    from archkit import drawing
+
+    c = connectivity(_attribute_chain())
+    assert all(not l.output_shape for l in c.layers if l.kind not in ("input",))  # the premise
+    f = {l.name: l.receptive_field for l in c.layers}
+    assert (f["c1"].size, f["c1"].stride, f["c1"].padding) == ((3, 3), (1, 1), (1, 1))
+    assert (f["c2"].size, f["c2"].stride, f["c2"].padding) == ((5, 5), (2, 2), (None, None))
+    assert (f["c3"].size, f["c3"].stride, f["c3"].padding) == ((9, 9), (2, 2), (None, None))
+    assert (f["p"].size, f["p"].stride) == ((11, 11), (4, 4))
+    assert f["gap"].size == (None, None)
+    assert c.final_layer is None and c.final_unknown == "c1"
+    assert "c2/Conv" in c.rf_unknown_at and [(s.layers, s.field) for s in c.stacks] == [(("c1", "c2", "c3"), (9, 9))]
+    assert f["c2"].text == "5 / 2, padding unknown"
+    text = drawing.text(c, "chain")
+    assert "receptive field: unknown (the spatial size of c1's output is not known; shapes of 5 ops not inferred, " \
+        "e.g. c1/Conv)" in text
+    assert "receptive fields in part unknown (size, stride or padding) at " in text
+
+
+def test_fields_from_attributes_agree_with_shapes():
+    """The same chain with its shapes: sizes and strides as without them; the paddings SAME
+    needed the sizes for: c2 pads 0 before (16 → 8), c3 1 step of 2 more."""
+    c = connectivity(_attribute_chain())
+    assert c.complete
+    f = {l.name: l.receptive_field for l in c.layers}
+    assert [(f[k].size, f[k].stride, f[k].padding) for k in ("c2", "c3", "p")] == [
+        ((5, 5), (2, 2), (1, 1)), ((9, 9), (2, 2), (3, 3)), ((11, 11), (4, 4), (3, 3))]
+    assert c.final_layer == "p"
+
+
+def test_light_densenet121_without_shapes_prints_no_wrong_number(no_shapes, capsys):
+    """A real file (the Caffe2 zoo's DenseNet-121 in the onnx package) with shape inference withheld:
+    no MAC share, no network receptive field, no per-layer MAC is printed as a number; what is
+    missing is named; the wiring (depth 121, 58 concatenations) stays."""
+    from archkit import drawing
+    from archkit.cli import main
+    from archkit.onnxfile import analyse_file
+    from tests.onnx_builders import light_model
+
+    path = light_model("densenet121")
+    proto = onnx.load(path)
+    first_conv = next(node.name or node.output[0] for node in proto.graph.node if node.op_type == "Conv")
+    a = analyse_file(path, connectivity=True)
+    c = a.connectivity
+    assert a.costs.total()["macs"] == 0  # the premise: no conv could be costed
+    assert (c.depth, c.weighted_layers, len(c.concats), len(c.fork_joins)) == (121, 121, 58, 58)
+    assert all(f.macs is None and all(b.share is None for b in f.branches) for f in c.fork_joins)
+    assert all(l.macs is None for l in c.layers if l.weighted)
+    assert c.final_rf is None and c.final_unknown is not None
+    rf = c.layer(c.shapes_unknown[0]).receptive_field  # conv1, 7x7/2 pad 3: from its attributes
+    assert (rf.size, rf.stride, rf.padding) == ((7, 7), (2, 2), (3, 3))
+    text = drawing.text(c, a.name)
+    assert "%" not in text and "no spatial layer" not in text
+    assert f"receptive field: unknown (the spatial size of {first_conv}'s output is not known; shapes of " in text
+    assert f"not inferred, e.g. {first_conv})" in text
+    assert "MAC shares unknown" in text
+    assert all("fan-in unknown" in line for line in text.splitlines() if " layers, fan-in " in line)
+    assert main(["connectivity", str(path), "--format", "md"]) == 0
+    captured = capsys.readouterr()
+    assert "%" not in captured.out and "| receptive field | unknown (" in captured.out
+    assert "shapes of " in captured.err and f"e.g. {first_conv}" in captured.err
+
+
+def test_free_spatial_dims_give_no_network_field():
+    """H and W left free are set to 1 for inference: the sizes after them are not the network's.
+    Fields come from attributes; SAME padding with a stride and the last spatial layer need the
+    sizes, so they are unknown until the dims are fixed."""
+    from archkit import drawing
+
+    n = Net(shape=("N", 8, "H", "W"))
+    y = n.conv("c1", "x", 8)
+    y = n.conv("c2", y, 8, stride=2, auto_pad="SAME_UPPER")
+    model = n.model(n.maxpool("p", y))
+    c = connectivity(model)
+    rf = c.layer("p").receptive_field
+    assert (rf.size, rf.stride, rf.padding) == ((7, 7), (4, 4), (None, None))
+    assert c.final_rf is None and c.free_spatial_dims == ("H", "W")
+    assert "the input's spatial dims H, W are free (fix them with --input-shape)" in drawing.text(c, "free")
+    fixed = analyse_model(model, input_shapes={"H": 16, "W": 16}).connectivity  # 16 → 8: SAME pads 0 before
+    assert (fixed.final_layer, fixed.final_rf.size, fixed.final_rf.padding) == ("p", (7, 7), (1, 1))
+    assert fixed.complete and not fixed.free_spatial_dims
