@@ -472,7 +472,8 @@ class _Analysis:
             self.ops_of.setdefault(self.layer_of[nid], []).append((nid, data))
         macs = Counter()
         for o in self.cost.values():
-            macs[self.layer_of.get(o.node, o.layer)] += o.macs
+            if o.summed:  # an If's branch that is not counted is in no sum
+                macs[self.layer_of.get(o.node, o.layer)] += o.macs
         self.macs = macs
 
     def _info(self, tensor: str):
