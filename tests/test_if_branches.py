@@ -314,3 +314,19 @@ def test_input_value_of_an_integer_input_must_be_an_integer(tmp_path, capsys):
     onnx.save(vad(), f)
     assert main(["analyse", str(f), "--input-value", "sr=16000.5"]) == 2
     assert "sr: the input holds int64: give integers" in capsys.readouterr().err
+
+
+def test_input_value_of_a_small_tensor_feeds_the_shape_engine(tmp_path, capsys):
+    """A Reshape whose target is a graph input: its shape, and the MatMul after it, follow from
+    the given value."""
+    nodes = [h.make_node("Reshape", ["x", "target"], ["r"], name="r/Reshape"),
+             h.make_node("MatMul", ["r", "w"], ["y"], name="mm/MatMul")]
+    m = _model(nodes, [h.make_tensor_value_info("x", F, [4, 6]), h.make_tensor_value_info("target", T.INT64, [2])],
+               [nh.from_array(np.ones((8, 5), np.float32), "w")])
+    f = tmp_path / "m.onnx"
+    onnx.save(m, f)
+    assert main(["analyse", str(f), "--input-value", "target=3,8", "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert (doc["total"]["macs"], doc["complete"]) == (3 * 8 * 5, True)
+    assert main(["analyse", str(f), "--input-value", "target=3", "--format", "json"]) == 2
+    assert "1 value(s) given; the input has shape [2]" in capsys.readouterr().err
