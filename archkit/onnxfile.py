@@ -218,16 +218,23 @@ def branch_lines(c) -> list[str]:
     from archkit.escape import md, md_code
 
     lines = []
-    for nid, b in list(c.branches.items())[:MAX_BRANCH_LINES]:
+    # Ifs whose branches cost the same (often: both unknown) change no total: one line for them all
+    hidden = {o.node for o in c.not_summed}  # an If inside a branch not counted: its choice changes nothing
+    same = [nid for nid, b in c.branches.items() if b.same_cost and nid not in hidden]
+    told = [(nid, b) for nid, b in c.branches.items() if not b.same_cost and nid not in hidden]
+    for nid, b in told[:MAX_BRANCH_LINES]:
         if b.condition is None:
             why = (f"condition unknown, {b.why.removeprefix('counted: ')}: {b.macs[b.counted]:,} vs "
                    f"{b.macs[b.other]:,} MACs")
         else:
             why = f"condition {'true' if b.condition else 'false'}: {md(b.how)}"
         lines.append(f"If {md_code(nid, table=False)}: {b.counted} counted ({why}); {b.other} shown, not summed")
-    if len(c.branches) > MAX_BRANCH_LINES:
-        lines.append(f"... and {len(c.branches) - MAX_BRANCH_LINES:,} more Ifs (their rows' context says which "
+    if len(told) > MAX_BRANCH_LINES:
+        lines.append(f"... and {len(told) - MAX_BRANCH_LINES:,} more Ifs (their rows' context says which "
                      "branch counts)")
+    if same:
+        lines.append(f"{len(same):,} If{'s' if len(same) != 1 else ''} whose branches cost the same (e.g. "
+                     f"{md_code(same[0], table=False)}): then_branch counted, else_branch shown, not summed")
     rest = c.not_summed
     if rest:
         hint = ("; where a condition follows from a graph input, --input-value NAME=V counts the branch taken"

@@ -330,3 +330,13 @@ def test_input_value_of_a_small_tensor_feeds_the_shape_engine(tmp_path, capsys):
     assert (doc["total"]["macs"], doc["complete"]) == (3 * 8 * 5, True)
     assert main(["analyse", str(f), "--input-value", "target=3", "--format", "json"]) == 2
     assert "1 value(s) given; the input has shape [2]" in capsys.readouterr().err
+
+
+def test_summary_names_the_ifs_whose_choice_matters():
+    from archkit.onnxfile import branch_lines
+
+    lines = branch_lines(_costs(nested(), a=0))
+    assert lines[0] == "If `outer`: else_branch counted (condition false: input a = 0, given); then_branch shown, not summed"
+    assert not any("inner" in line for line in lines)  # inside the branch not taken: its choice changes nothing
+    lines = branch_lines(_costs(if_on_input(4, 4)))
+    assert lines[0] == "1 If whose branches cost the same (e.g. `choose`): then_branch counted, else_branch shown, not summed"

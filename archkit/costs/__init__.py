@@ -75,6 +75,11 @@ class Branch(NamedTuple):
     def other(self) -> str:
         return "else_branch" if self.counted == "then_branch" else "then_branch"
 
+    @property
+    def same_cost(self) -> bool:
+        """The condition unknown and both branches of the same MACs and flops: the choice changes no total."""
+        return self.why == _SAME_COST
+
 
 @dataclass(frozen=True)
 class CostReport:
@@ -361,13 +366,14 @@ def _context(nodes, data: dict, subgraphs: dict[str, str], branches: Mapping[str
         else:
             subgraphs.setdefault(parent, "branches")
             b = branches.get(parent) if branches else None
-            note = "" if b is None else f" ({b.why if sub == b.counted else b.why_not})"
+            note = "" if b is None or sub not in _BRANCHES else f" ({b.why if sub == b.counted else b.why_not})"
             parts.append(f"branch {sub} of {parent}{note}")
         data = nodes[parent]
     return "; ".join(reversed(parts))
 
 
 _BRANCHES = ("then_branch", "else_branch")
+_SAME_COST = "counted: the same cost, the first branch"
 
 
 def _choose_branches(rows: list[OpCost], nodes, conditions: Mapping[str, tuple[bool, str]]
@@ -375,7 +381,7 @@ def _choose_branches(rows: list[OpCost], nodes, conditions: Mapping[str, tuple[b
     """For each If, the branch that counts: the one taken when its condition is known
     (`conditions`: If → (value, how)), else the one with more MACs (then more flops; then the
     first). Nested Ifs are decided first, so a branch's MACs are those it counts. Returns the
-    choices and the ops not summed."""
+    choices (outermost first, then in op order) and the ops not summed."""
     under: dict[tuple[str, str], list[int]] = {}  # (If, branch) → rows inside it, at any depth
     for k, r in enumerate(rows):
         data = nodes[r.node]
@@ -410,12 +416,14 @@ def _choose_branches(rows: list[OpCost], nodes, conditions: Mapping[str, tuple[b
             elif len(set(flops.values())) > 1:
                 why, why_not = "counted: as many MACs, more flops", "not summed: as many MACs, fewer flops"
             else:
-                why, why_not = "counted: the same cost, the first branch", "not summed: the same cost"
+                why, why_not = _SAME_COST, "not summed: the same cost"
         choices[nid] = Branch(counted, why, why_not, None if cond is None else cond[0],
                               "" if cond is None else cond[1], macs)
         other = _BRANCHES[1] if counted == _BRANCHES[0] else _BRANCHES[0]
         skipped.update(under.get((nid, other), ()))
-    return choices, {rows[k].node for k in skipped}
+    position = {r.node: k for k, r in enumerate(rows)}
+    outer_first = sorted(choices, key=lambda i: (depth(i), position.get(i, 0)))
+    return {i: choices[i] for i in outer_first}, {rows[k].node for k in skipped}
 
 
 def _unsummed(rows: list[OpCost], skipped: set[str], order, nodes, pred, layer_of, block_of,
