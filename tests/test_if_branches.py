@@ -340,3 +340,20 @@ def test_summary_names_the_ifs_whose_choice_matters():
     assert not any("inner" in line for line in lines)  # inside the branch not taken: its choice changes nothing
     lines = branch_lines(_costs(if_on_input(4, 4)))
     assert lines[0] == "1 If whose branches cost the same (e.g. `choose`): then_branch counted, else_branch shown, not summed"
+
+
+def test_an_op_of_unknown_cost_in_the_branch_not_taken_leaves_the_totals_complete():
+    """A branch known not to run cannot change a total; one not summed for its fewer MACs can
+    (its unknown op may be the larger)."""
+    stem, inits = _stem()
+    then_b = _branch("then", [h.make_node("Mystery", ["h"], ["y"], name="then/Mystery", domain="com.example")], [])
+    m = _model([stem, h.make_node("If", ["cond"], ["y"], name="choose", then_branch=then_b,
+                                  else_branch=_conv_branch("else", 2))],
+               [h.make_tensor_value_info("x", F, [1, 3, 16, 16]), h.make_tensor_value_info("cond", T.BOOL, [])], inits)
+    m.opset_import.append(h.make_opsetid("com.example", 1))
+    unknown = _costs(m)
+    assert unknown.branches["choose"].counted == "else_branch"
+    assert not unknown.complete and unknown.unsupported == ("com.example::Mystery",)
+    taken = _costs(m, cond=0)
+    assert taken.complete and taken.unsupported == () and taken.total()["macs"] == STEM + conv_macs(4, 2)
+    assert not _costs(m, cond=1).complete

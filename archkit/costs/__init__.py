@@ -94,6 +94,7 @@ class CostReport:
     scoped: bool = True
     generated_tensors: int = 0  # weight tensors a ConstantOfShape makes (their elements: OpCost.generated)
     branches: Mapping[str, Branch] = field(default_factory=dict)  # If node → which branch counts, and why
+    not_taken: frozenset[str] = frozenset()  # ops of If branches whose condition says they do not run
 
     def _columns(self) -> list[str]:
         extra = [c for c in OPTIONAL if any(getattr(o, c) for o in self.ops)]
@@ -142,19 +143,24 @@ class CostReport:
         return {k: sum(columns.get(k, ())) for k in ("macs", "flops", "params", "kernel_weights", "stats", "generated")} \
             | {"ops": len(ops)}
 
+    def _bearing(self) -> tuple[OpCost, ...]:
+        """The rows whose costs bear on the totals: all but those of If branches known not to run
+        (a branch not summed for having fewer MACs does: an op of unknown cost may make it the larger)."""
+        return tuple(o for o in self.ops if o.node not in self.not_taken) if self.not_taken else self.ops
+
     @property
     def unsupported(self) -> tuple[str, ...]:
         return tuple(sorted({f"{o.domain}::{o.op_type}" if o.domain != "ai.onnx" else o.op_type
-                             for o in self.ops if o.status == "unsupported"}))
+                             for o in self._bearing() if o.status == "unsupported"}))
 
     @property
     def unknown(self) -> tuple[str, ...]:
-        return tuple(o.node for o in self.ops if o.status == "unknown")
+        return tuple(o.node for o in self._bearing() if o.status == "unknown")
 
     @property
     def complete(self) -> bool:
         """False when some op could not be costed: totals are then lower bounds."""
-        return not any(o.status in ("unsupported", "unknown") for o in self.ops)
+        return not any(o.status in ("unsupported", "unknown") for o in self._bearing())
 
     @property
     def per_iteration(self) -> tuple[str, ...]:
@@ -232,12 +238,14 @@ def _analyse(G: nx.DiGraph, block_of: Callable[[str], str] | None) -> CostReport
     nodes = G.nodes
     rows, subgraphs, n_generated = _rows(order, nodes, pred, layer_of, block_of)
     branches: dict[str, Branch] = {}
+    not_taken: frozenset[str] = frozenset()
     if "branches" in subgraphs.values():
-        branches, skipped = _choose_branches(rows, nodes, G.graph.get("conditions", {}))
+        branches, skipped, not_taken = _choose_branches(rows, nodes, G.graph.get("conditions", {}))
         rows, again = _unsummed(rows, skipped, order, nodes, pred, layer_of, block_of, branches)
         n_generated = n_generated if again is None else again
     return CostReport(tuple(rows), G.graph.get("fixed_dims", {}), subgraphs, batch=_batch(G),
-                      scoped=bool(layers) or any_layer, generated_tensors=n_generated, branches=branches)
+                      scoped=bool(layers) or any_layer, generated_tensors=n_generated, branches=branches,
+                      not_taken=not_taken)
 
 
 def _rows(order, nodes, pred, layer_of, block_of) -> tuple[list[OpCost], dict[str, str], int]:
@@ -381,7 +389,8 @@ def _choose_branches(rows: list[OpCost], nodes, conditions: Mapping[str, tuple[b
     """For each If, the branch that counts: the one taken when its condition is known
     (`conditions`: If → (value, how)), else the one with more MACs (then more flops; then the
     first). Nested Ifs are decided first, so a branch's MACs are those it counts. Returns the
-    choices (outermost first, then in op order) and the ops not summed."""
+    choices (outermost first, then in op order), the ops not summed, and those of them in a
+    branch known not to run."""
     under: dict[tuple[str, str], list[int]] = {}  # (If, branch) → rows inside it, at any depth
     for k, r in enumerate(rows):
         data = nodes[r.node]
@@ -399,6 +408,7 @@ def _choose_branches(rows: list[OpCost], nodes, conditions: Mapping[str, tuple[b
         return n
 
     skipped: set[int] = set()
+    not_taken: set[int] = set()
     choices: dict[str, Branch] = {}
     for nid in sorted({i for i, _ in under}, key=lambda i: (-depth(i), i)):
         live = {b: [k for k in under.get((nid, b), ()) if k not in skipped] for b in _BRANCHES}
@@ -421,9 +431,12 @@ def _choose_branches(rows: list[OpCost], nodes, conditions: Mapping[str, tuple[b
                               "" if cond is None else cond[1], macs)
         other = _BRANCHES[1] if counted == _BRANCHES[0] else _BRANCHES[0]
         skipped.update(under.get((nid, other), ()))
+        if cond is not None:
+            not_taken.update(under.get((nid, other), ()))
     position = {r.node: k for k, r in enumerate(rows)}
     outer_first = sorted(choices, key=lambda i: (depth(i), position.get(i, 0)))
-    return {i: choices[i] for i in outer_first}, {rows[k].node for k in skipped}
+    return ({i: choices[i] for i in outer_first}, {rows[k].node for k in skipped},
+            frozenset(rows[k].node for k in not_taken))
 
 
 def _unsummed(rows: list[OpCost], skipped: set[str], order, nodes, pred, layer_of, block_of,
