@@ -786,7 +786,8 @@ def _input_values(inputs, given: Mapping[str, Sequence[float]]) -> dict:
     for name, v in given.items():
         shape, dtype = _type_shape(by_name[name].type)
         if dtype not in _NUMBERS:
-            raise UsageError(f"--input-value {name}: the input holds {dtype}, not numbers")
+            raise UsageError(f"--input-value {name}: the input holds {dtype}; values can be given for bool, integer, "
+                             "float16, float and double inputs")
         v = tuple(v)
         if shape is None:  # rank unknown: a scalar, or a vector of what is given
             shape = () if len(v) == 1 else (len(v),)
@@ -795,15 +796,17 @@ def _input_values(inputs, given: Mapping[str, Sequence[float]]) -> dict:
                              f"({math.prod(shape)} element(s))")
         np_type = np.dtype(helper.tensor_dtype_to_np_dtype(by_name[name].type.tensor_type.elem_type))
         if np_type.kind in "iub":
-            lo, hi = (0, 1) if np_type.kind == "b" else (np.iinfo(np_type).min, np.iinfo(np_type).max)
-            if not all(float(x).is_integer() and lo <= x <= hi for x in v):
+            lo, hi = (0, 1) if np_type.kind == "b" else (int(np.iinfo(np_type).min), int(np.iinfo(np_type).max))
+            if not all((isinstance(x, int) or x.is_integer()) and lo <= x <= hi for x in v):
                 raise UsageError(f"--input-value {name}: the input holds {dtype}: give integers from {lo} to {hi}")
             v = tuple(int(x) for x in v)
+        elif not all(abs(x) <= float(np.finfo(np_type).max) for x in v):
+            raise UsageError(f"--input-value {name}: a value is out of range for {dtype}")
         out[name] = np.array(v, dtype=np_type).reshape(shape)
     return out
 
 
-_NUMBERS = frozenset({"float", "float16", "bfloat16", "double", "bool", "int8", "int16", "int32", "int64", "uint8",
+_NUMBERS = frozenset({"float", "float16", "double", "bool", "int8", "int16", "int32", "int64", "uint8",
                       "uint16", "uint32", "uint64"})
 
 

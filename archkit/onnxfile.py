@@ -29,8 +29,8 @@ from archkit.graph import build_graph
 from archkit.load import Loaded, archkit_metadata, load_model
 from archkit.pipeline import Analysis, ModelInfo, _shape_text, analyse_model
 
-__all__ = ["analyse_file", "analyse_loaded", "VIEWS", "view", "shown_view", "render_view", "summary_lines", "branch_lines", "totals_for",
-           "parse_input_shape", "parse_input_value"]
+__all__ = ["analyse_file", "analyse_loaded", "VIEWS", "view", "shown_view", "render_view", "summary_lines", "branch_lines",
+           "totals_for", "parse_input_shape", "parse_input_value"]
 
 VIEWS = ("op", "layer", "block", "type")
 UNSCOPED = ("no scopes in the node names (such as /layer1/conv1/Conv): layers and blocks are unknown, each op is its "

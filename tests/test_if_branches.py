@@ -357,3 +357,18 @@ def test_an_op_of_unknown_cost_in_the_branch_not_taken_leaves_the_totals_complet
     taken = _costs(m, cond=0)
     assert taken.complete and taken.unsupported == () and taken.total()["macs"] == STEM + conv_macs(4, 2)
     assert not _costs(m, cond=1).complete
+
+
+@pytest.mark.parametrize("dtype, option, message", [
+    (F, "x=1e100", "--input-value x: a value is out of range for float"),
+    (T.INT64, "x=" + "9" * 400, "--input-value x: the input holds int64: give integers from"),
+    (T.STRING, "x=1", "--input-value x: the input holds string; values can be given for bool, integer"),
+])
+def test_input_value_out_of_the_inputs_type(tmp_path, capsys, dtype, option, message):
+    g = h.make_graph([h.make_node("Identity", ["x"], ["y"], name="id")], "g", [h.make_tensor_value_info("x", dtype, [])],
+                     [h.make_tensor_value_info("y", dtype, [])])
+    f = tmp_path / "m.onnx"
+    onnx.save(h.make_model(g, opset_imports=[h.make_opsetid("", 17)]), f)
+    assert main(["analyse", str(f), "--input-value", option]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("archkit: error: ") and message in err and len(err.splitlines()) == 1
