@@ -814,6 +814,7 @@ def _conditions(G: nx.DiGraph, ifs: list[str], values: Mapping, given: Mapping) 
     """If node id → (its condition, how that is known), for the Ifs whose condition is a constant
     or a given input's value, directly or through main-graph ops the shape engine evaluated."""
     nodes, pred = G._node, G._pred
+    reach = {n: nx.descendants(G, f"input:{n}") for n in given}  # once per input, not per If
     out = {}
     for nid in ifs:
         data = nodes[nid]
@@ -828,7 +829,7 @@ def _conditions(G: nx.DiGraph, ifs: list[str], values: Mapping, given: Mapping) 
         elif nodes[src]["kind"] == "input":
             how = f"input {cond.name} = {_value_text(given[cond.name])}, given" if cond.name in given else None
         elif nodes[src].get("parent") is None:
-            from_inputs = sorted(n for n in given if f"input:{n}" in nx.ancestors(G, src))
+            from_inputs = sorted(n for n in given if src in reach[n])
             how = ("computed from the given " + ", ".join(f"input {n} = {_value_text(given[n])}" for n in from_inputs)
                    if from_inputs else "computed from constants and shapes")
         else:

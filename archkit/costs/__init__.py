@@ -2,6 +2,8 @@
 
 `analyse(graph)` applies one rule per op (archkit.costs.rules) and returns an immutable
 CostReport; every roll-up is derived from its tuple of OpCost rows, so sums always agree.
+An If counts one branch (CostReport.branches says which and why); the other branch's rows are
+kept, with `summed` False, and left out of every total and roll-up sum.
 """
 
 from __future__ import annotations
