@@ -94,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("file", type=Path, help="the .onnx file")
     a.add_argument("--input-shape", action="append", default=[], metavar="NAME=D1,D2,...",
                    help="fix a graph input's shape, or a symbolic dim (N=8); repeatable; free dims are set to 1")
+    _input_value_argument(a)
     a.add_argument("--by", default="layer", choices=("op", "layer", "block", "type"), help="the table printed (default: layer)")
     a.add_argument("--format", default=None,
                    help="printed: one of md,csv,json (default md); with -o: the files, comma-separated (default md,csv,json)")
@@ -132,6 +133,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 _DEBUG_HELP = "show tracebacks and TensorFlow's own logging"
+
+
+def _input_value_argument(p: argparse.ArgumentParser) -> None:
+    """--input-value NAME=V (repeatable); read with _input_values(args)."""
+    p.add_argument("--input-value", action="append", default=[], metavar="NAME=V[,V...]",
+                   help="a graph input's value (a number, or comma-separated numbers for a small tensor); repeatable; "
+                        "an If whose condition follows from it counts only the branch taken")
+
+
+def _input_values(args) -> dict[str, tuple]:
+    """The --input-value options as NAME → values (a usage error, exit 2, when malformed)."""
+    from archkit.onnxfile import parse_input_value
+
+    return dict(parse_input_value(t) for t in getattr(args, "input_value", ()))
 
 
 def _max_bytes_argument(p: argparse.ArgumentParser) -> None:
@@ -684,8 +699,10 @@ def _cmd_analyse(args) -> int:
     from archkit.onnxfile import analyse_file, parse_input_shape, render_view, summary_lines
 
     shapes = dict(parse_input_shape(t) for t in args.input_shape)
+    values = _input_values(args)
     if args.output is None:
-        analysis = analyse_file(args.file, input_shapes=shapes, max_bytes=args.max_bytes, strict=args.strict)
+        analysis = analyse_file(args.file, input_shapes=shapes, max_bytes=args.max_bytes, strict=args.strict,
+                                input_values=values)
         _warn(analysis)
         sys.stdout.write(render_view(analysis, args.by, fmt))
         return 0
@@ -693,7 +710,8 @@ def _cmd_analyse(args) -> int:
     from archkit.report import render
 
     _report_folder(args.output, source=args.file)
-    analysis = analyse_file(args.file, input_shapes=shapes, max_bytes=args.max_bytes, strict=args.strict)
+    analysis = analyse_file(args.file, input_shapes=shapes, max_bytes=args.max_bytes, strict=args.strict,
+                            input_values=values)
     _warn(analysis)
     write_folder(args.output, render(analysis, formats))
     for line in summary_lines(analysis):

@@ -575,6 +575,8 @@ class _Analysis:
         self.macs_unknown: list[str] = []  # ops
         self.macs_unknown_layers: set[str] = set()
         for o in self.cost.values():
+            if not o.summed:  # an If's branch that is not counted is in no sum
+                continue
             layer = self.layer_of.get(o.node, o.layer)
             macs[layer] += o.macs
             if o.status in ("unknown", "unsupported") and not (o.domain == "ai.onnx" and o.op_type in MAC_FREE):

@@ -22,7 +22,9 @@ initializers: pads, axes, shapes), op_order (op node ids, topologically sorted: 
 when the file is sorted, as ONNX requires), shape_inference (what found the shapes, joined by
 "+": "onnx" or "onnx-unpropagated" (its value propagation off: large generated tensors), then
 "archkit" (the shape engine, archkit.shapes) and "onnxruntime-symbolic", where each was needed),
-warnings (what the reader should know: a fallback that failed or hit its limits).
+warnings (what the reader should know: a fallback that failed or hit its limits), conditions
+(If node id → (value, how it is known), for the Ifs whose condition is known: a constant, a
+value the shape engine computed, or a graph input's value given in `input_values`).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import logging
 import math
 from collections import ChainMap
 from types import MappingProxyType
-from typing import Iterable, Mapping, NamedTuple
+from typing import Iterable, Mapping, NamedTuple, Sequence
 
 import networkx as nx
 import onnx
@@ -319,9 +321,10 @@ def _infer_bounded(model: onnx.ModelProto, skeleton: bytes) -> tuple[onnx.ModelP
     return _infer(skeleton), True
 
 
-def _engine(model: onnx.ModelProto, inferred: onnx.ModelProto, shapes: dict, cache: dict) -> int:
+def _engine(model: onnx.ModelProto, inferred: onnx.ModelProto, shapes: dict, cache: dict, values: dict) -> int:
     """archkit's shape engine (archkit.shapes) over what onnx left unknown; `shapes` gains what
-    it finds. Returns how many op outputs it resolved."""
+    it finds, `values` (tensor name → array, given inputs' values to start with) the values it
+    computes. Returns how many op outputs it resolved."""
     from onnx import numpy_helper
 
     from archkit import shapes as engine
@@ -329,7 +332,6 @@ def _engine(model: onnx.ModelProto, inferred: onnx.ModelProto, shapes: dict, cac
 
     g = inferred.graph
     types = {vi.name: vi.type for vi in (*g.input, *g.value_info, *g.output)}
-    values = {}
     for t in (*model.graph.initializer, *g.initializer):
         if t.name in values or t.data_location == onnx.TensorProto.EXTERNAL or not has_data(t):
             continue
@@ -507,6 +509,7 @@ class _Builder:
         self.unknown = False  # some op output that is read (by an op or as a graph output) has no shape
         self.unread: set[str] = set()  # outputs without a shape that nothing has read yet
         self.index = 0
+        self.ifs: list[str] = []  # If node ids: their conditions may be known (_conditions)
 
     def edge(self, src: str, dst: str, tensor: str) -> None:
         e = self.succ[src].get(dst)
@@ -551,6 +554,8 @@ class _Builder:
             elif node.attribute:
                 attrs, graphs = _attrs(node)
                 if graphs:
+                    if op_type == "If" and not domain:
+                        self.ifs.append(nid)
                     sub_outputs = []
                     self.index = index
                     for a in node.attribute:
@@ -662,24 +667,28 @@ class _NoNone(Mapping):
 
 
 def build_graph(model: onnx.ModelProto, *, input_shapes: Mapping[str, object] | None = None,
-                symbolic: bool = True) -> nx.DiGraph:
+                symbolic: bool = True, input_values: Mapping[str, Sequence[float]] | None = None) -> nx.DiGraph:
     """Build the analysis graph.
 
     `input_shapes` maps a graph input's name to its full shape, or a symbolic dim's name (as the
     file declares it, e.g. "N" or "batch") to its value. Symbolic input dims not fixed this way
     are set to 1 (costs are then per sample); `graph.graph["fixed_dims"]` records which.
     `symbolic`: try onnxruntime's symbolic shape inference when onnx leaves op shapes unknown.
+    `input_values` maps a graph input's name to its value (its elements in order: one for a
+    scalar), which the shape engine uses, and which decides an If whose condition follows from it
+    (`graph.graph["conditions"]`).
     """
     enabled = gc.isenabled()
     gc.disable()  # many small long-lived objects: collections only cost time here
     try:
-        return _build(model, input_shapes or {}, symbolic)
+        return _build(model, input_shapes or {}, symbolic, input_values or {})
     finally:
         if enabled:
             gc.enable()
 
 
-def _build(model: onnx.ModelProto, input_shapes: Mapping[str, object], symbolic: bool) -> nx.DiGraph:
+def _build(model: onnx.ModelProto, input_shapes: Mapping[str, object], symbolic: bool,
+           input_values: Mapping[str, Sequence[float]]) -> nx.DiGraph:
     skeleton, fixed, initializers, inline = _skeleton(model, input_shapes)
     inferred, propagated = _infer_bounded(model, skeleton)
     g = inferred.graph
@@ -687,17 +696,23 @@ def _build(model: onnx.ModelProto, input_shapes: Mapping[str, object], symbolic:
     shapes: dict = {}
     # the graph's own inputs come first; the typed inputs after them are the initializers
     n_inputs = sum(1 for i in model.graph.input if i.name not in initializers)
-    _read_shapes(g.input[:n_inputs] if n_inputs < len(g.input) else g.input, shapes, cache)
+    graph_inputs = g.input[:n_inputs] if n_inputs < len(g.input) else g.input
+    _read_shapes(graph_inputs, shapes, cache)
     _read_shapes(g.value_info, shapes, cache)
     _read_shapes(g.output, shapes, cache)
+    values = _input_values(graph_inputs, input_values)  # + the values the shape engine finds
 
     how = "onnx" if propagated else "onnx-unpropagated"  # large generated tensors: onnx's data_prop off
     b = _walk(model, g, shapes, initializers, cache)
+    engine_ran = False
     if b.unknown:
-        found = _engine(model, inferred, shapes, cache)
+        found = _engine(model, inferred, shapes, cache, values)
+        engine_ran = True
         if found:
             b = _walk(model, g, shapes, initializers, cache)
             how += "+archkit"
+    if b.ifs and not engine_ran:  # an If's condition may be computed from constants and shapes
+        _engine(model, inferred, shapes, cache, values)
     warnings = []
     if b.unknown and symbolic:
         better, why = _symbolic_infer(inferred)
@@ -751,7 +766,82 @@ def _build(model: onnx.ModelProto, input_shapes: Mapping[str, object], symbolic:
     _fill(G, b)
     ops = [nid for nid, d in b.node.items() if d["kind"] == "op"]
     G.graph["op_order"] = tuple(ops) if sorted_ else _topological(G)
+    G.graph["conditions"] = _conditions(G, b.ifs, values, input_values) if b.ifs else {}
     return G
+
+
+# --- If conditions: which branch runs, when the file or the caller says -----------------------
+
+def _input_values(inputs, given: Mapping[str, Sequence[float]]) -> dict:
+    """The values given for graph inputs, as arrays of the inputs' element types and (fixed) shapes."""
+    if not given:
+        return {}
+    import numpy as np
+
+    by_name = {i.name: i for i in inputs}
+    unknown = sorted(set(given) - set(by_name))
+    if unknown:
+        raise UsageError(f"--input-value names no graph input: {unknown}; inputs are {sorted(by_name)}")
+    out = {}
+    for name, v in given.items():
+        shape, dtype = _type_shape(by_name[name].type)
+        if dtype not in _NUMBERS:
+            raise UsageError(f"--input-value {name}: the input holds {dtype}; values can be given for bool, integer, "
+                             "float16, float and double inputs")
+        v = tuple(v)
+        if shape is None:  # rank unknown: a scalar, or a vector of what is given
+            shape = () if len(v) == 1 else (len(v),)
+        if len(v) != math.prod(shape):
+            raise UsageError(f"--input-value {name}: {len(v)} value(s) given; the input has shape {list(shape)} "
+                             f"({math.prod(shape)} element(s))")
+        np_type = np.dtype(helper.tensor_dtype_to_np_dtype(by_name[name].type.tensor_type.elem_type))
+        if np_type.kind in "iub":
+            lo, hi = (0, 1) if np_type.kind == "b" else (int(np.iinfo(np_type).min), int(np.iinfo(np_type).max))
+            if not all((isinstance(x, int) or x.is_integer()) and lo <= x <= hi for x in v):
+                raise UsageError(f"--input-value {name}: the input holds {dtype}: give integers from {lo} to {hi}")
+            v = tuple(int(x) for x in v)
+        elif not all(abs(x) <= float(np.finfo(np_type).max) for x in v):
+            raise UsageError(f"--input-value {name}: a value is out of range for {dtype}")
+        out[name] = np.array(v, dtype=np_type).reshape(shape)
+    return out
+
+
+_NUMBERS = frozenset({"float", "float16", "double", "bool", "int8", "int16", "int32", "int64", "uint8",
+                      "uint16", "uint32", "uint64"})
+
+
+def _conditions(G: nx.DiGraph, ifs: list[str], values: Mapping, given: Mapping) -> dict[str, tuple[bool, str]]:
+    """If node id → (its condition, how that is known), for the Ifs whose condition is a constant
+    or a given input's value, directly or through main-graph ops the shape engine evaluated."""
+    nodes, pred = G._node, G._pred
+    reach = {n: nx.descendants(G, f"input:{n}") for n in given}  # once per input, not per If
+    out = {}
+    for nid in ifs:
+        data = nodes[nid]
+        cond = data["inputs"][0] if data["inputs"] else None
+        if cond is None:
+            continue
+        src = next((p for p, e in pred[nid].items() if cond.name in e["tensors"]), None)
+        if src is None:  # an initializer; in a subgraph it may be the subgraph's own, whose value is not read
+            if not cond.initializer or data["parent"] is not None:
+                continue
+            how = "a constant"
+        elif nodes[src]["kind"] == "input":
+            how = f"input {cond.name} = {_value_text(given[cond.name])}, given" if cond.name in given else None
+        elif nodes[src].get("parent") is None:
+            from_inputs = sorted(n for n in given if src in reach[n])
+            how = ("computed from the given " + ", ".join(f"input {n} = {_value_text(given[n])}" for n in from_inputs)
+                   if from_inputs else "computed from constants and shapes")
+        else:
+            continue  # computed inside a subgraph: the engine evaluates the main graph only
+        v = values.get(cond.name)
+        if how is not None and v is not None and v.size == 1:
+            out[nid] = (bool(v.reshape(-1)[0]), how)
+    return out
+
+
+def _value_text(v: Sequence[float]) -> str:
+    return ",".join(f"{x:g}" if isinstance(x, float) else str(x) for x in v)
 
 
 def _not_text(node: onnx.NodeProto):

@@ -15,10 +15,12 @@ import gc
 import io
 import numbers
 import json
+import math
 import os
 from dataclasses import replace
 from typing import Mapping
 
+import numpy as np
 import pandas as pd
 
 from archkit.costs import analyse
@@ -27,8 +29,8 @@ from archkit.graph import build_graph
 from archkit.load import Loaded, archkit_metadata, load_model
 from archkit.pipeline import Analysis, ModelInfo, _shape_text, analyse_model
 
-__all__ = ["analyse_file", "analyse_loaded", "VIEWS", "view", "shown_view", "render_view", "summary_lines", "totals_for",
-           "parse_input_shape"]
+__all__ = ["analyse_file", "analyse_loaded", "VIEWS", "view", "shown_view", "render_view", "summary_lines", "branch_lines",
+           "totals_for", "parse_input_shape", "parse_input_value"]
 
 VIEWS = ("op", "layer", "block", "type")
 UNSCOPED = ("no scopes in the node names (such as /layer1/conv1/Conv): layers and blocks are unknown, each op is its "
@@ -37,9 +39,11 @@ UNSCOPED = ("no scopes in the node names (such as /layer1/conv1/Conv): layers an
 
 def analyse_file(path: str | os.PathLike, *, input_shapes: Mapping[str, object] | None = None,
                  name: str | None = None, connectivity: bool = False, max_bytes: int | None = None,
-                 strict: bool = False) -> Analysis:
+                 strict: bool = False, input_values: Mapping[str, tuple[float, ...]] | None = None) -> Analysis:
     """Analyse an ONNX file. `input_shapes`: graph input name → full shape, or a symbolic dim's
     name (as the file declares it) → its value; symbolic dims left free are set to 1 (per sample).
+    `input_values`: graph input name → its value (elements in order): an If whose condition
+    follows from it counts only the branch taken.
 
     `connectivity=True` adds the wiring analysis (archkit.pipeline.analyse_model: it reads the
     weights held inside the file and takes time superlinear in the graph's size); by default
@@ -48,11 +52,12 @@ def analyse_file(path: str | os.PathLike, *, input_shapes: Mapping[str, object] 
     whose cost is unknown, is an error instead of a lower bound. Raises archkit errors only,
     each naming the file."""
     return analyse_loaded(load_model(path, max_bytes=max_bytes), input_shapes=input_shapes, name=name,
-                          connectivity=connectivity, strict=strict)
+                          connectivity=connectivity, strict=strict, input_values=input_values)
 
 
 def analyse_loaded(loaded: Loaded, *, input_shapes: Mapping[str, object] | None = None, name: str | None = None,
-                   connectivity: bool = False, strict: bool = False) -> Analysis:
+                   connectivity: bool = False, strict: bool = False,
+                   input_values: Mapping[str, tuple[float, ...]] | None = None) -> Analysis:
     """analyse_file for a model already read and checked by archkit.load.load_model."""
     p, proto = loaded.path, loaded.proto
     name = name or proto.graph.name or p.stem
@@ -60,9 +65,11 @@ def analyse_loaded(loaded: Loaded, *, input_shapes: Mapping[str, object] | None 
     gc.disable()  # one pass of the collector over the result at the end, not one per stage
     try:
         if connectivity:
-            a = analyse_model(proto, name=name, size_bytes=loaded.size_bytes, input_shapes=input_shapes)
+            a = analyse_model(proto, name=name, size_bytes=loaded.size_bytes, input_shapes=input_shapes,
+                              input_values=input_values)
         else:
-            a = costs_only(proto, name=name, size_bytes=loaded.size_bytes, input_shapes=input_shapes)
+            a = costs_only(proto, name=name, size_bytes=loaded.size_bytes, input_shapes=input_shapes,
+                           input_values=input_values)
     except (MalformedModelError, ResourceError, UnsafeModelError) as e:
         raise type(e)(f"{p}: {e}") from None
     except RecursionError:
@@ -82,9 +89,10 @@ def analyse_loaded(loaded: Loaded, *, input_shapes: Mapping[str, object] | None 
     return a
 
 
-def costs_only(proto, *, name: str, size_bytes: int, input_shapes: Mapping[str, object] | None = None) -> Analysis:
+def costs_only(proto, *, name: str, size_bytes: int, input_shapes: Mapping[str, object] | None = None,
+               input_values: Mapping[str, tuple[float, ...]] | None = None) -> Analysis:
     """analyse_model's Analysis without the connectivity pass."""
-    G = build_graph(proto, input_shapes=input_shapes)
+    G = build_graph(proto, input_shapes=input_shapes, input_values=input_values)
     init = set(G.graph["initializers"])
     info = ModelInfo(
         opset=G.graph["opset"].get("ai.onnx", 0), ir_version=proto.ir_version, producer=G.graph["producer"],
@@ -117,6 +125,32 @@ def parse_input_shape(text: str) -> tuple[str, tuple[int, ...]]:
     return name, shape
 
 
+def parse_input_value(text: str) -> tuple[str, tuple[int | float, ...]]:
+    """`NAME=V` or `NAME=V1,V2,...`: a graph input's value, a scalar or a small tensor's elements
+    in order (numbers; integers stay ints). Whether NAME is an input, and the count and type of
+    the values, are checked against the model (archkit.graph)."""
+    name, sep, text_values = text.rpartition("=")
+    try:
+        if not sep or not name or not text_values:
+            raise ValueError
+        values = tuple(_number(v) for v in text_values.split(","))
+    except ValueError:
+        raise UsageError(f"--input-value {text!r}: expected NAME=V or NAME=V1,V2,... with numbers "
+                         "(NAME: a graph input, e.g. sr=16000)") from None
+    return name, values
+
+
+def _number(text: str) -> int | float:
+    text = text.strip()
+    try:
+        return int(text)
+    except ValueError:
+        v = float(text)
+        if not math.isfinite(v):
+            raise ValueError(text) from None
+        return v
+
+
 def shown_view(a: Analysis, by: str) -> str:
     """The view `--by` asks for, or op types where layers and blocks are single ops (no scopes)."""
     if by not in VIEWS:
@@ -145,7 +179,7 @@ def summary_lines(a: Analysis) -> list[str]:
     t = c.total()
     per = totals_for(c)
     lines = [
-        f"{md(a.name)}: opset {a.info.opset}, {t['ops']:,} ops, {a.info.size_bytes:,} bytes"
+        f"{md(a.name)}: opset {a.info.opset}, {len(c.ops):,} ops, {a.info.size_bytes:,} bytes"
         + (f" ({md(a.info.producer)})" if a.info.producer else ""),
         f"MACs{per}: {t['macs']:,}",
         f"other flops{per}: {t['flops']:,}",
@@ -172,10 +206,49 @@ def summary_lines(a: Analysis) -> list[str]:
         lines.append("totals are lower bounds: " + "; ".join(parts))
     if c.per_iteration:
         lines.append(f"loop bodies costed once, per iteration: {', '.join(map(md, c.per_iteration))}")
-    branches = [n for n, k in c.subgraphs.items() if k == "branches"]
-    if branches:
-        lines.append(f"both branches of each If counted: {', '.join(map(md, branches))}")
+    lines += branch_lines(c)
     return lines
+
+
+MAX_BRANCH_LINES = 10  # Ifs described one by one; the rest are counted
+
+
+def branch_lines(c) -> list[str]:
+    """Which branch of each If the totals count and why, and what they leave out (markdown)."""
+    from archkit.escape import md, md_code
+
+    lines = []
+    # Ifs whose branches cost the same (often: both unknown) change no total: one line for them all
+    hidden = {o.node for o in c.not_summed}  # an If inside a branch not counted: its choice changes nothing
+    same = [nid for nid, b in c.branches.items() if b.same_cost and nid not in hidden]
+    told = [(nid, b) for nid, b in c.branches.items() if not b.same_cost and nid not in hidden]
+    for nid, b in told[:MAX_BRANCH_LINES]:
+        if b.condition is None:
+            why = (f"condition unknown, {b.why.removeprefix('counted: ')}: {b.macs[b.counted]:,} vs "
+                   f"{b.macs[b.other]:,} MACs")
+        else:
+            why = f"condition {'true' if b.condition else 'false'}: {md(b.how)}"
+        lines.append(f"If {md_code(nid, table=False)}: {b.counted} counted ({why}); {b.other} shown, not summed")
+    if len(told) > MAX_BRANCH_LINES:
+        lines.append(f"... and {len(told) - MAX_BRANCH_LINES:,} more Ifs (their rows' context says which "
+                     "branch counts)")
+    if same:
+        lines.append(f"{len(same):,} If{'s' if len(same) != 1 else ''} whose branches cost the same (e.g. "
+                     f"{md_code(same[0], table=False)}): then_branch counted, else_branch shown, not summed")
+    rest = c.not_summed
+    if rest:
+        hint = ("; where a condition follows from a graph input, --input-value NAME=V counts the branch taken"
+                if any(b.condition is None for b in c.branches.values()) else "")
+        lines.append(f"not summed: {len(rest):,} op{'s' if len(rest) != 1 else ''} of If branches not counted "
+                     f"({sum(o.macs for o in rest):,} MACs, {sum(o.params for o in rest):,} params), shown with "
+                     f"summed = no{hint}")
+    return lines
+
+
+def branches_json(c) -> dict:
+    """If node → the branch counted, why, the condition (null: unknown) and each branch's MACs."""
+    return {nid: {"counted": b.counted, "not_summed": b.other, "condition": b.condition, "how": b.how or None,
+                  "why": b.why, "macs": dict(b.macs)} for nid, b in c.branches.items()}
 
 
 def generated_line(c) -> str:
@@ -201,7 +274,7 @@ def render_view(a: Analysis, by: str, fmt: str) -> str:
                "batch": c.batch, "scoped": c.scoped,
                "fixed_dims": {k: {str(ax): n for ax, n in v.items()} for k, v in c.fixed_dims.items()},
                "complete": c.complete, "unsupported_ops": list(c.unsupported), "unknown_cost_ops": list(c.unknown),
-               "per_iteration": list(c.per_iteration), "warnings": list(a.warnings),
+               "per_iteration": list(c.per_iteration), "branches": branches_json(c), "warnings": list(a.warnings),
                "rows": json.loads(df.to_json(orient="records"))}
         return json.dumps(doc, indent=1) + "\n"
     if fmt != "md":
@@ -209,7 +282,9 @@ def render_view(a: Analysis, by: str, fmt: str) -> str:
     lines = [f"- {line}" for line in summary_lines(a)] + [""]
     header = list(df.columns)
     lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "|".join("---:" if pd.api.types.is_numeric_dtype(df[h]) else "---" for h in header) + "|")
+    lines.append("|" + "|".join("---:" if pd.api.types.is_numeric_dtype(df[h]) and not pd.api.types.is_bool_dtype(df[h])
+                                else "---" for h in header) + "|")
     for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(f"{v:,}" if isinstance(v, numbers.Integral) and not isinstance(v, bool) else md(str(v)) for v in row) + " |")
+        lines.append("| " + " | ".join(("yes" if v else "no") if isinstance(v, (bool, np.bool_)) else f"{v:,}"
+                                       if isinstance(v, numbers.Integral) else md(str(v)) for v in row) + " |")
     return "\n".join(lines) + "\n"

@@ -56,10 +56,11 @@ def _quiet(stage: str) -> None:
 
 def analyse_model(proto: onnx.ModelProto, *, name: str | None = None, size_bytes: int | None = None,
                   input_shapes: Mapping[str, tuple[int, ...]] | None = None, block_of=None,
-                  progress=_quiet) -> Analysis:
-    """progress: called with the name of each stage as it starts (the CLI shows them)."""
+                  progress=_quiet, input_values: Mapping[str, tuple[float, ...]] | None = None) -> Analysis:
+    """progress: called with the name of each stage as it starts (the CLI shows them).
+    input_values: graph inputs' values (archkit.graph.build_graph)."""
     progress("shape inference")
-    G = build_graph(proto, input_shapes=input_shapes)
+    G = build_graph(proto, input_shapes=input_shapes, input_values=input_values)
     meta = G.graph["metadata"]
     own = archkit_metadata(meta)
     init = {t.name for t in proto.graph.initializer}

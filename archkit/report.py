@@ -21,7 +21,7 @@ import pandas as pd
 from archkit import escape as esc
 from archkit.escape import Markdown, md, md_code
 from archkit.formats import FILE_NAMES, FORMATS, INDEX_MARKER  # noqa: F401 (FILE_NAMES: its old home)
-from archkit.onnxfile import generated_line, totals_for
+from archkit.onnxfile import branches_json, generated_line, totals_for
 from archkit.pipeline import Analysis
 from archkit.io import png_bytes
 
@@ -82,7 +82,9 @@ def _own(text: str) -> Markdown:
 def layer_table(a: Analysis) -> pd.DataFrame:
     """One row per Keras layer (as model.summary() lists them) with its ONNX costs beside it;
     ONNX ops that belong to no Keras layer follow under their own names."""
-    costs = a.costs.by_layer().set_index("layer")
+    costs = a.costs.by_layer()
+    not_summed = costs[~costs.summed] if "summed" in costs else costs.iloc[:0]
+    costs = (costs[costs.summed] if "summed" in costs else costs).set_index("layer")
     rows = []
     for layer in a.keras_layers:
         c = costs.loc[layer["name"]] if layer["name"] in costs.index else None
@@ -102,6 +104,10 @@ def layer_table(a: Analysis) -> pd.DataFrame:
             rows.append({"layer": name, "type": "(ONNX only)", "output_shape": "", "block": "",
                          "keras_params": 0, "trainable": 0, "non_trainable": 0, "onnx_params": int(c["params"]),
                          "macs": int(c["macs"]), "flops": int(c["flops"]), "onnx_ops": int(c["ops"])})
+    for c in not_summed.itertuples():  # an If's branch that is not counted: shown, in no total
+        rows.append({"layer": c.layer, "type": "(ONNX only, not summed)", "output_shape": "", "block": "",
+                     "keras_params": 0, "trainable": 0, "non_trainable": 0, "onnx_params": int(c.params),
+                     "macs": int(c.macs), "flops": int(c.flops), "onnx_ops": int(c.ops)})
     return pd.DataFrame(rows)
 
 
@@ -112,7 +118,7 @@ def paper_table(a: Analysis, rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """The paper's per-block table, row by row, with archkit's counts for the same block beside it:
     output size (the block's last Keras layer), kernel weights (conv/dense kernels, no biases), MACs, and
     their differences from the paper's params/ops where the paper gives a number."""
-    blocks = a.costs.by_block().set_index("block")
+    blocks = _summed(a.costs.by_block()).set_index("block")
     last_shape: dict[str, str] = {}
     for layer in a.keras_layers:
         if layer["output_shape"]:
@@ -177,12 +183,13 @@ def summary(a: Analysis, references=()) -> dict[str, Any]:
         "config": a.config,
         "keras_params": a.keras_params,
         "onnx": {"opset": a.info.opset, "ir_version": a.info.ir_version, "producer": a.info.producer,
-                 "size_bytes": a.info.size_bytes, "ops": total["ops"],
+                 "size_bytes": a.info.size_bytes, "ops": len(a.costs.ops),
                  "inputs": dict(a.info.inputs), "outputs": dict(a.info.outputs)},
         "costs": {"macs": total["macs"], "flops": total["flops"], "params": total["params"],
                   "kernel_weights": total["kernel_weights"], "generated_params": total["generated"],
                   "per_sample": a.costs.per_sample, "batch": a.costs.batch, "complete": a.costs.complete,
-                  "unsupported_ops": list(a.costs.unsupported), "unknown_cost_ops": list(a.costs.unknown)},
+                  "unsupported_ops": list(a.costs.unsupported), "unknown_cost_ops": list(a.costs.unknown),
+                  **({"branches": branches_json(a.costs)} if a.costs.branches else {})},
         "references": reference_rows(a, references),
         "parity": None if v is None else _parity_summary(v, measured=getattr(a, "bench", None) is not None),
         "connectivity": a.connectivity.summary() if a.connectivity is not None else None,
@@ -192,6 +199,17 @@ def summary(a: Analysis, references=()) -> dict[str, Any]:
 
 
 # --- markdown -------------------------------------------------------------------------
+
+def _summed(df: pd.DataFrame) -> pd.DataFrame:
+    """A roll-up's rows that are summed (without those of If branches not counted)."""
+    return df[df.summed].drop(columns="summed").reset_index(drop=True) if "summed" in df else df
+
+
+def _label(row, key: str):
+    """A roll-up row's name, marked when its ops are of an If branch not counted."""
+    name = getattr(row, key)
+    return name if getattr(row, "summed", True) else Markdown(f"{md(name)} (not summed)")
+
 
 def _markdown(a: Analysis, arch=None, *, chart: bool = False) -> str:
     total = a.costs.total()
@@ -212,7 +230,7 @@ def _markdown(a: Analysis, arch=None, *, chart: bool = False) -> str:
          + (f"; generated, not stored: {total['generated']:,}" if total["generated"] else "") + ")"),
         ("MACs" + per, f"{total['macs']:,}"),
         ("other flops" + per, f"{total['flops']:,}"),
-        ("ONNX file", Markdown(f"opset {a.info.opset}, {a.info.size_bytes:,} bytes, {total['ops']:,} ops "
+        ("ONNX file", Markdown(f"opset {a.info.opset}, {a.info.size_bytes:,} bytes, {len(a.costs.ops):,} ops "
                                f"({md(a.info.producer)})")),
         ("inputs", Markdown(", ".join(f"{md_code(n)} {md(s)}" for n, s in a.info.inputs))),
         ("outputs", Markdown(", ".join(f"{md_code(n)} {md(s)}" for n, s in a.info.outputs))),
@@ -234,6 +252,12 @@ def _markdown(a: Analysis, arch=None, *, chart: bool = False) -> str:
     if total["generated"]:
         line = generated_line(a.costs)
         out += [_own(line[:1].upper() + line[1:] + "."), ""]
+    if a.costs.branches:
+        from archkit.onnxfile import branch_lines
+
+        out += ["If branches: each If counts one branch (the one taken where the condition is known, else the one "
+                "with more MACs); the other's ops are listed, marked not summed, and are in no total.", ""]
+        out += [f"- {line}" for line in branch_lines(a.costs)] + [""]
     if a.warnings:
         out += [f"**Warning:** {md(w)}" for w in a.warnings] + [""]
 
@@ -279,7 +303,8 @@ def _markdown(a: Analysis, arch=None, *, chart: bool = False) -> str:
     blocks = a.costs.by_block()
     if len(blocks) != len(a.costs.by_layer()):
         out += ["## Blocks", "", _md_table(("block", "MACs", "flops", "ONNX params", "ONNX ops"),
-                                           [(b.block, b.macs, b.flops, b.params, b.ops) for b in blocks.itertuples()]), ""]
+                                           [(_label(b, "block"), b.macs, b.flops, b.params, b.ops)
+                                            for b in blocks.itertuples()]), ""]
 
     if a.keras_layers:
         out += ["## Parameter reconciliation", "",
@@ -292,7 +317,8 @@ def _markdown(a: Analysis, arch=None, *, chart: bool = False) -> str:
 
     types = a.costs.by_type()
     out += ["## Op types", "", _md_table(("op type", "count", "MACs", "flops", "ONNX params"),
-                                         [(t.op_type, t.ops, t.macs, t.flops, t.params) for t in types.itertuples()]), ""]
+                                         [(_label(t, "op_type"), t.ops, t.macs, t.flops, t.params)
+                                          for t in types.itertuples()]), ""]
     if a.costs.unsupported or a.costs.unknown:
         out += ["## Ops not costed", ""]
         if a.costs.unsupported:
@@ -430,10 +456,10 @@ def _chart_rows(a: Analysis) -> tuple[list[str], list[int], list[int], str, str]
     and what a bar is ("block", or "op type" for a file whose names carry no scopes)."""
     c = a.costs
     if c.scoped:
-        rows, what = c.by_block(), "block"
+        rows, what = _summed(c.by_block()), "block"
         names = list(rows.block)
     else:
-        rows, what = c.by_type(), "op type"
+        rows, what = _summed(c.by_type()), "op type"
         names = list(rows.op_type)
     if a.keras_layers:
         keras_params: dict[str, int] = {}

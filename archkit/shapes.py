@@ -43,6 +43,7 @@ VALUE_INPUTS: Mapping[str, tuple[int, ...]] = {
     "ReduceL1": (1,), "ReduceL2": (1,), "ReduceLogSum": (1,), "ReduceLogSumExp": (1,), "ReduceSumSquare": (1,),
     "MaxUnpool": (2,), "DFT": (1, 2), "STFT": (1, 2, 3), "GridSample": (), "AffineGrid": (1,),
     "RandomNormalLike": (), "EyeLike": (), "Trilu": (),
+    "If": (0,),  # not a shape, but which branch runs: archkit.costs counts the one taken
 }
 
 # Ops the engine may evaluate: their work is linear in the sizes of their inputs and outputs.
@@ -65,8 +66,8 @@ def resolve(graph: onnx.GraphProto, types: dict[str, onnx.TypeProto], opsets: Ma
     weight-free skeleton; return how many op outputs gained a full shape.
 
     `values`: known tensor values (small integer initializers); the engine adds the ones it
-    evaluates."""
-    known_values: dict[str, np.ndarray] = dict(values or {})
+    evaluates (to `values` itself when it is a dict, so the caller can read them)."""
+    known_values: dict[str, np.ndarray] = values if isinstance(values, dict) else dict(values or {})
     nodes = _sorted(graph)
     needed = _feeds_values(nodes)
     imports = [onnx.helper.make_opsetid(d if d != "ai.onnx" else "", v) for d, v in opsets.items()]

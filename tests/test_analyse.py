@@ -168,7 +168,10 @@ def test_subgraphs_are_walked_and_loop_bodies_flagged_per_iteration():
     body = ops["loop/body/step/MatMul"]
     assert (body.macs, body.context) == (2 * 8 * 8, "per iteration of loop (body)")
     assert ops["loop/body/step/Relu"].flops == 16
-    assert ops["branch/then_branch/then/MatMul"].context == "branch then_branch of branch"
+    # two branches of the same cost: the first counts, the other is shown, not summed
+    assert ops["branch/then_branch/then/MatMul"].context == "branch then_branch of branch (counted: the same cost, " \
+                                                            "the first branch)"
+    assert ops["branch/then_branch/then/MatMul"].summed and not ops["branch/else_branch/else/MatMul"].summed
     assert ops["branch/else_branch/else/MatMul"].macs == 2 * 8 * 3
     assert ops["loop"].status == "free" and ops["branch"].status == "free"
     assert report.per_iteration == ("loop",)
@@ -177,9 +180,9 @@ def test_subgraphs_are_walked_and_loop_bodies_flagged_per_iteration():
     order = [o.node for o in report.ops]
     assert order.index("loop/body/step/MatMul") < order.index("loop") < order.index("branch")
     assert G.has_edge("loop/body/step/Relu", "loop") and G.has_edge("loop", "branch/then_branch/then/Identity")
-    assert report.total()["params"] == 4 * 8 + 8 * 8 + 2 * 8 * 3
-    assert report.total()["macs"] == 2 * 4 * 8 + 2 * 8 * 8 + 2 * (2 * 8 * 3)
-    assert {"context"} <= set(report.to_frame().columns)
+    assert report.total()["params"] == 4 * 8 + 8 * 8 + 8 * 3
+    assert report.total()["macs"] == 2 * 4 * 8 + 2 * 8 * 8 + 2 * 8 * 3
+    assert {"context", "summed"} <= set(report.to_frame().columns)
 
 
 def test_context_column_only_when_there_are_subgraphs():

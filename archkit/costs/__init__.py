@@ -2,6 +2,8 @@
 
 `analyse(graph)` applies one rule per op (archkit.costs.rules) and returns an immutable
 CostReport; every roll-up is derived from its tuple of OpCost rows, so sums always agree.
+An If counts one branch (CostReport.branches says which and why); the other branch's rows are
+kept, with `summed` False, and left out of every total and roll-up sum.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from archkit.costs.rules import DATA_DEPENDENT, FREE, RULES, Cost, ShapeUnknown
 from archkit.graph import FLOAT_TYPES, op_nodes
 from archkit.names import LayerResolver, ScopeNames
 
-__all__ = ["OpCost", "CostReport", "analyse", "RULES", "FREE", "Cost", "PARAM_TYPES"]
+__all__ = ["OpCost", "CostReport", "Branch", "analyse", "RULES", "FREE", "Cost", "PARAM_TYPES"]
 
 COLUMNS = ["node", "op_type", "domain", "layer", "block", "output_shape", "macs", "flops", "params", "kernel_weights",
            "status"]
@@ -56,6 +58,29 @@ class OpCost(NamedTuple):
     stats: int = 0  # of `params`, BatchNormalization running mean and variance (not learned weights)
     context: str = ""  # "" in the main graph; for ops in subgraphs, e.g. "per iteration of loop_1 (body)"
     generated: int = 0  # of `params`, elements a ConstantOfShape fills at load time (not stored in the file)
+    # False for the ops of an If's branch that is not counted (see Branch): shown, in no total or roll-up sum
+    summed: bool = True
+
+
+class Branch(NamedTuple):
+    """How an If is costed: one branch counts (the one taken, when the condition is known; else
+    the one with more MACs), the other's rows are shown but not summed."""
+
+    counted: str  # "then_branch" or "else_branch"
+    why: str  # the counted branch's note: "more MACs", ..., or "taken: condition true"
+    why_not: str  # the other's: "fewer MACs", ..., or "not taken: condition true"
+    condition: bool | None  # the condition, when known
+    how: str  # how it is known ("a constant", "input sr = 16000, given", ...); "" when it is not
+    macs: Mapping[str, int]  # per branch (with the choices of the Ifs nested in it)
+
+    @property
+    def other(self) -> str:
+        return "else_branch" if self.counted == "then_branch" else "then_branch"
+
+    @property
+    def same_cost(self) -> bool:
+        """The condition unknown and both branches of the same MACs and flops: the choice changes no total."""
+        return self.why == _SAME_COST
 
 
 @dataclass(frozen=True)
@@ -70,10 +95,20 @@ class CostReport:
     # block, and the layer and block views say nothing the op view does not.
     scoped: bool = True
     generated_tensors: int = 0  # weight tensors a ConstantOfShape makes (their elements: OpCost.generated)
+    branches: Mapping[str, Branch] = field(default_factory=dict)  # If node → which branch counts, and why
+    not_taken: frozenset[str] = frozenset()  # ops of If branches whose condition says they do not run
 
     def _columns(self) -> list[str]:
         extra = [c for c in OPTIONAL if any(getattr(o, c) for o in self.ops)]
-        return COLUMNS + extra
+        return COLUMNS + extra + (["summed"] if self.not_summed else [])
+
+    @property
+    def not_summed(self) -> tuple[OpCost, ...]:
+        """The rows of If branches not counted: shown, but in no total."""
+        return tuple(o for o in self.ops if not o.summed) if self.branches else ()
+
+    def _summed(self) -> tuple[OpCost, ...]:
+        return tuple(o for o in self.ops if o.summed) if self.branches else self.ops
 
     def to_frame(self) -> pd.DataFrame:
         return self._frame(self._columns())
@@ -85,11 +120,14 @@ class CostReport:
     def by(self, key: str) -> pd.DataFrame:
         """Sums per `key` ("layer", "block", "op_type"), in order of first appearance."""
         numeric = NUMERIC + [c for c in ("stats", "generated") if any(getattr(o, c) for o in self.ops)]
-        df = self._frame([key] + numeric)  # only the columns summed: string columns cost the most
-        grouped = df.groupby(key, sort=False)
+        # ops not summed (an If's other branch) make rows of their own, marked summed = False
+        keys = [key, "summed"] if self.not_summed else [key]
+        df = self._frame(keys + numeric)  # only the columns summed: string columns cost the most
+        grouped = df.groupby(keys, sort=False)
         out = grouped[numeric].sum()
         out.insert(0, "ops", grouped.size())
-        return out.reset_index()
+        out = out.reset_index()
+        return out[[key, "ops", *numeric, "summed"]] if len(keys) > 1 else out
 
     def by_layer(self) -> pd.DataFrame:
         return self.by("layer")
@@ -101,23 +139,30 @@ class CostReport:
         return self.by("op_type")
 
     def total(self) -> dict[str, int]:
-        columns = dict(zip(OpCost._fields, zip(*self.ops))) if self.ops else {}
+        """Sums over the rows that are summed (all, unless an If's branch is not counted)."""
+        ops = self._summed()
+        columns = dict(zip(OpCost._fields, zip(*ops))) if ops else {}
         return {k: sum(columns.get(k, ())) for k in ("macs", "flops", "params", "kernel_weights", "stats", "generated")} \
-            | {"ops": len(self.ops)}
+            | {"ops": len(ops)}
+
+    def _bearing(self) -> tuple[OpCost, ...]:
+        """The rows whose costs bear on the totals: all but those of If branches known not to run
+        (a branch not summed for having fewer MACs does: an op of unknown cost may make it the larger)."""
+        return tuple(o for o in self.ops if o.node not in self.not_taken) if self.not_taken else self.ops
 
     @property
     def unsupported(self) -> tuple[str, ...]:
         return tuple(sorted({f"{o.domain}::{o.op_type}" if o.domain != "ai.onnx" else o.op_type
-                             for o in self.ops if o.status == "unsupported"}))
+                             for o in self._bearing() if o.status == "unsupported"}))
 
     @property
     def unknown(self) -> tuple[str, ...]:
-        return tuple(o.node for o in self.ops if o.status == "unknown")
+        return tuple(o.node for o in self._bearing() if o.status == "unknown")
 
     @property
     def complete(self) -> bool:
         """False when some op could not be costed: totals are then lower bounds."""
-        return not any(o.status in ("unsupported", "unknown") for o in self.ops)
+        return not any(o.status in ("unsupported", "unknown") for o in self._bearing())
 
     @property
     def per_iteration(self) -> tuple[str, ...]:
@@ -192,9 +237,24 @@ def _analyse(G: nx.DiGraph, block_of: Callable[[str], str] | None) -> CostReport
         if nid not in layer_of:
             layer_of[nid] = next((layer_of[s] for s in succ[nid] if s in layer_of), "(graph)")
 
+    nodes = G.nodes
+    rows, subgraphs, n_generated = _rows(order, nodes, pred, layer_of, block_of)
+    branches: dict[str, Branch] = {}
+    not_taken: frozenset[str] = frozenset()
+    if "branches" in subgraphs.values():
+        branches, skipped, not_taken = _choose_branches(rows, nodes, G.graph.get("conditions", {}))
+        rows, again = _unsummed(rows, skipped, order, nodes, pred, layer_of, block_of, branches)
+        n_generated = n_generated if again is None else again
+    return CostReport(tuple(rows), G.graph.get("fixed_dims", {}), subgraphs, batch=_batch(G),
+                      scoped=bool(layers) or any_layer, generated_tensors=n_generated, branches=branches,
+                      not_taken=not_taken)
+
+
+def _rows(order, nodes, pred, layer_of, block_of) -> tuple[list[OpCost], dict[str, str], int]:
+    """One row per op, in `order`; a parameter is counted at the first op (in that order) that
+    reads it. Also: the subgraph kind of each If/Loop/Scan, and how many generated weights."""
     subgraphs: dict[str, str] = {}
     contexts: dict[tuple, str] = {(None, None): ""}
-    nodes = G.nodes
     seen: set[str] = set()
     generated: dict[str, int] = {}  # tensor → elements, for weights a ConstantOfShape fills (_generated_size)
     n_generated = 0
@@ -274,9 +334,8 @@ def _analyse(G: nx.DiGraph, block_of: Callable[[str], str] | None) -> CostReport
             if context is None:
                 context = contexts[key] = _context(nodes, data, subgraphs)
         append(_new(OpCost, (nid, op_type, domain, layer, block, text, cost[0], cost[1], params, weights,
-                             status, stats, context, made)))
-    return CostReport(tuple(rows), G.graph.get("fixed_dims", {}), subgraphs, batch=_batch(G),
-                      scoped=bool(layers) or any_layer, generated_tensors=n_generated)
+                             status, stats, context, made, True)))
+    return rows, subgraphs, n_generated
 
 
 def _generated_size(data: dict, preds, nodes) -> int:
@@ -303,21 +362,108 @@ def _batch(G: nx.DiGraph) -> int | None:
     return firsts.pop() if len(firsts) == 1 and all(isinstance(f, int) for f in firsts) else None
 
 
-def _context(nodes, data: dict, subgraphs: dict[str, str]) -> str:
+def _context(nodes, data: dict, subgraphs: dict[str, str], branches: Mapping[str, Branch] | None = None) -> str:
     """Where a subgraph op runs: "per iteration of L (body)", "branch then_branch of I", nested
-    outermost first."""
+    outermost first; with `branches`, each If branch says whether it counts and why."""
     parts = []
     while data.get("parent") is not None:
         parent = data["parent"]
         kind = nodes[parent]["op_type"]
+        sub = data["subgraph"]
         if kind in ("Loop", "Scan", "SequenceMap"):
             subgraphs[parent] = "per iteration"
-            parts.append(f"per iteration of {parent} ({data['subgraph']})")
+            parts.append(f"per iteration of {parent} ({sub})")
         else:
             subgraphs.setdefault(parent, "branches")
-            parts.append(f"branch {data['subgraph']} of {parent}")
+            b = branches.get(parent) if branches else None
+            note = "" if b is None or sub not in _BRANCHES else f" ({b.why if sub == b.counted else b.why_not})"
+            parts.append(f"branch {sub} of {parent}{note}")
         data = nodes[parent]
     return "; ".join(reversed(parts))
+
+
+_BRANCHES = ("then_branch", "else_branch")
+_SAME_COST = "counted: the same cost, the first branch"
+
+
+def _choose_branches(rows: list[OpCost], nodes, conditions: Mapping[str, tuple[bool, str]]
+                     ) -> tuple[dict[str, Branch], set[str]]:
+    """For each If, the branch that counts: the one taken when its condition is known
+    (`conditions`: If → (value, how)), else the one with more MACs (then more flops; then the
+    first). Nested Ifs are decided first, so a branch's MACs are those it counts. Returns the
+    choices (outermost first, then in op order), the ops not summed, and those of them in a
+    branch known not to run."""
+    under: dict[tuple[str, str], list[int]] = {}  # (If, branch) → rows inside it, at any depth
+    for k, r in enumerate(rows):
+        data = nodes[r.node]
+        while data.get("parent") is not None:
+            parent = data["parent"]
+            if nodes[parent]["op_type"] == "If" and nodes[parent]["domain"] == "ai.onnx":
+                under.setdefault((parent, data["subgraph"]), []).append(k)
+            data = nodes[parent]
+
+    def depth(nid: str) -> int:
+        n = 0
+        while nodes[nid].get("parent") is not None:
+            nid = nodes[nid]["parent"]
+            n += 1
+        return n
+
+    skipped: set[int] = set()
+    not_taken: set[int] = set()
+    choices: dict[str, Branch] = {}
+    for nid in sorted({i for i, _ in under}, key=lambda i: (-depth(i), i)):
+        live = {b: [k for k in under.get((nid, b), ()) if k not in skipped] for b in _BRANCHES}
+        macs = {b: sum(rows[k].macs for k in live[b]) for b in _BRANCHES}
+        flops = {b: sum(rows[k].flops for k in live[b]) for b in _BRANCHES}
+        cond = conditions.get(nid)
+        if cond is not None:
+            counted = _BRANCHES[0] if cond[0] else _BRANCHES[1]
+            said = f"condition {'true' if cond[0] else 'false'}"
+            why, why_not = f"taken: {said}", f"not taken: {said}"
+        else:
+            counted = max(_BRANCHES, key=lambda b: (macs[b], flops[b]))  # a tie: the first
+            if len(set(macs.values())) > 1:
+                why, why_not = "counted: more MACs", "not summed: fewer MACs"
+            elif len(set(flops.values())) > 1:
+                why, why_not = "counted: as many MACs, more flops", "not summed: as many MACs, fewer flops"
+            else:
+                why, why_not = _SAME_COST, "not summed: the same cost"
+        choices[nid] = Branch(counted, why, why_not, None if cond is None else cond[0],
+                              "" if cond is None else cond[1], macs)
+        other = _BRANCHES[1] if counted == _BRANCHES[0] else _BRANCHES[0]
+        skipped.update(under.get((nid, other), ()))
+        if cond is not None:
+            not_taken.update(under.get((nid, other), ()))
+    position = {r.node: k for k, r in enumerate(rows)}
+    outer_first = sorted(choices, key=lambda i: (depth(i), position.get(i, 0)))
+    return ({i: choices[i] for i in outer_first}, {rows[k].node for k in skipped},
+            frozenset(rows[k].node for k in not_taken))
+
+
+def _unsummed(rows: list[OpCost], skipped: set[str], order, nodes, pred, layer_of, block_of,
+              branches: Mapping[str, Branch]) -> tuple[list[OpCost], int]:
+    """The rows with the ops of branches not counted marked not summed, and every If branch's
+    context saying why. A weight both branches read is counted in the branch that counts: if
+    the others hold parameters, the rows are costed again with them last."""
+    n_generated = None
+    if any(r.params for r in rows if r.node in skipped):
+        first = [x for x in order if x[0] not in skipped] + [x for x in order if x[0] in skipped]
+        again, _, n_generated = _rows(first, nodes, pred, layer_of, block_of)
+        by_node = {r.node: r for r in again}
+        rows = [by_node[r.node] for r in rows]
+    contexts: dict[tuple, str] = {}
+    out = []
+    for r in rows:
+        data = nodes[r.node]
+        if data.get("parent") is not None:
+            key = (data["parent"], data["subgraph"])
+            context = contexts.get(key)
+            if context is None:
+                context = contexts[key] = _context(nodes, data, {}, branches)
+            r = r._replace(context=context, summed=r.node not in skipped)
+        out.append(r)
+    return out, n_generated
 
 
 def _cost(data: dict) -> tuple[Cost, str]:
