@@ -111,3 +111,31 @@ def test_paddle_minus_one_dims_are_free_dims_with_a_warning(tmp_path, capsys):
     assert report["total"]["macs"] == 8 * 3 * 9 * 30 * 30 and report["complete"]
     assert main(["analyse", str(path), "--input-shape", "x:0=4", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["total"]["macs"] == 4 * 8 * 3 * 9 * 30 * 30
+
+
+def test_yolo_style_head_is_complete_from_the_engine_alone():
+    """Anchors made at run time from each map's Shape (Range, Expand), the DFL head's Reshape to
+    [N, 4, 16, A] and Split: all resolved by archkit's engine, no onnxruntime fallback."""
+    from tests.torch_patterns import yolo_head, yolo_head_macs
+
+    G = build_graph(yolo_head(), symbolic=False)
+    assert "archkit" in G.graph["shape_inference"]
+    from archkit.costs import analyse
+
+    c = analyse(G)
+    assert c.complete, c.unknown[:5]
+    assert c.total()["macs"] == yolo_head_macs() == 103_756_800
+    out = next(d for _, d in G.nodes(data=True) if d["kind"] == "output")["tensor"]
+    assert out.shape == (1, 84, 8400)
+
+
+@pytest.mark.parametrize("width", [100, 256])
+def test_crnn_lstm_over_a_free_sequence(width):
+    """The LSTM's sequence is the image width (a free dim, "width"): fixed with --input-shape."""
+    from tests.torch_patterns import crnn, crnn_macs
+
+    a = analyse_model(crnn(), input_shapes={"width": width})
+    assert a.costs.complete
+    assert a.costs.total()["macs"] == crnn_macs(width)
+    lstm = next(o for o in a.costs.ops if o.op_type == "LSTM")
+    assert lstm.macs == 2 * (width // 2) * 4 * 96 * (64 + 96)

@@ -267,3 +267,124 @@ def vit_macs(*, size: int = 224, patch: int = 16, dim: int = 768, depth: int = 1
     conv = dim * 3 * patch * patch * (tokens - 1)
     layer = 4 * tokens * dim * dim + 2 * tokens * dim * mlp + 2 * tokens * tokens * dim
     return conv + depth * layer + dim * classes
+
+
+def _ints(const: list, name: str, *v, scalar: bool = False) -> str:
+    if not any(t.name == name for t in const):
+        const.append(numpy_helper.from_array(np.array(v[0] if scalar else v, np.int64), name))
+    return name
+
+
+def yolo_head(*, classes: int = 80, reg_max: int = 16, widths=(64, 128, 256), size: int = 640) -> onnx.ModelProto:
+    """A YOLOv8-style detection head as torch.onnx writes it, on three feature maps (strides 8,
+    16, 32; graph inputs P3, P4, P5 with batch "N" free). Per scale a 1x1 box conv (4·reg_max
+    channels) and class conv, Concat, Reshape to [N, C, h·w] with the target from Shape; the
+    scales Concat to [N, C, A]; Split into box and class; the distribution focal loss head:
+    Reshape [N, 4, reg_max, A], Transpose, Softmax, a 1x1 Conv whose kernel is 0..reg_max-1,
+    Reshape [N, 4, A]; anchors computed at run time from each map's Shape (Range, Expand,
+    Concat: make_anchors); dist2bbox (Slice, Sub, Add, Div, Concat) times the strides;
+    Sigmoid of the classes; Concat to [N, 4 + classes, A]."""
+    n = _Net()
+    const: list[onnx.TensorProto] = []
+    ints = lambda name, *v: _ints(const, name, *v)  # noqa: E731
+    scal = lambda name, v: _ints(const, name, v, scalar=True)  # noqa: E731
+    flats, anchors, strides = [], [], []
+    channels = 4 * reg_max + classes
+    for i, (width, stride) in enumerate(zip(widths, (8, 16, 32))):
+        x, s = f"P{i + 3}", "/model.22"
+        box = n.node("Conv", [x, n.weight(f"model.22.cv2.{i}.weight", (4 * reg_max, width, 1, 1))], f"{s}/cv2.{i}",
+                     kernel_shape=[1, 1])
+        cls = n.node("Conv", [x, n.weight(f"model.22.cv3.{i}.weight", (classes, width, 1, 1))], f"{s}/cv3.{i}",
+                     kernel_shape=[1, 1])
+        y = n.node("Concat", [box, cls], s, axis=1)
+        shape = n.node("Shape", [x], s)
+        batch = n.node("Unsqueeze", [n.node("Gather", [shape, scal("idx0", 0)], s, axis=0), ints("axes0", 0)], s)
+        flats.append(n.node("Reshape", [y, n.node("Concat", [batch, ints("channels", channels), ints("m1", -1)], s,
+                                                           axis=0)], s))
+        # make_anchors: the cell centres of this map, from its own shape at run time
+        h, w = (n.node("Gather", [shape, scal(f"idx{k}", k)], s, axis=0) for k in (2, 3))
+        sx = n.node("Add", [n.node("Cast", [n.node("Range", [scal("zero", 0), w, scal("one", 1)], s)], s, to=1),
+                            n.weight("half_offset", ())], s)
+        sy = n.node("Add", [n.node("Cast", [n.node("Range", [scal("zero", 0), h, scal("one", 1)], s)], s, to=1),
+                            n.weight("half_offset", ())], s)
+        hw = n.node("Concat", [n.node("Unsqueeze", [h, ints("axes0", 0)], s),
+                               n.node("Unsqueeze", [w, ints("axes0", 0)], s)], s, axis=0)
+        gx = n.node("Expand", [n.node("Unsqueeze", [sx, ints("axes0", 0)], s), hw], s)
+        gy = n.node("Expand", [n.node("Unsqueeze", [sy, ints("axes1", 1)], s), hw], s)
+        grid = n.node("Concat", [n.node("Unsqueeze", [gx, ints("axes2", 2)], s),
+                                 n.node("Unsqueeze", [gy, ints("axes2", 2)], s)], s, axis=2)  # torch.stack
+        anchors.append(n.node("Reshape", [grid, ints("pairs", -1, 2)], s))
+        count = n.node("Mul", [h, w], s)
+        strides.append(n.node("Expand", [n.weight(f"stride{stride}", (1, 1)),
+                                         n.node("Concat", [n.node("Unsqueeze", [count, ints("axes0", 0)], s),
+                                                           ints("one1", 1)], s, axis=0)], s))
+    s = "/model.22"
+    y = n.node("Concat", flats, s, axis=2)
+    n.nodes.append(helper.make_node("Split", [y, ints("split", 4 * reg_max, classes)], ["box", "cls"],
+                                    name=f"{s}/Split", axis=1))
+    batch = n.node("Unsqueeze", [n.node("Gather", [n.node("Shape", [y], s), scal("idx0", 0)], s, axis=0),
+                                 ints("axes0", 0)], s)
+    b = n.node("Reshape", ["box", n.node("Concat", [batch, ints("four", 4), ints("reg", reg_max), ints("m1", -1)], s,
+                                         axis=0)], f"{s}/dfl")
+    b = n.node("Softmax", [n.node("Transpose", [b], f"{s}/dfl", perm=[0, 2, 1, 3])], f"{s}/dfl", axis=1)
+    b = n.node("Conv", [b, n.weight("model.22.dfl.conv.weight", (1, reg_max, 1, 1))], f"{s}/dfl/conv",
+               kernel_shape=[1, 1])
+    b = n.node("Reshape", [b, n.node("Concat", [batch, ints("four", 4), ints("m1", -1)], s, axis=0)], f"{s}/dfl")
+    anchor = n.node("Transpose", [n.node("Concat", anchors, s, axis=0)], s, perm=[1, 0])  # [2, A]
+    stride = n.node("Transpose", [n.node("Concat", strides, s, axis=0)], s, perm=[1, 0])  # [1, A]
+    lt = n.node("Slice", [b, ints("s0", 0), ints("s2", 2), ints("axes1", 1)], s)
+    rb = n.node("Slice", [b, ints("s2", 2), ints("s4", 4), ints("axes1", 1)], s)
+    x1y1, x2y2 = n.node("Sub", [anchor, lt], s), n.node("Add", [anchor, rb], s)
+    centre = n.node("Div", [n.node("Add", [x1y1, x2y2], s), n.weight("two", ())], s)
+    box = n.node("Mul", [n.node("Concat", [centre, n.node("Sub", [x2y2, x1y1], s)], s, axis=1), stride], s)
+    out = n.node("Concat", [box, n.node("Sigmoid", ["cls"], s)], s, axis=1)
+    n.inits.extend(const)
+    graph = helper.make_graph(n.nodes, "yolo_head",
+                              [helper.make_tensor_value_info(f"P{i + 3}", TensorProto.FLOAT,
+                                                             ["N", w, size // st, size // st])
+                               for i, (w, st) in enumerate(zip(widths, (8, 16, 32)))],
+                              [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)], n.inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="pytorch")
+
+
+def yolo_head_macs(*, classes: int = 80, reg_max: int = 16, widths=(64, 128, 256), size: int = 640) -> int:
+    cells = [(size // st) ** 2 for st in (8, 16, 32)]
+    heads = sum(c * w * (4 * reg_max + classes) for c, w in zip(cells, widths))
+    return heads + reg_max * 4 * sum(cells)  # the DFL conv: 1 output channel over [4, A]
+
+
+def crnn(*, height: int = 32, channels: int = 64, hidden: int = 96, classes: int = 37) -> onnx.ModelProto:
+    """A CRNN text recogniser as PyTorch 1.9 exports it: a conv over [N, 1, 32, W] (W free,
+    "width"), a 32-row pooling to height 1, Squeeze, Permute to [W', N, C], a bidirectional LSTM
+    whose sequence length is the free width, the directions merged with Transpose/Reshape (target
+    from Shape), and a per-step Linear (MatMul) to the classes."""
+    n = _Net()
+    const: list[onnx.TensorProto] = []
+    ints = lambda name, *v: _ints(const, name, *v)  # noqa: E731
+    x = n.node("Conv", ["x", n.weight("cnn.0.weight", (channels, 1, 3, 3))], "/cnn/cnn.0", kernel_shape=[3, 3],
+               pads=[1, 1, 1, 1])
+    x = n.node("Relu", [x], "/cnn/cnn.1")
+    x = n.node("MaxPool", [x], "/cnn/cnn.2", kernel_shape=[height, 2], strides=[height, 2])  # [N, C, 1, W/2]
+    x = n.node("Squeeze", [x, ints("axes2", 2)], "")
+    x = n.node("Transpose", [x], "", perm=[2, 0, 1])  # [T, N, C]
+    rnn = "/rnn"
+    w = n.weight("rnn.weight", (2, 4 * hidden, channels))
+    r = n.weight("rnn.weight_hh", (2, 4 * hidden, hidden))
+    b = n.weight("rnn.bias", (2, 8 * hidden))
+    n.nodes.append(helper.make_node("LSTM", [x, w, r, b], ["lstm_y"], name=f"{rnn}/LSTM", direction="bidirectional",
+                                    hidden_size=hidden))
+    y = n.node("Transpose", ["lstm_y"], rnn, perm=[0, 2, 1, 3])  # [T, N, 2, H]
+    shape = n.node("Shape", [y], rnn)
+    tn = n.node("Slice", [shape, ints("s0", 0), ints("s2", 2), ints("axes0", 0)], rnn)
+    y = n.node("Reshape", [y, n.node("Concat", [tn, ints("m1", -1)], rnn, axis=0)], rnn)  # [T, N, 2H]
+    y = n.node("MatMul", [y, n.weight("fc.weight_t", (2 * hidden, classes))], "/fc")
+    y = n.node("Add", [y, n.weight("fc.bias", (classes,))], "/fc")
+    n.inits.extend(const)
+    return n.model("x", ["N", 1, height, "width"], y, "crnn")
+
+
+def crnn_macs(width: int, *, height: int = 32, channels: int = 64, hidden: int = 96, classes: int = 37) -> int:
+    steps = width // 2
+    conv = channels * 9 * height * width
+    lstm = 2 * steps * 4 * hidden * (channels + hidden)
+    return conv + lstm + steps * 2 * hidden * classes
