@@ -628,6 +628,11 @@ class _Builder:
         _read_shapes(sg.input, local_shapes, self.cache)
         _read_shapes(sg.value_info, local_shapes, self.cache)
         _read_shapes(sg.output, local_shapes, self.cache)
+        for k, v in local_shapes.items():  # what the shape engine found beats onnx's partial answer
+            if not v[2]:
+                outer = shapes.get(k)
+                if outer is not None and outer[2]:
+                    local_shapes[k] = outer
         local_inits = {t.name: (tuple(t.dims), dtype_name(t.data_type)) for t in sg.initializer}
         formal = {i.name for i in sg.input}
         local: dict[str, str] = {}

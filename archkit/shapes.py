@@ -62,35 +62,92 @@ _MAX_EVALUATIONS = 100_000  # a file with more value ops than this is costed wit
 
 def resolve(graph: onnx.GraphProto, types: dict[str, onnx.TypeProto], opsets: Mapping[str, int], *,
             values: Mapping[str, np.ndarray] | None = None, ir_version: int = onnx.IR_VERSION) -> int:
-    """Improve `types` (tensor name → TypeProto, updated in place) over the main graph of a
-    weight-free skeleton; return how many op outputs gained a full shape.
+    """Improve `types` (tensor name → TypeProto, updated in place) over a weight-free skeleton:
+    its main graph and the branches of its Ifs; return how many op outputs gained a full shape.
 
     `values`: known tensor values (small integer initializers); the engine adds the ones it
     evaluates (to `values` itself when it is a dict, so the caller can read them)."""
     known_values: dict[str, np.ndarray] = values if isinstance(values, dict) else dict(values or {})
     nodes = _sorted(graph)
-    needed = _feeds_values(nodes)
-    imports = [onnx.helper.make_opsetid(d if d != "ai.onnx" else "", v) for d, v in opsets.items()]
-    version = opsets.get("ai.onnx", opsets.get("", 1))
-    gained = 0
-    evaluations = 0
-    for node in nodes:
-        if node.domain not in ("", "ai.onnx") or any(a.type in (_GRAPH, _GRAPHS) for a in node.attribute):
-            continue  # custom domains and subgraph ops keep what the whole-graph inference found
-        outs = [o for o in node.output if o]
-        if not all(_full(types.get(o)) for o in outs):
-            before = sum(_full(types.get(o)) for o in outs)
-            inferred = _infer_node(node, types, known_values, imports, version, ir_version)
-            for name, t in inferred.items():
-                if _better(t, types.get(name)):
-                    types[name] = t
-            gained += sum(_full(types.get(o)) for o in outs) - before
-        if id(node) in needed and evaluations < _MAX_EVALUATIONS and _evaluable(node, types, known_values):
-            evaluations += 1
-            result = _evaluate(node, known_values, types, version)
-            if result is not None:
-                known_values.update(result)
-    return gained
+    walk = _Walk(types, known_values, _feeds_values(list(_all_nodes(nodes))), opsets, ir_version)
+    walk.nodes(nodes)
+    return walk.gained
+
+
+class _Walk:
+    """One topological pass: per-op inference with the values known so far, and the bounded
+    evaluation of what feeds value inputs."""
+
+    def __init__(self, types, values, needed, opsets, ir_version):
+        self.types, self.values, self.needed = types, values, needed
+        self.imports = [onnx.helper.make_opsetid(d if d != "ai.onnx" else "", v) for d, v in opsets.items()]
+        self.version = opsets.get("ai.onnx", opsets.get("", 1))
+        self.ir_version = ir_version
+        self.gained = 0
+        self.evaluations = 0
+
+    def nodes(self, nodes) -> None:
+        types, values = self.types, self.values
+        for node in nodes:
+            if node.domain not in ("", "ai.onnx"):
+                continue  # custom domains keep what the whole-graph inference found
+            if any(a.type in (_GRAPH, _GRAPHS) for a in node.attribute):
+                if node.op_type == "If":
+                    self.branches(node)
+                continue  # Loop and Scan bodies keep what the whole-graph inference found
+            outs = [o for o in node.output if o]
+            if not all(_full(types.get(o)) for o in outs):
+                before = sum(_full(types.get(o)) for o in outs)
+                inferred = _infer_node(node, types, values, self.imports, self.version, self.ir_version)
+                for name, t in inferred.items():
+                    if _better(t, types.get(name)):
+                        types[name] = t
+                self.gained += sum(_full(types.get(o)) for o in outs) - before
+            if node.output and node.output[0] in self.needed and self.evaluations < _MAX_EVALUATIONS and _evaluable(node, types, values):
+                self.evaluations += 1
+                result = _evaluate(node, values, types, self.version)
+                if result is not None:
+                    values.update(result)
+
+    def branches(self, node) -> None:
+        """An If: both branches walked (their ops read the outer scope); its outputs take the
+        taken branch's types when the condition is known, else the types both branches agree on."""
+        graphs = {a.name: a.g for a in node.attribute if a.type == _GRAPH}
+        for g in graphs.values():
+            for vi in (*g.input, *g.value_info, *g.output):
+                if vi.name not in self.types or _better(vi.type, self.types[vi.name]):
+                    self.types[vi.name] = vi.type
+            for t in g.initializer:
+                self.types.setdefault(t.name, onnx.helper.make_tensor_type_proto(t.data_type, t.dims))
+                if (t.name not in self.values and math.prod(t.dims) <= BOUND
+                        and t.data_location != onnx.TensorProto.EXTERNAL and _holds_data(t)):
+                    self.values[t.name] = numpy_helper.to_array(t)
+            self.nodes(list(g.node))
+        cond = self.values.get(node.input[0]) if node.input else None
+        taken = [graphs.get("then_branch" if bool(cond.reshape(-1)[0]) else "else_branch")] \
+            if cond is not None and cond.size == 1 else list(graphs.values())
+        for k, out in enumerate(node.output):
+            if not out or _full(self.types.get(out)):
+                continue
+            found = [self.types.get(g.output[k].name) for g in taken if g is not None and k < len(g.output)]
+            if found and all(_full(t) for t in found) and all(t == found[0] for t in found):
+                self.types[out] = found[0]
+                self.gained += 1
+
+
+def _holds_data(t: onnx.TensorProto) -> bool:
+    return t.HasField("raw_data") or any(len(getattr(t, f)) for f in (
+        "float_data", "int32_data", "int64_data", "double_data", "uint64_data", "string_data"))
+
+
+def _all_nodes(nodes):
+    """The nodes and, recursively, those of their If branches."""
+    for n in nodes:
+        yield n
+        if n.op_type == "If":
+            for a in n.attribute:
+                if a.type == _GRAPH:
+                    yield from _all_nodes(a.g.node)
 
 
 _A = onnx.AttributeProto
@@ -133,16 +190,17 @@ def _sorted(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
     return order  # a cycle leaves its ops out: the graph builder names it
 
 
-def _feeds_values(nodes: list[onnx.NodeProto]) -> set[int]:
-    """ids of the nodes whose values some op reads as a value input, directly or through others."""
+def _feeds_values(nodes: list[onnx.NodeProto]) -> set[str]:
+    """The first outputs of the nodes whose values some op reads as a value input, directly or
+    through others (names, not ids: protobuf may hand out a new wrapper per access)."""
     producer = {o: n for n in nodes for o in n.output if o}
     wanted = [n.input[i] for n in nodes for i in VALUE_INPUTS.get(n.op_type, ()) if i < len(n.input) and n.input[i]]
-    needed: set[int] = set()
+    needed: set[str] = set()
     while wanted:
         p = producer.get(wanted.pop())
-        if p is None or id(p) in needed:
+        if p is None or p.output[0] in needed:
             continue
-        needed.add(id(p))
+        needed.add(p.output[0])
         if p.op_type not in _TYPE_ONLY:
             wanted.extend(i for i in p.input if i)
     return needed
@@ -171,7 +229,7 @@ def _infer_node(node, types, values, imports, version, ir_version) -> dict[str, 
     except Exception:
         return {}  # not an operator of this opset: the checks in archkit.load name it
     inputs = {i: types[i] for i in node.input if i and i in types}
-    if len(inputs) < sum(1 for i in node.input if i):
+    if len(inputs) < len({i for i in node.input if i}):  # an input may be read twice (Slice's axes and steps)
         return {}
     data = {i: numpy_helper.from_array(values[i], i) for i in node.input if i in values}
     try:

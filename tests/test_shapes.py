@@ -139,3 +139,47 @@ def test_crnn_lstm_over_a_free_sequence(width):
     assert a.costs.total()["macs"] == crnn_macs(width)
     lstm = next(o for o in a.costs.ops if o.op_type == "LSTM")
     assert lstm.macs == 2 * (width // 2) * 4 * 96 * (64 + 96)
+
+
+def _stft_branch_model():
+    """The voice-activity pattern (Silero VAD as torch.onnx writes it): an If on `sr == 16000`
+    whose branches hold the STFT front end, a Conv over a reflection-padded signal whose
+    Reshape target comes from the outer input's Shape, then a Slice whose axes and steps are
+    the same tensor; the branches differ in their conv's filters (258 vs 130)."""
+    r = lambda name, v: numpy_helper.from_array(np.array(v, np.int64), name)  # noqa: E731
+
+    def branch(tag, filters, kernel):
+        nodes = [helper.make_node("Shape", ["audio"], [f"{tag}_s"]),
+                 helper.make_node("Gather", [f"{tag}_s", "idx1"], [f"{tag}_len"], axis=0),
+                 helper.make_node("Unsqueeze", [f"{tag}_len", "ax0"], [f"{tag}_len1"]),
+                 helper.make_node("Concat", ["one_1", "one_1", f"{tag}_len1"], [f"{tag}_target"], axis=0),
+                 helper.make_node("Reshape", ["audio", f"{tag}_target"], [f"{tag}_x"]),
+                 helper.make_node("Conv", [f"{tag}_x", f"{tag}_basis"], [f"{tag}_spec"], name=f"{tag}/stft/Conv",
+                                  kernel_shape=[kernel], strides=[kernel // 2]),
+                 helper.make_node("Slice", [f"{tag}_spec", "zero_1", f"{tag}_half", "one_1", "one_1"], [f"{tag}_re"]),
+                 helper.make_node("ReduceMean", [f"{tag}_re", "ax12"], [f"{tag}_out"], keepdims=0)]
+        inits = [numpy_helper.from_array(np.ones((filters, 1, kernel), np.float32), f"{tag}_basis"),
+                 r(f"{tag}_half", [filters // 2])]
+        return helper.make_graph(nodes, tag, [], [helper.make_tensor_value_info(f"{tag}_out", TensorProto.FLOAT, None)],
+                                 inits)
+
+    nodes = [helper.make_node("Equal", ["sr", "k16"], ["is16k"]),
+             helper.make_node("If", ["is16k"], ["y"], name="If_0", then_branch=branch("b16", 258, 256),
+                              else_branch=branch("b8", 130, 128))]
+    inits = [r("k16", 16000), r("idx1", 1), r("ax0", [0]), r("one_1", [1]), r("zero_1", [0]), r("ax12", [1, 2])]
+    graph = helper.make_graph(nodes, "vad", [helper.make_tensor_value_info("audio", TensorProto.FLOAT, [1, "samples"]),
+                                             helper.make_tensor_value_info("sr", TensorProto.INT64, [])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+@pytest.mark.parametrize("sr,filters,kernel", [(16000, 258, 256), (8000, 130, 128)])
+def test_shapes_inside_if_branches_and_a_slice_reading_one_tensor_twice(sr, filters, kernel):
+    from archkit.costs import analyse
+
+    G = build_graph(_stft_branch_model(), input_shapes={"samples": 1024}, input_values={"sr": (sr,)},
+                    symbolic=False)
+    c = analyse(G)
+    assert c.complete, c.unknown
+    frames = (1024 - kernel) // (kernel // 2) + 1
+    assert c.total()["macs"] == filters * kernel * frames  # the taken branch's conv alone
