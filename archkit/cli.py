@@ -95,6 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--input-shape", action="append", default=[], metavar="NAME=D1,D2,...",
                    help="fix a graph input's shape, or a symbolic dim (N=8); repeatable; free dims are set to 1")
     _input_value_argument(a)
+    a.add_argument("--sweep", action="append", default=[], metavar="DIM=V1,V2,...",
+                   help="the totals at each value of a free dim (repeatable: every combination), a table and, with "
+                        "-o, sweep.csv and sweep.png")
     a.add_argument("--by", default="layer", choices=("op", "layer", "block", "type"), help="the table printed (default: layer)")
     a.add_argument("--format", default=None,
                    help="printed: one of md,csv,json (default md); with -o: the files, comma-separated (default md,csv,json)")
@@ -368,10 +371,14 @@ def _connectivity_folder(folder: Path, source: Path | None = None) -> None:
 
 
 def _warn(analysis) -> None:
+    for w in analysis.warnings:
+        _warn_line(w)
+
+
+def _warn_line(w: str) -> None:
     from archkit.escape import terminal
 
-    for w in analysis.warnings:
-        print(f"archkit: warning: {terminal(w)}", file=sys.stderr)
+    print(f"archkit: warning: {terminal(w)}", file=sys.stderr)
 
 
 def _cmd_list(args) -> int:
@@ -700,6 +707,8 @@ def _cmd_analyse(args) -> int:
 
     shapes = dict(parse_input_shape(t) for t in args.input_shape)
     values = _input_values(args)
+    if args.sweep:
+        return _sweep(args, shapes, values)
     if args.output is None:
         analysis = analyse_file(args.file, input_shapes=shapes, max_bytes=args.max_bytes, strict=args.strict,
                                 input_values=values)
@@ -716,6 +725,35 @@ def _cmd_analyse(args) -> int:
     write_folder(args.output, render(analysis, formats))
     for line in summary_lines(analysis):
         print(line)
+    print(f"-> {args.output}")
+    return 0
+
+
+def _sweep(args, shapes, values) -> int:
+    """analyse --sweep: the totals at every combination of the swept dims' values."""
+    from archkit.load import load_model
+    from archkit.onnxfile import parse_sweep, render_sweep, sweep, sweep_chart
+
+    dims = dict(parse_sweep(t) for t in args.sweep)
+    if len(dims) != len(args.sweep):
+        raise UsageError("--sweep: each dim once")
+    if args.output is not None:
+        _report_folder(args.output, source=args.file)
+    loaded = load_model(args.file, max_bytes=args.max_bytes)
+    for w in loaded.warnings:
+        _warn_line(w)
+    if args.format not in (None, "md", "csv", "json"):
+        raise UsageError(f"--format {args.format!r}: a sweep prints one of md, csv, json")
+    table = sweep(loaded, dims, input_shapes=shapes, input_values=values)
+    if args.output is None:
+        sys.stdout.write(render_sweep(table, args.format or "md"))
+        return 0
+    from archkit.io import write_folder
+
+    name = loaded.proto.graph.name or args.file.stem
+    write_folder(args.output, {"sweep.csv": render_sweep(table, "csv").encode(),
+                               "sweep.png": sweep_chart(table, tuple(dims), name)})
+    sys.stdout.write(render_sweep(table, "md"))
     print(f"-> {args.output}")
     return 0
 

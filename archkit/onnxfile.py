@@ -30,7 +30,7 @@ from archkit.load import Loaded, archkit_metadata, load_model
 from archkit.pipeline import Analysis, ModelInfo, _shape_text, analyse_model
 
 __all__ = ["analyse_file", "analyse_loaded", "VIEWS", "view", "shown_view", "render_view", "summary_lines", "branch_lines",
-           "totals_for", "parse_input_shape", "parse_input_value"]
+           "totals_for", "parse_input_shape", "parse_input_value", "parse_sweep", "sweep", "sweep_chart", "render_sweep"]
 
 VIEWS = ("op", "layer", "block", "type")
 UNSCOPED = ("no scopes in the node names (such as /layer1/conv1/Conv): layers and blocks are unknown, each op is its "
@@ -287,4 +287,97 @@ def render_view(a: Analysis, by: str, fmt: str) -> str:
     for row in df.itertuples(index=False):
         lines.append("| " + " | ".join(("yes" if v else "no") if isinstance(v, (bool, np.bool_)) else f"{v:,}"
                                        if isinstance(v, numbers.Integral) else md(str(v)) for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# --- sweeps: the costs at several values of free dims ---------------------------------------
+
+SWEEP_COLUMNS = ("macs", "flops", "params")
+
+
+def parse_sweep(text: str) -> tuple[str, tuple[int, ...]]:
+    """`width=128,256,512`: a symbolic dim of the file and the values it takes (positive)."""
+    name, sep, values = text.partition("=")
+    try:
+        if not sep or not name:
+            raise ValueError
+        out = tuple(int(v) for v in values.split(","))
+        if not out or any(v < 1 for v in out) or len(set(out)) != len(out):
+            raise ValueError
+    except ValueError:
+        raise UsageError(f"--sweep {text!r}: expected DIM=V1,V2,... with distinct positive integers "
+                         "(DIM: a symbolic dimension of the file, such as N or width)") from None
+    return name, out
+
+
+def sweep(loaded: Loaded, dims: Mapping[str, tuple[int, ...]], *, input_shapes: Mapping[str, object] | None = None,
+          input_values: Mapping[str, tuple[float, ...]] | None = None) -> pd.DataFrame:
+    """One row per combination of the swept dims' values: the totals the file costs there, and
+    whether they are complete. Every row is a full analysis at those values (exact: no fit)."""
+    import itertools
+
+    given = dict(input_shapes or {})
+    clash = sorted(set(dims) & set(given))
+    if clash:
+        raise UsageError(f"--sweep {clash[0]}: also fixed by --input-shape; give one or the other")
+    inits = {t.name for t in loaded.proto.graph.initializer}
+    free = {d.dim_param for i in loaded.proto.graph.input if i.name not in inits and i.type.HasField("tensor_type")
+            for d in i.type.tensor_type.shape.dim if d.dim_param and not d.HasField("dim_value")}
+    unknown = sorted(set(dims) - free)
+    if unknown:
+        raise UsageError(f"--sweep {unknown[0]}: not a free dim of the file"
+                         + (f"; its free dims: {', '.join(sorted(free))}" if free else "; it has none (all fixed)"))
+    rows = []
+    for combo in itertools.product(*dims.values()):
+        at = dict(zip(dims, combo))
+        c = analyse_loaded(loaded, input_shapes={**given, **at}, input_values=input_values).costs
+        t = c.total()
+        rows.append({**at, **{k: t[k] for k in SWEEP_COLUMNS}, "complete": c.complete})
+    return pd.DataFrame(rows)
+
+
+def sweep_chart(df: pd.DataFrame, dims: tuple[str, ...], name: str) -> bytes:
+    """PNG: MACs (and other flops) against the first swept dim, one line per value of the others."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from archkit import escape as esc
+    from archkit.io import png_bytes
+
+    x, rest = dims[0], list(dims[1:])
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    groups = df.groupby(rest, sort=False) if rest else [((), df)]
+    for key, part in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        label = ", ".join(f"{esc.plot(d)}={v}" for d, v in zip(rest, key))
+        ax.plot(part[x], part["macs"], marker="o", label=("MACs " + label).strip())
+        ax.plot(part[x], part["flops"], marker=".", linestyle="--", label=("other flops " + label).strip())
+    if df[x].max() / df[x].min() >= 8:
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+    ax.set_xlabel(esc.plot(x))
+    ax.set_ylabel("per run of the model")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"{esc.plot(name)}: cost against {esc.plot(x)}", fontsize=10)
+    fig.tight_layout()
+    return png_bytes(fig, dpi=100)
+
+
+def render_sweep(df: pd.DataFrame, fmt: str) -> str:
+    """The sweep table for the terminal or a file: markdown, CSV or JSON."""
+    if fmt == "csv":
+        return df.to_csv(index=False, lineterminator="\n")
+    if fmt == "json":
+        return df.to_json(orient="records", indent=1) + "\n"
+    from archkit.escape import md
+
+    header = list(df.columns)
+    lines = ["| " + " | ".join(md(h) for h in header) + " |",
+             "|" + "|".join("---" if h == "complete" else "---:" for h in header) + "|"]
+    for row in df.itertuples(index=False):
+        lines.append("| " + " | ".join(("yes" if v else "**no**") if isinstance(v, (bool, np.bool_)) else f"{int(v):,}"
+                                       for v in row) + " |")
     return "\n".join(lines) + "\n"

@@ -183,3 +183,36 @@ def test_shapes_inside_if_branches_and_a_slice_reading_one_tensor_twice(sr, filt
     assert c.complete, c.unknown
     frames = (1024 - kernel) // (kernel // 2) + 1
     assert c.total()["macs"] == filters * kernel * frames  # the taken branch's conv alone
+
+
+def test_sweep_over_a_free_dim_is_exact_at_every_value(tmp_path, capsys):
+    """`analyse --sweep width=...` analyses the file at each value: every row equals the closed
+    form, and the batch multiplies it; -o writes sweep.csv and sweep.png."""
+    import json
+
+    import onnx
+
+    from archkit.cli import main
+    from tests.onnx_builders import png_size
+    from tests.torch_patterns import crnn, crnn_macs
+
+    path = tmp_path / "crnn.onnx"
+    onnx.save(crnn(), path)
+    widths = (64, 100, 256)
+    assert main(["analyse", str(path), "--sweep", "width=" + ",".join(map(str, widths)), "--sweep", "N=1,3",
+                 "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["width"], r["N"]) for r in rows] == [(w, n) for w in widths for n in (1, 3)]
+    for r in rows:
+        assert r["macs"] == r["N"] * crnn_macs(r["width"]) and r["complete"]
+    out = tmp_path / "sweep"
+    assert main(["analyse", str(path), "--sweep", "width=64,128", "-o", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["sweep.csv", "sweep.png"]
+    assert png_size((out / "sweep.png").read_bytes())[0] >= 600
+    assert (out / "sweep.csv").read_text().splitlines()[0] == "width,macs,flops,params,complete"
+    capsys.readouterr()
+    for argv, fragment in ((["--sweep", "height=1,2"], "not a free dim of the file; its free dims: N, width"),
+                           (["--sweep", "width=0,2"], "distinct positive integers"),
+                           (["--sweep", "width=8", "--input-shape", "width=8"], "also fixed by --input-shape")):
+        assert main(["analyse", str(path), *argv]) == 2
+        assert fragment in capsys.readouterr().err
