@@ -1,7 +1,8 @@
 """ONNX model → networkx.DiGraph with resolved shapes.
 
-A node per ONNX op (kind "op"), a pseudo-node per graph input ("input") and output ("output"),
-an edge per producer → consumer pair (edge attribute `tensors`: the tensor names it carries).
+A node per ONNX op (an OpNode, kind "op"), a pseudo-node per graph input ("input") and output
+("output", both TensorNode): frozen records, read as `data.op_type` (or, for code that reads node
+data as a dict, `data["op_type"]`); an edge per producer → consumer pair (edge attribute `tensors`: the tensor names it carries).
 Initializers are not nodes: they are described (name, dims, dtype) on their consumers' inputs.
 
 Weights are never read or copied: shape inference runs on a skeleton whose weight initializers
@@ -33,6 +34,7 @@ import gc
 import logging
 import math
 from collections import ChainMap
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Iterable, Mapping, NamedTuple, Sequence
 
@@ -42,7 +44,7 @@ from onnx import helper
 
 from archkit.errors import MalformedModelError, UsageError
 
-__all__ = ["TensorInfo", "build_graph", "op_nodes", "dtype_name", "FLOAT_TYPES", "SUBGRAPH_OPS"]
+__all__ = ["TensorInfo", "OpNode", "TensorNode", "build_graph", "op_nodes", "dtype_name", "FLOAT_TYPES", "SUBGRAPH_OPS"]
 
 Dim = int | str | None  # int: known; str: symbolic name; None: unknown
 
@@ -66,6 +68,59 @@ class TensorInfo(NamedTuple):
         for d in self.shape or ():
             n *= d
         return n
+
+
+class _Record(Mapping):
+    """Read-only `record["field"]` access to a node record's fields, for code that still reads
+    node data as a dict (networkx hands the record out as a node's data)."""
+
+    __slots__ = ()
+
+    def __getitem__(self, key: str):
+        try:
+            return getattr(self, key)
+        except AttributeError:
+            raise KeyError(key) from None
+
+    def get(self, key: str, default=None):
+        return getattr(self, key, default)
+
+    def __iter__(self):
+        return iter(("kind", *self.__slots__))
+
+    def __len__(self) -> int:
+        return 1 + len(self.__slots__)
+
+    def copy(self):  # what networkx calls when it copies a graph; a record is immutable
+        return self
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class OpNode(_Record):
+    """An op, in the main graph or inside an If/Loop/Scan subgraph (`parent`: that op's id;
+    `subgraph`: the attribute holding it). `inputs` holds None for an omitted optional input."""
+
+    index: int  # position in the walk (file order, subgraph ops before their parent)
+    name: str
+    op_type: str
+    domain: str  # "ai.onnx" for the default domain
+    attrs: Mapping
+    inputs: tuple[TensorInfo | None, ...]
+    outputs: tuple[TensorInfo, ...]
+    parent: str | None = None
+    subgraph: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return "op"
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class TensorNode(_Record):
+    """A graph input (kind "input") or output ("output") pseudo-node."""
+
+    kind: str
+    tensor: TensorInfo
 
 
 FLOAT_TYPES = frozenset({"float", "float16", "bfloat16", "double"})
@@ -608,11 +663,7 @@ class _Builder:
                     if n in local:
                         raise MalformedModelError(f"tensor {n!r} is produced twice (by {local[n]!r} and {nid!r})")
                     local[n] = nid
-            node_d[nid] = {
-                "kind": "op", "index": index, "name": name, "op_type": op_type,
-                "domain": domain or "ai.onnx", "attrs": attrs, "inputs": tuple(ins), "outputs": tuple(outs),
-                "parent": parent, "subgraph": sub,
-            }
+            node_d[nid] = OpNode(index, name, op_type, domain or "ai.onnx", attrs, tuple(ins), tuple(outs), parent, sub)
             succ[nid] = {}
             pred[nid] = p
             index += 1
@@ -762,7 +813,7 @@ def _build(model: onnx.ModelProto, input_shapes: Mapping[str, object], symbolic:
         if nid in b.node:
             raise MalformedModelError(f"graph output {out.name!r} is listed twice")
         r = shapes.get(out.name) or _UNKNOWN
-        b.add(nid, {"kind": "output", "tensor": TensorInfo(out.name, r[0], r[1])})
+        b.add(nid, TensorNode("output", TensorInfo(out.name, r[0], r[1])))
         src = b.producer.get(out.name)
         if src is not None:
             b.edge(src, nid, out.name)
@@ -864,7 +915,7 @@ def _walk(model: onnx.ModelProto, g: onnx.GraphProto, shapes: dict, initializers
         if i.name not in initializers:
             nid = f"input:{i.name}"
             r = shapes.get(i.name) or _UNKNOWN
-            b.add(nid, {"kind": "input", "tensor": TensorInfo(i.name, r[0], r[1])})
+            b.add(nid, TensorNode("input", TensorInfo(i.name, r[0], r[1])))
             producer[i.name] = nid
     originals = model.graph.node if len(model.graph.node) == len(g.node) else None
     b.walk(g, shapes, initializers, producer, producer, "", None, None, originals)

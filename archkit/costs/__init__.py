@@ -18,7 +18,7 @@ import pandas as pd
 
 from archkit.errors import MalformedModelError
 from archkit.costs.rules import DATA_DEPENDENT, FREE, RULES, Cost, ShapeUnknown
-from archkit.graph import FLOAT_TYPES, op_nodes
+from archkit.graph import FLOAT_TYPES, OpNode, op_nodes
 from archkit.names import LayerResolver, ScopeNames
 
 __all__ = ["OpCost", "CostReport", "Branch", "analyse", "RULES", "FREE", "Cost", "PARAM_TYPES"]
@@ -209,7 +209,7 @@ def _analyse(G: nx.DiGraph, block_of: Callable[[str], str] | None) -> CostReport
     any_layer = False
     by_scope: dict[str, str | None] = {}
     for nid, data in order:
-        name = data["name"]
+        name = data.name
         if name:
             # ops in one scope share a layer: resolve each scope once
             scope = name[:name.rfind("/") + 1] or name
@@ -221,7 +221,7 @@ def _analyse(G: nx.DiGraph, block_of: Callable[[str], str] | None) -> CostReport
         if layer is None and layers:
             # Ops an exporter renamed when rewriting them (tf2onnx's Conv__85: a conv with its Pad
             # or BatchNorm fused in) still read weights named in their layer's scope.
-            layer = next((l for t in data["inputs"] if t is not None and t.initializer and t.dtype in FLOAT_TYPES
+            layer = next((l for t in data.inputs if t is not None and t.initializer and t.dtype in FLOAT_TYPES
                           for l in (resolve(t.name),) if l is not None), None)
         if layer is None:
             # Exporter-inserted ops (tf2onnx's Transpose__32, shape arithmetic) belong to the
@@ -232,7 +232,7 @@ def _analyse(G: nx.DiGraph, block_of: Callable[[str], str] | None) -> CostReport
         if layer is not None:
             layer_of[nid] = layer
     if not any_layer:  # no scopes at all (e.g. `Conv_0`, `Relu_1`): each op is its own layer
-        layer_of = {nid: data["name"] or nid for nid, data in order}
+        layer_of = {nid: data.name or nid for nid, data in order}
     for nid, _ in reversed(order):
         if nid not in layer_of:
             layer_of[nid] = next((layer_of[s] for s in succ[nid] if s in layer_of), "(graph)")
@@ -264,8 +264,8 @@ def _rows(order, nodes, pred, layer_of, block_of) -> tuple[list[OpCost], dict[st
     append = rows.append
     per_type: dict[tuple[str, str], tuple] = {}  # (domain, op_type) → (rule, kernel inputs, is BN, is Constant)
     for nid, data in order:
-        op_type = data["op_type"]
-        domain = data["domain"]
+        op_type = data.op_type
+        domain = data.domain
         kind = per_type.get((domain, op_type))
         if kind is None:
             kind = per_type[(domain, op_type)] = (
@@ -274,7 +274,7 @@ def _rows(order, nodes, pred, layer_of, block_of) -> tuple[list[OpCost], dict[st
         rule, kernel, is_bn, is_constant = kind
         params = weights = stats = made = 0
         i = -1
-        for t in data["inputs"]:
+        for t in data.inputs:
             i += 1
             if t is None:
                 continue
@@ -296,13 +296,13 @@ def _rows(order, nodes, pred, layer_of, block_of) -> tuple[list[OpCost], dict[st
                 stats += n
         if is_constant:
             # weights stored as Constant nodes (scalars are arithmetic literals, not parameters)
-            v = data["attrs"].get("value")
+            v = data.attrs.get("value")
             if v is not None and v.dtype in PARAM_TYPES and len(v.shape) and prod(v.shape) > 1:
                 params += prod(v.shape)
         elif op_type == "ConstantOfShape" and domain == "ai.onnx":
             n = _generated_size(data, pred[nid], nodes)
             if n:
-                generated[data["outputs"][0][0]] = n
+                generated[data.outputs[0][0]] = n
         try:
             if rule is None:
                 cost, status = _cost(data)
@@ -316,7 +316,7 @@ def _rows(order, nodes, pred, layer_of, block_of) -> tuple[list[OpCost], dict[st
             # an input of the wrong rank) is a malformed model -- or a rule's bug: --debug tells
             raise MalformedModelError(f"op {nid!r} ({op_type}) has attributes or input shapes its operator does not "
                                       f"allow ({type(e).__name__}: {e})") from e
-        outs = data["outputs"]
+        outs = data.outputs
         shape = outs[0][1] if outs else None
         text = shape_text.get(shape)
         if text is None:
@@ -326,10 +326,10 @@ def _rows(order, nodes, pred, layer_of, block_of) -> tuple[list[OpCost], dict[st
         block = block_cache.get(layer)
         if block is None:
             block = block_cache[layer] = block_of(layer)
-        if data.get("parent") is None:
+        if data.parent is None:
             context = ""
         else:
-            key = (data["parent"], data["subgraph"])
+            key = (data.parent, data.subgraph)
             context = contexts.get(key)
             if context is None:
                 context = contexts[key] = _context(nodes, data, subgraphs)
@@ -338,12 +338,12 @@ def _rows(order, nodes, pred, layer_of, block_of) -> tuple[list[OpCost], dict[st
     return rows, subgraphs, n_generated
 
 
-def _generated_size(data: dict, preds, nodes) -> int:
+def _generated_size(data: OpNode, preds, nodes) -> int:
     """Elements of a weight made at load time: a float ConstantOfShape whose shape is a constant
     (an initializer or a Constant op), as Caffe2's converted models build every kernel. A shape
     computed from the input (PyTorch's `zeros(x.shape[0], ...)`) makes activations, not weights: 0."""
-    shape_in = data["inputs"][0] if data["inputs"] else None
-    out = data["outputs"][0] if data["outputs"] else None
+    shape_in = data.inputs[0] if data.inputs else None
+    out = data.outputs[0] if data.outputs else None
     if shape_in is None or out is None or out.dtype not in PARAM_TYPES or not out.known:
         return 0
     if not shape_in.initializer:
@@ -357,19 +357,19 @@ def _generated_size(data: dict, preds, nodes) -> int:
 def _batch(G: nx.DiGraph) -> int | None:
     """The leading dimension all graph inputs of rank >= 2 share, None if they disagree."""
     nodes = G._node if isinstance(getattr(G, "_node", None), dict) else G.nodes  # the public view is slow
-    shapes = [nodes[n]["tensor"].shape for n in nodes if n[:6] == "input:" and nodes[n]["kind"] == "input"]
+    shapes = [nodes[n].tensor.shape for n in nodes if n[:6] == "input:" and nodes[n].kind == "input"]
     firsts = {s[0] for s in shapes if s is not None and len(s) >= 2}
     return firsts.pop() if len(firsts) == 1 and all(isinstance(f, int) for f in firsts) else None
 
 
-def _context(nodes, data: dict, subgraphs: dict[str, str], branches: Mapping[str, Branch] | None = None) -> str:
+def _context(nodes, data: OpNode, subgraphs: dict[str, str], branches: Mapping[str, Branch] | None = None) -> str:
     """Where a subgraph op runs: "per iteration of L (body)", "branch then_branch of I", nested
     outermost first; with `branches`, each If branch says whether it counts and why."""
     parts = []
-    while data.get("parent") is not None:
-        parent = data["parent"]
-        kind = nodes[parent]["op_type"]
-        sub = data["subgraph"]
+    while data.parent is not None:
+        parent = data.parent
+        kind = nodes[parent].op_type
+        sub = data.subgraph
         if kind in ("Loop", "Scan", "SequenceMap"):
             subgraphs[parent] = "per iteration"
             parts.append(f"per iteration of {parent} ({sub})")
@@ -396,16 +396,16 @@ def _choose_branches(rows: list[OpCost], nodes, conditions: Mapping[str, tuple[b
     under: dict[tuple[str, str], list[int]] = {}  # (If, branch) → rows inside it, at any depth
     for k, r in enumerate(rows):
         data = nodes[r.node]
-        while data.get("parent") is not None:
-            parent = data["parent"]
-            if nodes[parent]["op_type"] == "If" and nodes[parent]["domain"] == "ai.onnx":
-                under.setdefault((parent, data["subgraph"]), []).append(k)
+        while data.parent is not None:
+            parent = data.parent
+            if nodes[parent].op_type == "If" and nodes[parent].domain == "ai.onnx":
+                under.setdefault((parent, data.subgraph), []).append(k)
             data = nodes[parent]
 
     def depth(nid: str) -> int:
         n = 0
-        while nodes[nid].get("parent") is not None:
-            nid = nodes[nid]["parent"]
+        while nodes[nid].parent is not None:
+            nid = nodes[nid].parent
             n += 1
         return n
 
@@ -456,8 +456,8 @@ def _unsummed(rows: list[OpCost], skipped: set[str], order, nodes, pred, layer_o
     out = []
     for r in rows:
         data = nodes[r.node]
-        if data.get("parent") is not None:
-            key = (data["parent"], data["subgraph"])
+        if data.parent is not None:
+            key = (data.parent, data.subgraph)
             context = contexts.get(key)
             if context is None:
                 context = contexts[key] = _context(nodes, data, {}, branches)
@@ -466,12 +466,12 @@ def _unsummed(rows: list[OpCost], skipped: set[str], order, nodes, pred, layer_o
     return out, n_generated
 
 
-def _cost(data: dict) -> tuple[Cost, str]:
-    rule = RULES.get((data["domain"], data["op_type"]))
+def _cost(data: OpNode) -> tuple[Cost, str]:
+    rule = RULES.get((data.domain, data.op_type))
     if rule is None:
-        if data["domain"] == "ai.onnx" and data["op_type"] in FREE:
+        if data.domain == "ai.onnx" and data.op_type in FREE:
             return _ZERO, "free"
-        if data["domain"] == "ai.onnx" and data["op_type"] in DATA_DEPENDENT:
+        if data.domain == "ai.onnx" and data.op_type in DATA_DEPENDENT:
             return _ZERO, "unknown"
         return _ZERO, "unsupported"
     try:

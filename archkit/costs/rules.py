@@ -16,14 +16,17 @@ Conventions (README, "Cost conventions"):
   (window size + 3 per element), CumSum and TopK (1 per input element).
 - FREE ops move, index or create data and cost nothing.
 - Data-dependent costs (NonMaxSuppression, RoiAlign with adaptive sampling) are "cost unknown".
-A rule receives the node (its resolved input/output TensorInfo and attributes) and returns
-(macs, flops). It raises ShapeUnknown when a shape it needs was not inferred.
+A rule receives the node (an archkit.graph.OpNode: its resolved input/output TensorInfo and
+attributes) and returns (macs, flops). It raises ShapeUnknown when a shape it needs was not
+inferred.
 """
 
 from __future__ import annotations
 
 from math import prod
 from typing import Callable, NamedTuple
+
+from archkit.graph import OpNode
 
 __all__ = ["Cost", "ShapeUnknown", "RULES", "FREE", "DATA_DEPENDENT", "rule_for"]
 
@@ -40,7 +43,7 @@ class ShapeUnknown(Exception):
 _new = tuple.__new__  # Cost(...) without its Python-level __new__, in the rules run on every op
 
 
-Rule = Callable[[dict], Cost]
+Rule = Callable[[OpNode], Cost]
 RULES: dict[tuple[str, str], Rule] = {}
 
 # Data movement, shape arithmetic and no-ops at inference time: known to cost nothing.
@@ -91,28 +94,28 @@ def _shape(t) -> tuple[int, ...]:
     return s
 
 
-def _in(node: dict, i: int) -> tuple[int, ...]:
-    ins = node["inputs"]
+def _in(node: OpNode, i: int) -> tuple[int, ...]:
+    ins = node.inputs
     return _shape(ins[i] if i < len(ins) else None)
 
 
-def _out(node: dict, i: int = 0) -> tuple[int, ...]:
-    return _shape(node["outputs"][i])
+def _out(node: OpNode, i: int = 0) -> tuple[int, ...]:
+    return _shape(node.outputs[i])
 
 
-def _has_input(node: dict, i: int) -> bool:
-    ins = node["inputs"]
+def _has_input(node: OpNode, i: int) -> bool:
+    ins = node.inputs
     return i < len(ins) and ins[i] is not None
 
 
-def _attr(node: dict, name: str, default=None):
-    return node["attrs"].get(name, default)
+def _attr(node: OpNode, name: str, default=None):
+    return node.attrs.get(name, default)
 
 
 # --- weighted ops: MACs ------------------------------------------------------------------
 
 @_register("Conv")
-def conv(node: dict) -> Cost:
+def conv(node: OpNode) -> Cost:
     # Each output element is a dot product over (C_in / group) x kernel: W is (M, C/group, k...).
     out, w = _out(node), _in(node, 1)
     n = prod(out)
@@ -120,13 +123,13 @@ def conv(node: dict) -> Cost:
 
 
 @_register("ConvInteger")
-def conv_integer(node: dict) -> Cost:
+def conv_integer(node: OpNode) -> Cost:
     out, w = _out(node), _in(node, 1)
     return Cost(prod(out) * prod(w[1:]), 0)
 
 
 @_register("QLinearConv")
-def qlinear_conv(node: dict) -> Cost:
+def qlinear_conv(node: OpNode) -> Cost:
     # x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point[, B]: requantizing
     # each output is 2 flops (scale, shift), the bias one more
     out, w = _out(node), _in(node, 3)
@@ -135,7 +138,7 @@ def qlinear_conv(node: dict) -> Cost:
 
 
 @_register("DeformConv")
-def deform_conv(node: dict) -> Cost:
+def deform_conv(node: OpNode) -> Cost:
     # a Conv whose taps are sampled bilinearly at learned offsets: 4 weights per tap (+1 with mask)
     out, w = _out(node), _in(node, 1)
     n = prod(out)
@@ -144,36 +147,36 @@ def deform_conv(node: dict) -> Cost:
 
 
 @_register("ConvTranspose")
-def conv_transpose(node: dict) -> Cost:
+def conv_transpose(node: OpNode) -> Cost:
     # Each input element is scattered into (M / group) x kernel outputs: W is (C, M/group, k...).
     x, w = _in(node, 0), _in(node, 1)
     return Cost(prod(x) * prod(w[1:]), prod(_out(node)) if _has_input(node, 2) else 0)
 
 
 @_register("Gemm")
-def gemm(node: dict) -> Cost:
+def gemm(node: OpNode) -> Cost:
     a = _in(node, 0)
-    k = a[0] if node["attrs"].get("transA", 0) else a[1]
+    k = a[0] if node.attrs.get("transA", 0) else a[1]
     n = prod(_out(node))
     return Cost(n * k, n if _has_input(node, 2) else 0)
 
 
 @_register("MatMul", "MatMulInteger")
-def matmul(node: dict) -> Cost:
+def matmul(node: OpNode) -> Cost:
     # numpy semantics: (..., M, K) x (..., K, N), batch dims broadcast; 1-D operands promoted.
     a = _in(node, 0)
     return Cost(prod(_out(node)) * a[-1], 0)
 
 
 @_register("QLinearMatMul")
-def qlinear_matmul(node: dict) -> Cost:
+def qlinear_matmul(node: OpNode) -> Cost:
     a = _in(node, 0)
     n = prod(_out(node))
     return Cost(n * a[-1], 2 * n)
 
 
 @_register("Einsum")
-def einsum(node: dict) -> Cost:
+def einsum(node: OpNode) -> Cost:
     """Two operands: one MAC per point of the joint index space (every letter's extent
     multiplied, `...` as its broadcast dims). More operands: contracted pairwise, costed as
     (operands - 1) times the joint space (exact for two, an upper bound beyond). One operand:
@@ -211,7 +214,7 @@ def _broadcast(a: list[int], b: list[int]) -> list[int]:
 
 
 @_register("Attention")
-def attention(node: dict) -> Cost:
+def attention(node: OpNode) -> Cost:
     """ONNX Attention (opset 23): softmax(Q·Kᵀ · scale + mask)·V per head. Q (B, Hq, S, E) or
     (B, S, Hq·E); K (B, Hkv, L, E) or 3-D; V (B, Hkv, L, Ev) or 3-D. MACs: B·Hq·S·L·(E + Ev);
     flops: scale 1, softmax 3, mask 1 (if given) per score."""
@@ -229,7 +232,7 @@ def attention(node: dict) -> Cost:
 
 
 def _recurrent(gates: int):
-    def rule(node: dict) -> Cost:
+    def rule(node: OpNode) -> Cost:
         # X (seq, batch, input) [layout 0] or (batch, seq, input); W (dirs, gates·hidden, input);
         # R (dirs, gates·hidden, hidden). Per step: X·Wᵀ and H·Rᵀ; flops: biases (2 per gate
         # element if B), activations (1 per gate element) and the cell update (3 per hidden unit).
@@ -250,19 +253,19 @@ _register("RNN")(_recurrent(1))
 # --- everything else: flops ----------------------------------------------------------------
 
 def _per_output_element(factor: int) -> Rule:
-    def rule(node: dict) -> Cost:
+    def rule(node: OpNode) -> Cost:
         return _new(Cost, (0, factor * prod(_elementwise_out(node))))
     return rule
 
 
-def _elementwise_out(node: dict) -> tuple[int, ...]:
+def _elementwise_out(node: OpNode) -> tuple[int, ...]:
     """The output shape; if not inferred (function ops, unknown schemas), the inputs' broadcast
     shape, which is what an elementwise op or normalisation produces (or input 0's, when the
     other inputs are per-channel parameters that do not broadcast against it)."""
     try:
         return _out(node)
     except ShapeUnknown:
-        shapes = [_shape(t) for t in node["inputs"] if t is not None]
+        shapes = [_shape(t) for t in node.inputs if t is not None]
         if not shapes:
             raise
         out = list(shapes[0])
@@ -301,17 +304,17 @@ _register("RotaryEmbedding")(_per_output_element(3))  # x·cos + rotate(x)·sin
 
 
 @_register("Sum", "Mean")
-def variadic(node: dict) -> Cost:
-    return Cost(0, prod(_out(node)) * max(len(node["inputs"]) - 1, 1))
+def variadic(node: OpNode) -> Cost:
+    return Cost(0, prod(_out(node)) * max(len(node.inputs) - 1, 1))
 
 
 @_register("MaxPool", "AveragePool", "LpPool")
-def pool(node: dict) -> Cost:
-    return Cost(0, prod(_out(node)) * prod(node["attrs"]["kernel_shape"]))
+def pool(node: OpNode) -> Cost:
+    return Cost(0, prod(_out(node)) * prod(node.attrs["kernel_shape"]))
 
 
 @_register("GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool")
-def global_pool(node: dict) -> Cost:
+def global_pool(node: OpNode) -> Cost:
     return Cost(0, prod(_in(node, 0)))
 
 
@@ -322,7 +325,7 @@ _register("ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceProd", "Ar
 
 
 @_register("ReduceL1", "ReduceL2", "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp")
-def reduce_two(node: dict) -> Cost:
+def reduce_two(node: OpNode) -> Cost:
     return Cost(0, 2 * prod(_in(node, 0)))
 
 
@@ -336,20 +339,20 @@ def _interpolation(mode: str, d: int) -> int:
 
 
 @_register("Resize", "Upsample")
-def resize(node: dict) -> Cost:
+def resize(node: OpNode) -> Cost:
     x, out = _in(node, 0), _out(node)
     d = sum(1 for a, b in zip(x, out) if a != b)
     return Cost(0, prod(out) * _interpolation(_attr(node, "mode", "nearest"), d))
 
 
 @_register("GridSample")
-def grid_sample(node: dict) -> Cost:
+def grid_sample(node: OpNode) -> Cost:
     out = _out(node)
     return Cost(0, prod(out) * _interpolation(_attr(node, "mode", "linear"), len(out) - 2))
 
 
 @_register("RoiAlign")
-def roi_align(node: dict) -> Cost:
+def roi_align(node: OpNode) -> Cost:
     # each output averages sampling_ratio² bilinear samples (4 weights each)
     ratio = _attr(node, "sampling_ratio", 0)
     if not ratio:
@@ -362,6 +365,6 @@ DATA_DEPENDENT = frozenset({"NonMaxSuppression", "MaxRoiPool"})
 
 
 @_register("LRN")
-def lrn(node: dict) -> Cost:
+def lrn(node: OpNode) -> Cost:
     # sum of squares over `size` channels, then scale, power and divide
-    return Cost(0, prod(_out(node)) * (node["attrs"]["size"] + 3))
+    return Cost(0, prod(_out(node)) * (node.attrs["size"] + 3))
