@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from importlib import metadata
 from typing import Any, Iterable, Mapping, Sequence
 from urllib.parse import quote
@@ -211,6 +212,22 @@ def _label(row, key: str):
     return name if getattr(row, "summed", True) else Markdown(f"{md(name)} (not summed)")
 
 
+def _published_apply(a: Analysis, arch) -> bool:
+    """Whether the architecture's published figures are for this report's settings: they are
+    for its defaults, and an export records its settings (JSON: tuples read back as lists)."""
+    if a.config is None:
+        return True
+    defaults = json.loads(json.dumps(dict(arch.defaults), sort_keys=True, default=list))
+    return dict(a.config) == defaults
+
+
+def _compared(a: Analysis, arch):
+    """The architecture with only the published figures that apply to this report."""
+    if arch is None or _published_apply(a, arch):
+        return arch
+    return replace(arch, references=(), paper_table=())
+
+
 def _markdown(a: Analysis, arch=None, *, chart: bool = False) -> str:
     total = a.costs.total()
     kp = a.keras_params
@@ -261,6 +278,12 @@ def _markdown(a: Analysis, arch=None, *, chart: bool = False) -> str:
     if a.warnings:
         out += [f"**Warning:** {md(w)}" for w in a.warnings] + [""]
 
+    if arch is not None and not _published_apply(a, arch):
+        out += ["## Reference figures", "",
+                "Not compared: the published figures and the paper's table are for the default settings ("
+                + ", ".join(md_code(f"{k}={v}", table=False) for k, v in sorted(arch.defaults.items()))
+                + "); this report was made with others (see Configuration).", ""]
+    arch = _compared(a, arch)
     if arch is not None and arch.references:
         out += ["## Reference figures", "", _md_table(
             ("figure", "counted", "published", "difference", "verdict", "source"),
@@ -542,6 +565,7 @@ def render(a: Analysis, formats: Iterable[str] = FORMATS, *, arch=None) -> dict[
     formats = set(formats)
     if "md" in formats:
         files["README.md"] = _markdown(a, arch, chart="png" in formats).encode()
+    arch = _compared(a, arch)
     if "csv" in formats:
         if a.keras_layers:
             files["layers.csv"] = _csv(layer_table(a))

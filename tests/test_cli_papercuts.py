@@ -454,3 +454,22 @@ def test_the_opset_range_is_tf2onnx_s(tmp_path, capsys, stop_before_work):
     assert f"opsets 9 to {max_opset()}" in capsys.readouterr().err
     main(["export", "baseline_cnn", "-o", out, "--opset", str(max_opset())])
     assert stop_before_work[0][1]["opset"] == max_opset()
+
+
+def test_published_figures_are_compared_only_at_the_default_settings(tmp_path, capsys):
+    """The papers' figures are for an architecture's defaults: a report with other settings says
+    so and compares nothing (no "differs" verdict, no paper table)."""
+    assert main(["report", "baseline_cnn", "--config", "classes=5", "-o", str(tmp_path)]) == 0
+    folder = tmp_path / "baseline_cnn-classes=5"
+    text = (folder / "README.md").read_text()
+    assert "Not compared: the published figures and the paper's table are for the default settings" in text
+    assert "| figure | counted | published |" not in text
+    assert json.loads((folder / "summary.json").read_text())["references"] == []
+    index = (tmp_path / "README.md").read_text()
+    assert "differs" not in index and "exact" not in index
+    import architectures
+    from archkit.report import render
+    from tests.conftest import _run
+
+    default = render(_run("baseline_cnn")[0], ["md", "json"], arch=architectures.get("baseline_cnn"))
+    assert json.loads(default["summary.json"])["references"] and b"Not compared" not in default["README.md"]
