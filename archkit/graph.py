@@ -380,19 +380,11 @@ def _engine(model: onnx.ModelProto, inferred: onnx.ModelProto, shapes: dict, cac
     """archkit's shape engine (archkit.shapes) over what onnx left unknown; `shapes` gains what
     it finds, `values` (tensor name → array, given inputs' values to start with) the values it
     computes. Returns how many op outputs it resolved."""
-    from onnx import numpy_helper
-
     from archkit import shapes as engine
-    from archkit.load import has_data
 
     g = inferred.graph
     types = {vi.name: vi.type for vi in (*g.input, *g.value_info, *g.output)}
-    for t in (*model.graph.initializer, *g.initializer):
-        if t.name in values or t.data_location == onnx.TensorProto.EXTERNAL or not has_data(t):
-            continue
-        if math.prod(t.dims) <= engine.BOUND and t.data_type in _VALUE_TYPES:
-            values[t.name] = numpy_helper.to_array(t)
-            types.setdefault(t.name, helper.make_tensor_type_proto(t.data_type, t.dims))
+    engine.initializer_values((*model.graph.initializer, *g.initializer), types, values)
     opsets = {o.domain or "ai.onnx": o.version for o in model.opset_import}
     if not engine.resolve(g, types, opsets, values=values, ir_version=model.ir_version):
         return 0
@@ -401,11 +393,6 @@ def _engine(model: onnx.ModelProto, inferred: onnx.ModelProto, shapes: dict, cac
     better = {k: v for k, v in found.items() if v[2] and not (shapes.get(k) or _UNKNOWN)[2]}
     shapes.update(better)
     return len(better)
-
-
-# Initializer types whose values the shape engine may read: what shape arithmetic uses.
-_VALUE_TYPES = frozenset({onnx.TensorProto.INT64, onnx.TensorProto.INT32, onnx.TensorProto.FLOAT,
-                          onnx.TensorProto.DOUBLE, onnx.TensorProto.BOOL})
 
 
 # onnxruntime's symbolic shape inference propagates values with no bound of its own: it runs in a

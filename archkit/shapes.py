@@ -30,7 +30,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-__all__ = ["BOUND", "VALUE_INPUTS", "resolve"]
+__all__ = ["BOUND", "VALUE_INPUTS", "resolve", "initializer_values"]
 
 BOUND = 2**16  # the most elements a tensor evaluated by the engine may hold
 
@@ -103,7 +103,8 @@ class _Walk:
                     if _better(t, types.get(name)):
                         types[name] = t
                 self.gained += sum(_full(types.get(o)) for o in outs) - before
-            if node.output and node.output[0] in self.needed and self.evaluations < _MAX_EVALUATIONS and _evaluable(node, types, values):
+            if (node.output and node.output[0] in self.needed and self.evaluations < _MAX_EVALUATIONS
+                    and _evaluable(node, types, values)):
                 self.evaluations += 1
                 result = _evaluate(node, values, types, self.version)
                 if result is not None:
@@ -117,11 +118,7 @@ class _Walk:
             for vi in (*g.input, *g.value_info, *g.output):
                 if vi.name not in self.types or _better(vi.type, self.types[vi.name]):
                     self.types[vi.name] = vi.type
-            for t in g.initializer:
-                self.types.setdefault(t.name, onnx.helper.make_tensor_type_proto(t.data_type, t.dims))
-                if (t.name not in self.values and math.prod(t.dims) <= BOUND
-                        and t.data_location != onnx.TensorProto.EXTERNAL and _holds_data(t)):
-                    self.values[t.name] = numpy_helper.to_array(t)
+            initializer_values(g.initializer, self.types, self.values)
             self.nodes(list(g.node))
         cond = self.values.get(node.input[0]) if node.input else None
         taken = [graphs.get("then_branch" if bool(cond.reshape(-1)[0]) else "else_branch")] \
@@ -135,9 +132,20 @@ class _Walk:
                 self.gained += 1
 
 
-def _holds_data(t: onnx.TensorProto) -> bool:
-    return t.HasField("raw_data") or any(len(getattr(t, f)) for f in (
-        "float_data", "int32_data", "int64_data", "double_data", "uint64_data", "string_data"))
+# Initializer types whose values the engine reads: what shape arithmetic uses.
+_VALUE_TYPES = frozenset({onnx.TensorProto.INT64, onnx.TensorProto.INT32, onnx.TensorProto.FLOAT,
+                          onnx.TensorProto.DOUBLE, onnx.TensorProto.BOOL})
+
+
+def initializer_values(tensors, types: dict[str, onnx.TypeProto], values: dict[str, np.ndarray]) -> None:
+    """Add the values of the initializers the engine may read (held in the file, within the
+    bound, of a type shape arithmetic uses) to `values`, and every initializer's type to `types`."""
+    from archkit.load import has_data
+
+    for t in tensors:
+        types.setdefault(t.name, onnx.helper.make_tensor_type_proto(t.data_type, t.dims))
+        if t.name not in values and t.data_type in _VALUE_TYPES and math.prod(t.dims) <= BOUND and has_data(t):
+            values[t.name] = numpy_helper.to_array(t)
 
 
 def _all_nodes(nodes):
