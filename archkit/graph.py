@@ -44,7 +44,7 @@ from onnx import helper
 
 from archkit.errors import MalformedModelError, UsageError
 
-__all__ = ["TensorInfo", "OpNode", "TensorNode", "build_graph", "op_nodes", "dtype_name", "FLOAT_TYPES", "SUBGRAPH_OPS"]
+__all__ = ["TensorInfo", "OpNode", "TensorNode", "build_graph", "free_dims", "op_nodes", "dtype_name", "FLOAT_TYPES", "SUBGRAPH_OPS"]
 
 Dim = int | str | None  # int: known; str: symbolic name; None: unknown
 
@@ -208,14 +208,20 @@ def _initializers(g: onnx.GraphProto) -> tuple[dict, list, bytes]:
     return described, shape_data, b"".join(parts)
 
 
+def free_dims(model: onnx.ModelProto) -> set[str]:
+    """The names of the symbolic dims of the graph's inputs (initializers aside)."""
+    inits = {t.name for t in model.graph.initializer}
+    return {d.dim_param for i in model.graph.input if i.name not in inits and i.type.HasField("tensor_type")
+            for d in i.type.tensor_type.shape.dim if d.dim_param and not d.HasField("dim_value")}
+
+
 def _fix_inputs(model: onnx.ModelProto, input_shapes: Mapping[str, object]):
     """Graph inputs (not initializers) with fixed dims, and which symbolic dims were set to 1."""
     g = model.graph
     init_names = {t.name for t in g.initializer}
     inputs = [i for i in g.input if i.name not in init_names]
     names = {i.name for i in inputs}
-    params = {d.dim_param for i in inputs if i.type.HasField("tensor_type")
-              for d in i.type.tensor_type.shape.dim if d.dim_param and not d.HasField("dim_value")}
+    params = free_dims(model)
     unknown = set(input_shapes) - names - params
     if unknown:
         raise UsageError(f"--input-shape names no graph input or symbolic dim: {sorted(unknown)}; inputs are "

@@ -25,7 +25,7 @@ import pandas as pd
 
 from archkit.costs import analyse
 from archkit.errors import MalformedModelError, ResourceError, UnsafeModelError, UnsupportedError, UsageError
-from archkit.graph import build_graph
+from archkit.graph import build_graph, free_dims
 from archkit.load import Loaded, archkit_metadata, load_model
 from archkit.pipeline import Analysis, ModelInfo, _shape_text, analyse_model
 
@@ -320,9 +320,7 @@ def sweep(loaded: Loaded, dims: Mapping[str, tuple[int, ...]], *, input_shapes: 
     clash = sorted(set(dims) & set(given))
     if clash:
         raise UsageError(f"--sweep {clash[0]}: also fixed by --input-shape; give one or the other")
-    inits = {t.name for t in loaded.proto.graph.initializer}
-    free = {d.dim_param for i in loaded.proto.graph.input if i.name not in inits and i.type.HasField("tensor_type")
-            for d in i.type.tensor_type.shape.dim if d.dim_param and not d.HasField("dim_value")}
+    free = free_dims(loaded.proto)
     unknown = sorted(set(dims) - free)
     if unknown:
         raise UsageError(f"--sweep {unknown[0]}: not a free dim of the file"
