@@ -215,8 +215,10 @@ def free_dims(model: onnx.ModelProto) -> set[str]:
             for d in i.type.tensor_type.shape.dim if d.dim_param and not d.HasField("dim_value")}
 
 
-def _fix_inputs(model: onnx.ModelProto, input_shapes: Mapping[str, object]):
-    """Graph inputs (not initializers) with fixed dims, and which symbolic dims were set to 1."""
+def _fix_inputs(model: onnx.ModelProto, input_shapes: Mapping[str, object], keep_free: bool = False):
+    """Graph inputs (not initializers) with fixed dims, and which symbolic dims were set to 1
+    (`keep_free`: left free, as formulas whose value is 1; a dim without a name is named
+    `input:axis`)."""
     g = model.graph
     init_names = {t.name for t in g.initializer}
     inputs = [i for i in g.input if i.name not in init_names]
@@ -250,7 +252,10 @@ def _fix_inputs(model: onnx.ModelProto, input_shapes: Mapping[str, object]):
                     _set_dim(d, by_param[d.dim_param])
                 else:
                     fixed.setdefault(inp.name, {})[axis] = d.dim_param or None
-                    _set_dim(d, 1)
+                    if not keep_free:
+                        _set_dim(d, 1)
+                    elif not d.dim_param:
+                        d.dim_param = f"{inp.name}:{axis}"
         out.append(vi)
     return out, fixed
 
@@ -271,14 +276,16 @@ def _one_dim(name: str, v) -> int:
     return v[0]
 
 
-def _skeleton(model: onnx.ModelProto, input_shapes: Mapping[str, object]) -> tuple[bytes, dict, dict, list]:
-    """A weight-free copy for shape inference, serialized; symbolic input dims fixed (given, else 1).
+def _skeleton(model: onnx.ModelProto, input_shapes: Mapping[str, object], keep_free: bool = False
+              ) -> tuple[bytes, dict, dict, list]:
+    """A weight-free copy for shape inference, serialized; symbolic input dims fixed (given, else
+    1; `keep_free`: else left free).
 
     Weight initializers become typed graph inputs written straight into the serialized graph
     (protobuf fields concatenate), so no weight byte is copied or read.
     """
     g = model.graph
-    inputs, fixed = _fix_inputs(model, input_shapes)
+    inputs, fixed = _fix_inputs(model, input_shapes, keep_free)
     header = onnx.ModelProto(ir_version=model.ir_version, opset_import=model.opset_import)
     header.functions.extend(model.functions)
     sg = onnx.GraphProto(name=g.name)
@@ -382,23 +389,83 @@ def _infer_bounded(model: onnx.ModelProto, skeleton: bytes) -> tuple[onnx.ModelP
     return _infer(skeleton), True
 
 
-def _engine(model: onnx.ModelProto, inferred: onnx.ModelProto, shapes: dict, cache: dict, values: dict) -> int:
+def _engine(model: onnx.ModelProto, inferred: onnx.ModelProto, shapes: dict, cache: dict, values: dict,
+            free: "_Free | None" = None) -> int:
     """archkit's shape engine (archkit.shapes) over what onnx left unknown; `shapes` gains what
     it finds, `values` (tensor name → array, given inputs' values to start with) the values it
-    computes. Returns how many op outputs it resolved."""
+    computes. `free`: the free dims kept as formulas. Returns how many op outputs it resolved."""
     from archkit import shapes as engine
 
     g = inferred.graph
     types = {vi.name: vi.type for vi in (*g.input, *g.value_info, *g.output)}
     engine.initializer_values((*model.graph.initializer, *g.initializer), types, values)
     opsets = {o.domain or "ai.onnx": o.version for o in model.opset_import}
-    if not engine.resolve(g, types, opsets, values=values, ir_version=model.ir_version):
+    symbols, merged = (free.symbols, free.merged) if free is not None else (None, None)
+    if not engine.resolve(g, types, opsets, values=values, ir_version=model.ir_version, symbols=symbols,
+                          merged=merged):
         return 0
     found: dict = {}
     _read_shapes((helper.make_value_info(k, v) for k, v in types.items()), found, cache)
+    if free is not None:
+        free.concrete(found)
     better = {k: v for k, v in found.items() if v[2] and not (shapes.get(k) or _UNKNOWN)[2]}
     shapes.update(better)
     return len(better)
+
+
+def _merged_text(merged: list) -> str:
+    """The warning for formulas taken as equal where they met (a broadcast, a Concat)."""
+    from archkit.symbolic import pretty
+
+    pairs = list(dict.fromkeys((pretty(a), pretty(b), pretty(k)) for _, _, a, b, k in merged))
+    shown = "; ".join(f"{a} and {b} (kept {k})" for a, b, k in pairs[:3]) + (f"; {len(pairs) - 3} more" if len(pairs) > 3 else "")
+    return (f"{len(merged)} ops combine dims that need not be equal in general, taken as equal (the file runs only "
+            f"where they are): {shown}")
+
+
+class _Free:
+    """The free dims kept free: every shape is found as formulas in them (archkit.symbolic), the
+    analysis sees their values at `point` (each free dim 1: per sample), and `formulas` keeps
+    the formulas of every tensor whose shape depends on a free dim."""
+
+    def __init__(self, names):
+        from archkit.symbolic import Symbols
+
+        self.symbols = Symbols(names)
+        self.point = {n: 1 for n in names}
+        self.formulas: dict[str, tuple] = {}
+        self.merged: list = []  # (op, op_type, a, b, kept): two formulas taken as equal
+        self._done: dict = {}
+
+    def concrete(self, shapes: dict) -> None:
+        """Shapes read with formula dims (dim_params the build knows) → their values at the point,
+        the formulas kept; a shape with a dim no formula gives stays unknown."""
+        get, point, formulas, done = self.symbols.exprs.get, self.point, self.formulas, self._done
+        for k, r in shapes.items():
+            if r[2] or r[0] is None:
+                continue
+            hit = done.get(r)  # shapes repeat: each is converted once
+            if hit is None:
+                hit = done[r] = self._convert(r, get, point)
+            if hit is not _UNKNOWN:
+                formulas[k] = hit[0]
+                shapes[k] = hit[1]
+
+    @staticmethod
+    def _convert(r, get, point):
+        from archkit.symbolic import value
+
+        dims = []
+        for d in r[0]:
+            if d.__class__ is str:
+                d = get(d)
+            if d is None:
+                return _UNKNOWN
+            dims.append(d)
+        ints = tuple(value(d, point) for d in dims)
+        if any(i < 0 for i in ints):
+            return _UNKNOWN
+        return tuple(dims), (ints, r[1], True)
 
 
 # onnxruntime's symbolic shape inference propagates values with no bound of its own: it runs in a
@@ -558,6 +625,7 @@ class _Builder:
         self.unread: set[str] = set()  # outputs without a shape that nothing has read yet
         self.index = 0
         self.ifs: list[str] = []  # If node ids: their conditions may be known (_conditions)
+        self.free: _Free | None = None  # free dims kept as formulas (subgraph shapes are read in them too)
 
     def edge(self, src: str, dst: str, tensor: str) -> None:
         e = self.succ[src].get(dst)
@@ -672,6 +740,8 @@ class _Builder:
         _read_shapes(sg.input, local_shapes, self.cache)
         _read_shapes(sg.value_info, local_shapes, self.cache)
         _read_shapes(sg.output, local_shapes, self.cache)
+        if self.free is not None:
+            self.free.concrete(local_shapes)
         for k, v in local_shapes.items():  # what the shape engine found beats onnx's partial answer
             if not v[2]:
                 outer = shapes.get(k)
@@ -738,7 +808,42 @@ def build_graph(model: onnx.ModelProto, *, input_shapes: Mapping[str, object] | 
 
 def _build(model: onnx.ModelProto, input_shapes: Mapping[str, object], symbolic: bool,
            input_values: Mapping[str, Sequence[float]]) -> nx.DiGraph:
-    skeleton, fixed, initializers, inline = _skeleton(model, input_shapes)
+    free_names = _unfixed(model, input_shapes)
+    why = None
+    if free_names:
+        # the free dims kept free: shapes and costs as formulas in them, when every shape follows
+        try:
+            G = _build_once(model, input_shapes, symbolic, input_values, _Free(free_names))
+        except MalformedModelError:
+            G = None  # onnx's inference may refuse formulas where it accepts values: the build below says
+        if G is not None:
+            return G
+        why = "some shapes could not be followed in the free dims"
+    G = _build_once(model, input_shapes, symbolic, input_values, None)
+    G.graph["formulas"] = None
+    G.graph["no_formulas"] = why
+    return G
+
+
+def _unfixed(model: onnx.ModelProto, input_shapes: Mapping[str, object]) -> list[str]:
+    """The free dims of the graph's inputs that `input_shapes` leaves free (an unnamed one as `input:axis`)."""
+    inits = {t.name for t in model.graph.initializer}
+    out: dict[str, None] = {}
+    for i in model.graph.input:
+        if i.name in inits or i.name in input_shapes or not i.type.HasField("tensor_type"):
+            continue
+        for axis, d in enumerate(i.type.tensor_type.shape.dim):
+            if not d.HasField("dim_value"):
+                name = d.dim_param or f"{i.name}:{axis}"
+                if name not in input_shapes:
+                    out[name] = None
+    return list(out)
+
+
+def _build_once(model: onnx.ModelProto, input_shapes: Mapping[str, object], symbolic: bool,
+                input_values: Mapping[str, Sequence[float]], free: _Free | None) -> nx.DiGraph | None:
+    """The graph; with `free`, None when some shape read by an op could not be found in formulas."""
+    skeleton, fixed, initializers, inline = _skeleton(model, input_shapes, keep_free=free is not None)
     inferred, propagated = _infer_bounded(model, skeleton)
     g = inferred.graph
     cache: dict = {}
@@ -749,21 +854,28 @@ def _build(model: onnx.ModelProto, input_shapes: Mapping[str, object], symbolic:
     _read_shapes(graph_inputs, shapes, cache)
     _read_shapes(g.value_info, shapes, cache)
     _read_shapes(g.output, shapes, cache)
+    if free is not None:
+        free.concrete(shapes)
     values = _input_values(graph_inputs, input_values)  # + the values the shape engine finds
 
     how = "onnx" if propagated else "onnx-unpropagated"  # large generated tensors: onnx's data_prop off
-    b = _walk(model, g, shapes, initializers, cache)
+    b = _walk(model, g, shapes, initializers, cache, free)
     engine_ran = False
     if b.unknown:
-        found = _engine(model, inferred, shapes, cache, values)
+        found = _engine(model, inferred, shapes, cache, values, free)
         engine_ran = True
         if found:
-            b = _walk(model, g, shapes, initializers, cache)
+            b = _walk(model, g, shapes, initializers, cache, free)
             how += "+archkit"
     if b.ifs and not engine_ran:  # an If's condition may be computed from constants and shapes
-        _engine(model, inferred, shapes, cache, values)
+        _engine(model, inferred, shapes, cache, values, free)
     warnings = []
-    if b.unknown and symbolic:
+    if free is not None:
+        if b.unknown:
+            return None  # the caller builds again with the free dims set to 1
+        if free.merged:
+            warnings.append(_merged_text(free.merged))
+    elif b.unknown and symbolic:
         better, why = _symbolic_infer(inferred)
         if why:
             warnings.append(f"onnxruntime's symbolic shape inference, tried for the shapes archkit could not "
@@ -816,6 +928,8 @@ def _build(model: onnx.ModelProto, input_shapes: Mapping[str, object], symbolic:
     ops = [nid for nid, d in b.node.items() if d["kind"] == "op"]
     G.graph["op_order"] = tuple(ops) if sorted_ else _topological(G)
     G.graph["conditions"] = _conditions(G, b.ifs, values, input_values) if b.ifs else {}
+    G.graph["formulas"] = None if free is None else free  # archkit.costs reads .formulas, .point, .merged
+    G.graph["no_formulas"] = None
     return G
 
 
@@ -901,8 +1015,10 @@ def _not_text(node: onnx.NodeProto):
                 raise MalformedModelError(f"an op's {what} is not valid UTF-8: {bytes(v)[:40]!r}")
 
 
-def _walk(model: onnx.ModelProto, g: onnx.GraphProto, shapes: dict, initializers: dict, cache: dict) -> _Builder:
+def _walk(model: onnx.ModelProto, g: onnx.GraphProto, shapes: dict, initializers: dict, cache: dict,
+          free: _Free | None = None) -> _Builder:
     b = _Builder(shapes, initializers, cache)
+    b.free = free
     producer: dict[str, str] = {}
     for i in model.graph.input:
         if i.name not in initializers:
@@ -912,7 +1028,8 @@ def _walk(model: onnx.ModelProto, g: onnx.GraphProto, shapes: dict, initializers
             producer[i.name] = nid
     originals = model.graph.node if len(model.graph.node) == len(g.node) else None
     b.walk(g, shapes, initializers, producer, producer, "", None, None, originals)
-    if b.unread and any(o.name in b.unread for o in model.graph.output):
+    if b.unread and (any(o.name in b.unread for o in model.graph.output)
+                     or any(n in b.unread for _, n, _ in b.late)):  # read before it is produced: an unsorted file
         b.unknown = True
     b.producer = producer
     return b

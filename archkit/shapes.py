@@ -30,6 +30,9 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from archkit import symbolic_shapes
+from archkit.symbolic import Symbols, TooLarge
+
 __all__ = ["BOUND", "VALUE_INPUTS", "resolve", "initializer_values"]
 
 BOUND = 2**16  # the most elements a tensor evaluated by the engine may hold
@@ -61,16 +64,23 @@ _MAX_EVALUATIONS = 100_000  # a file with more value ops than this is costed wit
 
 
 def resolve(graph: onnx.GraphProto, types: dict[str, onnx.TypeProto], opsets: Mapping[str, int], *,
-            values: Mapping[str, np.ndarray] | None = None, ir_version: int = onnx.IR_VERSION) -> int:
+            values: Mapping[str, np.ndarray] | None = None, ir_version: int = onnx.IR_VERSION,
+            symbols: Symbols | None = None, merged: list | None = None) -> int:
     """Improve `types` (tensor name → TypeProto, updated in place) over a weight-free skeleton:
     its main graph and the branches of its Ifs; return how many op outputs gained a full shape.
 
     `values`: known tensor values (small integer initializers); the engine adds the ones it
-    evaluates (to `values` itself when it is a dict, so the caller can read them)."""
+    evaluates (to `values` itself when it is a dict, so the caller can read them).
+    `symbols`: the build's formulas (archkit.symbolic.Symbols), when free dims are kept free: a
+    dim_param it knows is a known dim, and the engine computes dims and shape values in them
+    (archkit.symbolic_shapes). Where two different formulas were taken as equal, `merged` gains
+    (op, op_type, a, b, kept)."""
     known_values: dict[str, np.ndarray] = values if isinstance(values, dict) else dict(values or {})
     nodes = _sorted(graph)
-    walk = _Walk(types, known_values, _feeds_values(list(_all_nodes(nodes))), opsets, ir_version)
+    walk = _Walk(types, known_values, _feeds_values(list(_all_nodes(nodes))), opsets, ir_version, symbols)
     walk.nodes(nodes)
+    if merged is not None:
+        merged.extend(walk.merged)
     return walk.gained
 
 
@@ -78,16 +88,20 @@ class _Walk:
     """One topological pass: per-op inference with the values known so far, and the bounded
     evaluation of what feeds value inputs."""
 
-    def __init__(self, types, values, needed, opsets, ir_version):
+    def __init__(self, types, values, needed, opsets, ir_version, symbols=None):
         self.types, self.values, self.needed = types, values, needed
         self.imports = [onnx.helper.make_opsetid(d if d != "ai.onnx" else "", v) for d, v in opsets.items()]
         self.version = opsets.get("ai.onnx", opsets.get("", 1))
         self.ir_version = ir_version
         self.gained = 0
         self.evaluations = 0
+        self.symbols = symbols or None
+        self.svalues: dict[str, tuple] = {}  # tensor → its elements, some of them formulas
+        self.merged: list = []
+        self.full = (lambda t: _full(t, symbols.exprs)) if self.symbols else _full
 
     def nodes(self, nodes) -> None:
-        types, values = self.types, self.values
+        types, values, full = self.types, self.values, self.full
         for node in nodes:
             if node.domain not in ("", "ai.onnx"):
                 continue  # custom domains keep what the whole-graph inference found
@@ -96,19 +110,25 @@ class _Walk:
                     self.branches(node)
                 continue  # Loop and Scan bodies keep what the whole-graph inference found
             outs = [o for o in node.output if o]
-            if not all(_full(types.get(o)) for o in outs):
-                before = sum(_full(types.get(o)) for o in outs)
+            if not all(full(types.get(o)) for o in outs):
+                before = sum(full(types.get(o)) for o in outs)
                 inferred = _infer_node(node, types, values, self.imports, self.version, self.ir_version)
+                known = self.symbols.exprs if self.symbols else None
                 for name, t in inferred.items():
-                    if _better(t, types.get(name)):
+                    if _better(t, types.get(name), known):
                         types[name] = t
-                self.gained += sum(_full(types.get(o)) for o in outs) - before
-            if (node.output and node.output[0] in self.needed and self.evaluations < _MAX_EVALUATIONS
-                    and _evaluable(node, types, values)):
-                self.evaluations += 1
-                result = _evaluate(node, values, types, self.version)
-                if result is not None:
-                    values.update(result)
+                if self.symbols and not all(full(types.get(o)) for o in outs):
+                    self.fill(node)
+                self.gained += sum(full(types.get(o)) for o in outs) - before
+            if node.output and node.output[0] in self.needed and self.evaluations < _MAX_EVALUATIONS:
+                if _evaluable(node, types, values):
+                    self.evaluations += 1
+                    result = _evaluate(node, values, types, self.version)
+                    if result is not None:
+                        values.update(result)
+                elif self.symbols and node.op_type in symbolic_shapes.VALUES:
+                    self.evaluations += 1
+                    self.value(node)
 
     def branches(self, node) -> None:
         """An If: both branches walked (their ops read the outer scope); its outputs take the
@@ -116,7 +136,7 @@ class _Walk:
         graphs = {a.name: a.g for a in node.attribute if a.type == _GRAPH}
         for g in graphs.values():
             for vi in (*g.input, *g.value_info, *g.output):
-                if vi.name not in self.types or _better(vi.type, self.types[vi.name]):
+                if vi.name not in self.types or _better(vi.type, self.types[vi.name], self.symbols.exprs if self.symbols else None):
                     self.types[vi.name] = vi.type
             initializer_values(g.initializer, self.types, self.values)
             self.nodes(list(g.node))
@@ -124,13 +144,92 @@ class _Walk:
         taken = [graphs.get("then_branch" if bool(cond.reshape(-1)[0]) else "else_branch")] \
             if cond is not None and cond.size == 1 else list(graphs.values())
         for k, out in enumerate(node.output):
-            if not out or _full(self.types.get(out)):
+            if not out or self.full(self.types.get(out)):
                 continue
             found = [self.types.get(g.output[k].name) for g in taken if g is not None and k < len(g.output)]
-            if found and all(_full(t) for t in found) and all(t == found[0] for t in found):
+            if found and all(self.full(t) for t in found) and all(t == found[0] for t in found):
                 self.types[out] = found[0]
                 self.gained += 1
 
+    # --- free dims: archkit.symbolic_shapes --------------------------------------------------
+    def dims(self, name: str):
+        """A tensor's dims (ints, formulas, None where unknown), None when its rank is unknown."""
+        t = self.types.get(name)
+        if t is None or not t.HasField("tensor_type") or not t.tensor_type.HasField("shape"):
+            return None
+        get = self.symbols.get
+        return tuple(d.dim_value if d.HasField("dim_value") else get(d.dim_param) for d in t.tensor_type.shape.dim)
+
+    def input_value(self, name: str):
+        if not name:
+            return None
+        v = self.values.get(name)
+        if v is not None:
+            if v.size > BOUND:
+                return None
+            return tuple(int(x) if float(x).is_integer() else float(x) for x in v.reshape(-1).tolist()) \
+                if v.dtype.kind in "iufb" else None
+        return self.svalues.get(name)
+
+    def context(self, node) -> symbolic_shapes.Context:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        dims = [self.dims(i) if i else None for i in node.input]
+        values = [self.input_value(i) for i in node.input]
+        out = self.types.get(node.output[0]) if node.output else None
+        integer = out is None or not out.HasField("tensor_type") or out.tensor_type.elem_type in _INTEGERS
+        return symbolic_shapes.Context(node, attrs, dims, values, self.merged, integer)
+
+    def fill(self, node) -> None:
+        """The dims onnx left unknown, from archkit's shape function for the op."""
+        fn = symbolic_shapes.SHAPES.get(node.op_type)
+        if fn is None:
+            return
+        try:
+            shapes = fn(self.context(node))
+        except (TooLarge, TypeError, ValueError, IndexError, KeyError, ZeroDivisionError):
+            return  # outside what the function handles, or over the size bound: stays unknown
+        if not shapes:
+            return
+        for name, dims in zip(node.output, shapes):
+            if not name or dims is None or any(d is None or (d.__class__ is int and d < 0) for d in dims):
+                continue
+            old = self.types.get(name)
+            elem = old.tensor_type.elem_type if old is not None and old.HasField("tensor_type") else 0
+            if not elem:
+                elem = _elem_type(node, self.types)
+            t = onnx.TypeProto()
+            t.tensor_type.elem_type = elem
+            shape = t.tensor_type.shape
+            shape.SetInParent()
+            for d in dims:
+                if d.__class__ is int:
+                    shape.dim.add().dim_value = d
+                else:
+                    shape.dim.add().dim_param = self.symbols.name(d)
+            if _better(t, old, self.symbols.exprs):
+                self.types[name] = t
+
+    def value(self, node) -> None:
+        """The op's output value in free dims (PyTorch's Shape → Gather → Concat arithmetic)."""
+        out = node.output[0]
+        t = self.types.get(out)
+        n = None
+        if t is not None and _full(t):
+            n = math.prod(d.dim_value for d in t.tensor_type.shape.dim)
+            if n > BOUND:
+                return
+        try:
+            v = symbolic_shapes.VALUES[node.op_type](self.context(node), n)
+        except (TooLarge, TypeError, ValueError, IndexError, KeyError, ZeroDivisionError):
+            return
+        if v is None or len(v) > BOUND or (n is not None and len(v) != n):
+            return
+        if all(x.__class__ is int for x in v) and t is not None and _full(t):
+            dims = tuple(d.dim_value for d in t.tensor_type.shape.dim)
+            np_type = onnx.helper.tensor_dtype_to_np_dtype(t.tensor_type.elem_type)
+            self.values[out] = np.array(v, dtype=np_type).reshape(dims)
+        else:
+            self.svalues[out] = v
 
 # Initializer types whose values the engine reads: what shape arithmetic uses.
 _VALUE_TYPES = frozenset({onnx.TensorProto.INT64, onnx.TensorProto.INT32, onnx.TensorProto.FLOAT,
@@ -214,21 +313,41 @@ def _feeds_values(nodes: list[onnx.NodeProto]) -> set[str]:
     return needed
 
 
-def _full(t: onnx.TypeProto | None) -> bool:
+def _full(t: onnx.TypeProto | None, known: Mapping | None = None) -> bool:
+    """Whether every dim is known: a value, or (`known`) a formula of the build's."""
     if t is None or not t.HasField("tensor_type"):
         return False
     tt = t.tensor_type
+    if known:
+        return tt.HasField("shape") and all(d.HasField("dim_value") or d.dim_param in known for d in tt.shape.dim)
     return tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim)
 
 
-def _better(new: onnx.TypeProto, old: onnx.TypeProto | None) -> bool:
+def _better(new: onnx.TypeProto, old: onnx.TypeProto | None, known: Mapping | None = None) -> bool:
     """Whether `new` says more than `old`: a shape where there was none, or more dims known."""
     if not new.HasField("tensor_type") or not new.tensor_type.HasField("shape"):
         return False
     if old is None or not old.HasField("tensor_type") or not old.tensor_type.HasField("shape"):
         return True
-    count = lambda t: sum(d.HasField("dim_value") for d in t.tensor_type.shape.dim)  # noqa: E731
+    if known:
+        count = lambda t: sum(d.HasField("dim_value") or d.dim_param in known for d in t.tensor_type.shape.dim)  # noqa: E731
+    else:
+        count = lambda t: sum(d.HasField("dim_value") for d in t.tensor_type.shape.dim)  # noqa: E731
     return count(new) > count(old)
+
+
+_INTEGERS = frozenset({onnx.TensorProto.INT64, onnx.TensorProto.INT32, onnx.TensorProto.INT16, onnx.TensorProto.INT8,
+                       onnx.TensorProto.UINT64, onnx.TensorProto.UINT32, onnx.TensorProto.UINT16,
+                       onnx.TensorProto.UINT8, onnx.TensorProto.BOOL})
+
+
+def _elem_type(node, types) -> int:
+    """An output's element type when onnx gave none: the data input's (a ConstantOfShape: its value's)."""
+    if node.op_type == "ConstantOfShape":
+        v = next((a.t for a in node.attribute if a.name == "value"), None)
+        return v.data_type if v is not None else onnx.TensorProto.FLOAT
+    t = types.get(node.input[0]) if node.input and node.input[0] else None
+    return t.tensor_type.elem_type if t is not None and t.HasField("tensor_type") else 0
 
 
 def _infer_node(node, types, values, imports, version, ir_version) -> dict[str, onnx.TypeProto]:

@@ -9,7 +9,7 @@ kept, with `summed` False, and left out of every total and roll-up sum.
 from __future__ import annotations
 
 import gc
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from math import prod
 from typing import Callable, Mapping, NamedTuple
 
@@ -17,7 +17,7 @@ import networkx as nx
 import pandas as pd
 
 from archkit.errors import MalformedModelError
-from archkit.costs.rules import DATA_DEPENDENT, FREE, RULES, Cost, ShapeUnknown
+from archkit.costs.rules import DATA_DEPENDENT, FREE, RULES, SHAPE_ONLY as _SHAPE_ONLY, Cost, ShapeUnknown
 from archkit.graph import FLOAT_TYPES, OpNode, op_nodes
 from archkit.names import LayerResolver, ScopeNames
 
@@ -97,6 +97,10 @@ class CostReport:
     generated_tensors: int = 0  # weight tensors a ConstantOfShape makes (their elements: OpCost.generated)
     branches: Mapping[str, Branch] = field(default_factory=dict)  # If node → which branch counts, and why
     not_taken: frozenset[str] = frozenset()  # ops of If branches whose condition says they do not run
+    # The totals as formulas in the free dims (archkit.symbolic: "macs", "flops", "params"), when
+    # some were left free and every shape followed from them; else None, and `no_formulas` says why.
+    formulas: Mapping[str, object] | None = None
+    no_formulas: str | None = None
 
     def _columns(self) -> list[str]:
         extra = [c for c in OPTIONAL if any(getattr(o, c) for o in self.ops)]
@@ -245,9 +249,66 @@ def _analyse(G: nx.DiGraph, block_of: Callable[[str], str] | None) -> CostReport
         branches, skipped, not_taken = _choose_branches(rows, nodes, G.graph.get("conditions", {}))
         rows, again = _unsummed(rows, skipped, order, nodes, pred, layer_of, block_of, branches)
         n_generated = n_generated if again is None else again
+    formulas, no_formulas = None, G.graph.get("no_formulas")
+    free = G.graph.get("formulas")
+    if free is not None:
+        formulas, no_formulas = _formulas(rows, nodes, free)
     return CostReport(tuple(rows), G.graph.get("fixed_dims", {}), subgraphs, batch=_batch(G),
                       scoped=bool(layers) or any_layer, generated_tensors=n_generated, branches=branches,
-                      not_taken=not_taken)
+                      not_taken=not_taken, formulas=formulas, no_formulas=no_formulas)
+
+
+def _formulas(rows: list[OpCost], nodes, free) -> tuple[dict | None, str | None]:
+    """The totals as formulas: each summed op whose tensors have free dims is costed again by its
+    rule on their formulas, and the formula must give the op's cost at the point it was costed
+    at (each free dim 1), or there is no formula."""
+    from archkit.symbolic import TooLarge, value
+
+    shapes, point = free.formulas, free.point
+    macs = flops = params = 0
+    memo: dict = {}
+    counts: dict = {}  # (macs formula, flops formula) → ops: summed once each, not op by op
+    checked: set = set()
+    for r in rows:
+        if not r.summed:
+            continue
+        params += r.params
+        if r.status != "counted":
+            continue
+        data = nodes[r.node]
+        get = shapes.get
+        ins = tuple(None if t is None else get(t[0], t[1]) for t in data.inputs)
+        outs = tuple(get(t[0], t[1]) for t in data.outputs)
+        rule = RULES[(data.domain, data.op_type)]
+        key = (rule, ins, outs)
+        c = memo.get(key) if rule in _SHAPE_ONLY else None
+        if c is None:
+            if all(t is None or t[0] not in shapes for t in (*data.inputs, *data.outputs)):
+                macs += r.macs  # no free dim: the cost is the formula
+                flops += r.flops
+                continue
+            view = replace(data, inputs=tuple(t if t is None else t._replace(shape=d) for t, d in zip(data.inputs, ins)),
+                           outputs=tuple(t._replace(shape=d) for t, d in zip(data.outputs, outs)))
+            try:
+                c = tuple(rule(view))
+            except (ShapeUnknown, TooLarge, TypeError, ValueError, ArithmeticError) as e:
+                return None, f"the cost of {r.node} ({r.op_type}) has no formula ({type(e).__name__})"
+            if rule in _SHAPE_ONLY:
+                memo[key] = c
+        check = (c, r.macs, r.flops)
+        if check not in checked:
+            if value(c[0], point) != r.macs or value(c[1], point) != r.flops:
+                return None, f"the formula for {r.node} ({r.op_type}) does not give its cost at the free dims' values"
+            checked.add(check)
+        counts[c] = counts.get(c, 0) + 1
+    try:
+        for (m, f), n in counts.items():
+            macs += m * n
+            flops += f * n
+    except TooLarge:
+        return None, "the totals' formulas are over the size bound"
+    return {"macs": macs, "flops": flops, "params": params}, None
+
 
 
 def _rows(order, nodes, pred, layer_of, block_of) -> tuple[list[OpCost], dict[str, str], int]:

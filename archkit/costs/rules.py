@@ -27,8 +27,9 @@ from math import prod
 from typing import Callable, NamedTuple
 
 from archkit.graph import OpNode
+from archkit.symbolic import Expr
 
-__all__ = ["Cost", "ShapeUnknown", "RULES", "FREE", "DATA_DEPENDENT", "rule_for"]
+__all__ = ["Cost", "ShapeUnknown", "RULES", "FREE", "DATA_DEPENDENT", "SHAPE_ONLY", "rule_for"]
 
 
 class Cost(NamedTuple):
@@ -88,7 +89,7 @@ def _shape(t) -> tuple[int, ...]:
     if k is None:
         if len(_KNOWN) > 100_000:
             _KNOWN.clear()
-        k = _KNOWN[s] = all(d.__class__ is int for d in s)
+        k = _KNOWN[s] = all(d.__class__ is int or d.__class__ is Expr for d in s)  # Expr: a formula in free dims
     if not k:
         raise ShapeUnknown(t.name)
     return s
@@ -255,7 +256,11 @@ _register("RNN")(_recurrent(1))
 def _per_output_element(factor: int) -> Rule:
     def rule(node: OpNode) -> Cost:
         return _new(Cost, (0, factor * prod(_elementwise_out(node))))
+    _ELEMENTWISE_RULES.append(rule)
     return rule
+
+
+_ELEMENTWISE_RULES: list[Rule] = []
 
 
 def _elementwise_out(node: OpNode) -> tuple[int, ...]:
@@ -368,3 +373,9 @@ DATA_DEPENDENT = frozenset({"NonMaxSuppression", "MaxRoiPool"})
 def lrn(node: OpNode) -> Cost:
     # sum of squares over `size` channels, then scale, power and divide
     return Cost(0, prod(_out(node)) * (node.attrs["size"] + 3))
+
+
+# The rules that read shapes only (no attribute): an op's cost follows from its tensors' shapes
+# (and which optional inputs it has), so formulas can be shared between ops of equal shapes.
+SHAPE_ONLY = frozenset({conv, conv_integer, qlinear_conv, deform_conv, conv_transpose, matmul, qlinear_matmul, variadic,
+                        global_pool, reduce_two, *_ELEMENTWISE_RULES})
