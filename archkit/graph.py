@@ -413,6 +413,28 @@ def _engine(model: onnx.ModelProto, inferred: onnx.ModelProto, shapes: dict, cac
     return len(better)
 
 
+def _onnx_merges(nodes: Mapping[str, object], free: "_Free") -> None:
+    """The broadcasts in which onnx's inference took a formula as equal to another dim (a value
+    beats a dim_param there): added to `free.merged`, as the shape engine's own merges are."""
+    from archkit.symbolic_shapes import BROADCAST
+
+    formulas = free.formulas
+    for data in nodes.values():
+        if data.kind != "op" or data.op_type not in BROADCAST or not any(
+                t is not None and t[0] in formulas for t in data.inputs):
+            continue
+        out = formulas.get(data.outputs[0][0], data.outputs[0][1]) if data.outputs else None
+        if out is None:
+            continue
+        for t in data.inputs:
+            if t is None or t[1] is None:
+                continue
+            dims = formulas.get(t[0], t[1])
+            for d, o in zip(reversed(dims), reversed(out)):
+                if d != o and d != 1 and (d.__class__ is not int or o.__class__ is not int):
+                    free.merged.append((data.name or data.op_type, data.op_type, d, o, o))
+
+
 def _merged_text(merged: list) -> str:
     """The warning for formulas taken as equal where they met (a broadcast, a Concat)."""
     from archkit.symbolic import pretty
@@ -873,6 +895,7 @@ def _build_once(model: onnx.ModelProto, input_shapes: Mapping[str, object], symb
     if free is not None:
         if b.unknown:
             return None  # the caller builds again with the free dims set to 1
+        _onnx_merges(b.node, free)
         if free.merged:
             warnings.append(_merged_text(free.merged))
     elif b.unknown and symbolic:

@@ -30,7 +30,7 @@ from archkit.load import Loaded, archkit_metadata, load_model
 from archkit.pipeline import Analysis, ModelInfo, _shape_text, analyse_model
 
 __all__ = ["analyse_file", "analyse_loaded", "VIEWS", "view", "shown_view", "render_view", "summary_lines", "branch_lines",
-           "totals_for", "parse_input_shape", "parse_input_value", "parse_sweep", "sweep", "sweep_chart", "render_sweep"]
+           "totals_for", "formulas_text", "formula_lines", "parse_input_shape", "parse_input_value", "parse_sweep", "sweep", "sweep_chart", "render_sweep"]
 
 VIEWS = ("op", "layer", "block", "type")
 UNSCOPED = ("no scopes in the node names (such as /layer1/conv1/Conv): layers and blocks are unknown, each op is its "
@@ -187,6 +187,7 @@ def summary_lines(a: Analysis) -> list[str]:
         + (f"; BatchNormalization statistics {t['stats']:,}, learned {t['params'] - t['stats']:,}" if t["stats"] else "")
         + ")",
     ]
+    lines += formula_lines(c)
     if t["generated"]:
         lines.append(generated_line(c))
     if c.batch is not None and c.batch != 1 and not c.per_sample:
@@ -208,6 +209,28 @@ def summary_lines(a: Analysis) -> list[str]:
         lines.append(f"loop bodies costed once, per iteration: {', '.join(map(md, c.per_iteration))}")
     lines += branch_lines(c)
     return lines
+
+
+def formulas_text(c) -> dict[str, str] | None:
+    """The totals that depend on free dims, as formulas in them: {"macs": "17,563,828,224·N", ...}."""
+    from archkit.symbolic import is_expr, pretty
+
+    f = c.formulas
+    if not f:
+        return None
+    return {k: pretty(v) for k, v in f.items() if is_expr(v)} or None
+
+
+def formula_lines(c) -> list[str]:
+    """`MACs = 4,089,184,256·N`: the totals in the free dims (markdown), or why there is none."""
+    from archkit.escape import md
+
+    shown = formulas_text(c)
+    if shown:
+        return [f"{label} = {md(shown[k])}" for k, label in (("macs", "MACs"), ("flops", "other flops")) if k in shown]
+    if c.per_sample and c.no_formulas:
+        return [f"no formula in the free dims: {md(c.no_formulas)}"]
+    return []
 
 
 MAX_BRANCH_LINES = 10  # Ifs described one by one; the rest are counted
@@ -274,6 +297,7 @@ def render_view(a: Analysis, by: str, fmt: str) -> str:
                "batch": c.batch, "scoped": c.scoped,
                "fixed_dims": {k: {str(ax): n for ax, n in v.items()} for k, v in c.fixed_dims.items()},
                "complete": c.complete, "unsupported_ops": list(c.unsupported), "unknown_cost_ops": list(c.unknown),
+               "formulas": formulas_text(c), "no_formulas": c.no_formulas,
                "per_iteration": list(c.per_iteration), "branches": branches_json(c), "warnings": list(a.warnings),
                "rows": json.loads(df.to_json(orient="records"))}
         return json.dumps(doc, indent=1) + "\n"

@@ -22,7 +22,7 @@ import pandas as pd
 from archkit import escape as esc
 from archkit.escape import Markdown, md, md_code
 from archkit.formats import FILE_NAMES, FORMATS, INDEX_MARKER  # noqa: F401 (FILE_NAMES: its old home)
-from archkit.onnxfile import branches_json, generated_line, totals_for
+from archkit.onnxfile import branches_json, formulas_text, generated_line, totals_for
 from archkit.pipeline import Analysis
 from archkit.io import png_bytes
 
@@ -189,6 +189,7 @@ def summary(a: Analysis, references=()) -> dict[str, Any]:
         "costs": {"macs": total["macs"], "flops": total["flops"], "params": total["params"],
                   "kernel_weights": total["kernel_weights"], "generated_params": total["generated"],
                   "per_sample": a.costs.per_sample, "batch": a.costs.batch, "complete": a.costs.complete,
+                  "formulas": formulas_text(a.costs),
                   "unsupported_ops": list(a.costs.unsupported), "unknown_cost_ops": list(a.costs.unknown),
                   **({"branches": branches_json(a.costs)} if a.costs.branches else {})},
         "references": reference_rows(a, references),
@@ -247,6 +248,11 @@ def _markdown(a: Analysis, arch=None, *, chart: bool = False) -> str:
          + (f"; generated, not stored: {total['generated']:,}" if total["generated"] else "") + ")"),
         ("MACs" + per, f"{total['macs']:,}"),
         ("other flops" + per, f"{total['flops']:,}"),
+    ]
+    shown = formulas_text(a.costs) or {}
+    rows += [(f"{label}, as a formula", shown[k]) for k, label in (("macs", "MACs"), ("flops", "other flops"))
+             if k in shown]
+    rows += [
         ("ONNX file", Markdown(f"opset {a.info.opset}, {a.info.size_bytes:,} bytes, {len(a.costs.ops):,} ops "
                                f"({md(a.info.producer)})")),
         ("inputs", Markdown(", ".join(f"{md_code(n)} {md(s)}" for n, s in a.info.inputs))),

@@ -345,7 +345,8 @@ def pretty(d: Dim) -> str:
 def _pretty_atom(a) -> str:
     if isinstance(a, str):
         return a
-    return f"⌊({pretty(a.num)})/{a.den}⌋"
+    inner = pretty(a.num)
+    return f"⌊{inner}/{a.den}⌋" if len(a.num.terms) == 1 and "·" not in inner else f"⌊({inner})/{a.den}⌋"
 
 
 _SUP = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")

@@ -24,7 +24,7 @@ from typing import Callable, Mapping, Sequence
 
 from archkit.symbolic import Dim, Expr, TooLarge, exact_div
 
-__all__ = ["SHAPES", "VALUES", "Context"]
+__all__ = ["SHAPES", "VALUES", "BROADCAST", "Context"]
 
 Dims = tuple  # of Dim, or None where a dim is unknown
 
@@ -188,6 +188,10 @@ def _reshape(ctx: Context):
         out[out.index(None)] = rest
     elif None in out:
         return None
+    else:
+        total, made = prod(x), prod(out)
+        if total != made:  # a target fixed at export time, as torch.onnx writes one: right where they are equal
+            ctx._merged.append((ctx.node.name or ctx.node.op_type, ctx.node.op_type, total, made, made))
     return [tuple(out)]
 
 
@@ -349,6 +353,8 @@ def _gather(ctx: Context):
 _ELEMENTWISE = ("Add", "Sub", "Mul", "Div", "Pow", "Mod", "Max", "Min", "Sum", "Mean", "Where", "Equal", "Less",
                 "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor", "PRelu", "BitShift", "BitwiseAnd",
                 "BitwiseOr", "BitwiseXor")
+
+BROADCAST = frozenset(_ELEMENTWISE)  # the ops whose inputs broadcast against each other
 
 SHAPES: dict[str, Callable[[Context], list | None]] = {
     **{op: _elementwise for op in _ELEMENTWISE},

@@ -3,7 +3,8 @@
 The light Caffe2-zoo models (`onnx/backend/test/data/light/`) and the PyTorch-converted module
 and operator tests (`pytorch-converted/`, `pytorch-operator/`). Per file: whether archkit costs
 it completely (no op of unknown cost or without a rule), its MACs, its time, and for the light
-models whether the MACs equal the independent recount in shared/REFERENCES.md; then the counts.
+models whether the MACs equal the independent recount in shared/REFERENCES.md, and, for a file
+with free dims, its MACs as a formula in them (or why there is none); then the counts.
 An internal error (exit 1) is a bug and is listed as one.
 
     python benchmarks/corpus.py [--only light|pytorch-converted|pytorch-operator] [--verbose]
@@ -23,6 +24,7 @@ import onnx  # noqa: E402
 
 from archkit.errors import ArchkitError  # noqa: E402
 from archkit.onnxfile import analyse_file  # noqa: E402
+from archkit.symbolic import pretty  # noqa: E402
 
 DATA = Path(onnx.__file__).parent / "backend" / "test" / "data"
 # shared/REFERENCES.md, "Beyond CNNs": Conv+Gemm MACs by an independent recount.
@@ -51,7 +53,7 @@ def main(argv=None) -> int:
     print(f"{'file':<58} {'complete':>8} {'MACs':>16} {'ms':>8}  note")
     for kind, path in files(args.only):
         label = path.stem.removeprefix("light_") if kind == "light" else path.parent.name
-        c = counts.setdefault(kind, [0, 0])
+        c = counts.setdefault(kind, [0, 0, 0, 0])  # complete, files, with free dims, of them with formulas
         c[1] += 1
         start = time.perf_counter()
         try:
@@ -73,13 +75,19 @@ def main(argv=None) -> int:
         if kind == "light":
             want = LIGHT_MACS.get(label)
             note = "= recount" if macs == want else f"recount {want:,}"
+        free = a.costs.fixed_dims
+        if free:
+            f = a.costs.formulas
+            c[2] += 1
+            c[3] += f is not None
+            note += f" MACs = {pretty(f['macs'])}" if f is not None else f" no formula: {a.costs.no_formulas}"
         if not complete:
             left = [o for o in a.costs.ops if o.status in ("unknown", "unsupported")]
             note += f" {len(left)} ops not costed" + (f": {sorted({o.op_type for o in left})}" if args.verbose else "")
         print(f"{kind + '/' + label:<58} {'yes' if complete else 'no':>8} {macs:>16,} {ms:>8.0f}  {note.strip()}")
     print()
-    for kind, (done, total) in counts.items():
-        print(f"{kind}: {done} of {total} complete")
+    for kind, (done, total, free, formulas) in counts.items():
+        print(f"{kind}: {done} of {total} complete; {free} with free dims, {formulas} of them costed as formulas")
     print(f"internal errors: {len(bugs)}")
     for b in bugs:
         print(f"  {b}")
