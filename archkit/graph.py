@@ -7,8 +7,12 @@ Initializers are not nodes: they are described (name, dims, dtype) on their cons
 
 Weights are never read or copied: shape inference runs on a skeleton whose weight initializers
 are typed graph inputs, which is both faster (no weight serialisation) and independent of
-external data. Symbolic input dims not fixed by the caller are set to 1 before inference, so
-shapes come out concrete (costs are then per sample; `graph.graph["fixed_dims"]` says which).
+external data. Symbolic input dims not fixed by the caller stay free: every shape is found as
+formulas in them (archkit.symbolic), the nodes' TensorInfo hold their values with each free dim
+1 (costs are then per sample; `graph.graph["fixed_dims"]` says which) and `graph.graph["formulas"]`
+the formulas (`.formulas`: tensor → dims, `.point`: the values, `.merged`: dims taken as equal).
+Where some shape read by an op cannot be followed in formulas, the graph is built again with
+the free dims set to 1 (`formulas` None, `no_formulas` saying why).
 Where onnx's inference leaves an op's output shape unknown, archkit's shape engine
 (archkit.shapes: bounded folding of shape arithmetic) is tried, then, as the last resort,
 onnxruntime's symbolic shape inference in a child process with memory and time limits.
@@ -145,6 +149,8 @@ def _type_shape(t: onnx.TypeProto) -> tuple[tuple[Dim, ...] | None, str]:
         v = d.dim_value
         if not v:
             v = d.dim_param or (0 if d.HasField("dim_value") else None)
+        elif v < 0:
+            v = None  # inferred from free dims set to 1 where a kernel is larger: no size at all
         dims.append(v)
     return tuple(dims), dtype_name(tt.elem_type)
 
@@ -458,6 +464,9 @@ class _Free:
         self.formulas: dict[str, tuple] = {}
         self.merged: list = []  # (op, op_type, a, b, kept): two formulas taken as equal
         self._done: dict = {}
+        # tensors whose formula is negative at the point (a kernel wider than 1): empty there, the
+        # formula still right for larger values
+        self.invalid: set[str] = set()
 
     def concrete(self, shapes: dict) -> None:
         """Shapes read with formula dims (dim_params the build knows) → their values at the point,
@@ -472,6 +481,8 @@ class _Free:
             if hit is not _UNKNOWN:
                 formulas[k] = hit[0]
                 shapes[k] = hit[1]
+                if hit[2]:
+                    self.invalid.add(k)
 
     @staticmethod
     def _convert(r, get, point):
@@ -485,9 +496,9 @@ class _Free:
                 return _UNKNOWN
             dims.append(d)
         ints = tuple(value(d, point) for d in dims)
-        if any(i < 0 for i in ints):
-            return _UNKNOWN
-        return tuple(dims), (ints, r[1], True)
+        if any(i < 0 for i in ints):  # a window wider than the free dims' value: no frames there
+            return tuple(dims), (tuple(max(i, 0) for i in ints), r[1], True), True
+        return tuple(dims), (ints, r[1], True), False
 
 
 # onnxruntime's symbolic shape inference propagates values with no bound of its own: it runs in a

@@ -159,8 +159,29 @@ def shown_view(a: Analysis, by: str) -> str:
 
 
 def view(a: Analysis, by: str) -> pd.DataFrame:
+    """The --by table; with free dims, the MACs of each row as a formula in them (`macs_formula`)."""
+    from archkit.symbolic import pretty
+
     c = a.costs
-    return {"op": c.to_frame, "layer": c.by_layer, "block": c.by_block, "type": c.by_type}[shown_view(a, by)]()
+    shown = shown_view(a, by)
+    df = {"op": c.to_frame, "layer": c.by_layer, "block": c.by_block, "type": c.by_type}[shown]()
+    if c.formulas and any(k != "ops" and not isinstance(v, int) for k, v in c.formulas.items()):
+        key = {"op": "node", "type": "op_type"}.get(shown, shown)
+        per = c.formula_by(key)
+        texts: dict = {}
+        summed = df["summed"] if "summed" in df.columns else None
+        column = []
+        for k, row_key in enumerate(df[key]):
+            f = per.get(row_key) if summed is None or summed.iloc[k] else None
+            if f is None:
+                column.append("")
+                continue
+            t = texts.get(f[0])
+            if t is None:
+                t = texts[f[0]] = pretty(f[0])
+            column.append(t)
+        df.insert(df.columns.get_loc("macs") + 1, "macs_formula", column)
+    return df
 
 
 def totals_for(c) -> str:
@@ -211,23 +232,24 @@ def summary_lines(a: Analysis) -> list[str]:
     return lines
 
 
-def formulas_text(c) -> dict[str, str] | None:
-    """The totals that depend on free dims, as formulas in them: {"macs": "17,563,828,224·N", ...}."""
+def formulas_text(c, name=str) -> dict[str, str] | None:
+    """The totals that depend on free dims, as formulas in them: {"macs": "17,563,828,224·N", ...}.
+    `name` renders a dim's name (archkit.escape.md for markdown)."""
     from archkit.symbolic import is_expr, pretty
 
     f = c.formulas
     if not f:
         return None
-    return {k: pretty(v) for k, v in f.items() if is_expr(v)} or None
+    return {k: pretty(v, name) for k, v in f.items() if is_expr(v)} or None
 
 
 def formula_lines(c) -> list[str]:
     """`MACs = 4,089,184,256·N`: the totals in the free dims (markdown), or why there is none."""
     from archkit.escape import md
 
-    shown = formulas_text(c)
+    shown = formulas_text(c, md)
     if shown:
-        return [f"{label} = {md(shown[k])}" for k, label in (("macs", "MACs"), ("flops", "other flops")) if k in shown]
+        return [f"{label} = {shown[k]}" for k, label in (("macs", "MACs"), ("flops", "other flops")) if k in shown]
     if c.per_sample and c.no_formulas:
         return [f"no formula in the free dims: {md(c.no_formulas)}"]
     return []
@@ -284,7 +306,7 @@ def generated_line(c) -> str:
 def render_view(a: Analysis, by: str, fmt: str) -> str:
     """The --by table for the terminal: markdown (with the summary), CSV, or JSON (with the summary).
     Names from the file are escaped for the format (archkit.escape; JSON escapes them itself)."""
-    from archkit.escape import csv_frame, md
+    from archkit.escape import NAME_LIMIT, csv_frame, md
 
     df = view(a, by)
     if fmt == "csv":
@@ -308,9 +330,12 @@ def render_view(a: Analysis, by: str, fmt: str) -> str:
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "|".join("---:" if pd.api.types.is_numeric_dtype(df[h]) and not pd.api.types.is_bool_dtype(df[h])
                                 else "---" for h in header) + "|")
+    whole = {k for k, h in enumerate(header) if h == "macs_formula"}  # archkit's text, dim names escaped in it
     for row in df.itertuples(index=False):
         lines.append("| " + " | ".join(("yes" if v else "no") if isinstance(v, (bool, np.bool_)) else f"{v:,}"
-                                       if isinstance(v, numbers.Integral) else md(str(v)) for v in row) + " |")
+                                       if isinstance(v, numbers.Integral) else md(str(v), None if k in whole else
+                                                                                   NAME_LIMIT)
+                                       for k, v in enumerate(row)) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -249,8 +249,8 @@ def _markdown(a: Analysis, arch=None, *, chart: bool = False) -> str:
         ("MACs" + per, f"{total['macs']:,}"),
         ("other flops" + per, f"{total['flops']:,}"),
     ]
-    shown = formulas_text(a.costs) or {}
-    rows += [(f"{label}, as a formula", shown[k]) for k, label in (("macs", "MACs"), ("flops", "other flops"))
+    shown = formulas_text(a.costs, md) or {}
+    rows += [(f"{label}, as a formula", Markdown(shown[k])) for k, label in (("macs", "MACs"), ("flops", "other flops"))
              if k in shown]
     rows += [
         ("ONNX file", Markdown(f"opset {a.info.opset}, {a.info.size_bytes:,} bytes, {len(a.costs.ops):,} ops "

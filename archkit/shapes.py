@@ -19,6 +19,12 @@ reference implementation, and only
 
 The bound, not a list of "generator" ops, is the safety: a Range(0, 1e8) is simply not
 evaluated, its consumers stay unknown, and everything else resolves.
+
+With free dims kept free (`symbols`), a dim is a number or a formula in them (archkit.symbolic,
+written into the TypeProtos as a dim_param that names it, so that onnx's per-op inference carries
+it along). Where onnx drops a formula, archkit.symbolic_shapes gives the op's output dims, and
+the shape values computed from free dims (a Shape of [N, 3, 224, 224]) are followed in formulas,
+within a smaller bound (1,024 elements) and archkit.symbolic's bound on a formula's size.
 """
 
 from __future__ import annotations
@@ -60,6 +66,7 @@ _EVALUATED = frozenset({
 })
 # Of those, the ones that read only their input's type, never its values.
 _TYPE_ONLY = frozenset({"Shape", "Size"})
+_SYMBOLIC_BOUND = 1024  # elements of a value computed in formulas (shapes, slice bounds: a few)
 _MAX_EVALUATIONS = 100_000  # a file with more value ops than this is costed without the rest
 
 
@@ -216,13 +223,13 @@ class _Walk:
         n = None
         if t is not None and _full(t):
             n = math.prod(d.dim_value for d in t.tensor_type.shape.dim)
-            if n > BOUND:
+            if n > _SYMBOLIC_BOUND:
                 return
         try:
             v = symbolic_shapes.VALUES[node.op_type](self.context(node), n)
         except (TooLarge, TypeError, ValueError, IndexError, KeyError, ZeroDivisionError):
             return
-        if v is None or len(v) > BOUND or (n is not None and len(v) != n):
+        if v is None or len(v) > _SYMBOLIC_BOUND or (n is not None and len(v) != n):
             return
         if all(x.__class__ is int for x in v) and t is not None and _full(t):
             dims = tuple(d.dim_value for d in t.tensor_type.shape.dim)

@@ -265,7 +265,7 @@ def is_expr(d) -> bool:
     return isinstance(d, Expr)
 
 
-def exact_div(a: Dim, b: Dim) -> Dim | None:
+def exact_div(a: Dim, b: Dim, _steps: int = MAX_TERMS) -> Dim | None:
     """a / b when b divides a exactly as polynomials (what Reshape's -1 needs), else None."""
     if b.__class__ is int:
         if b == 0:
@@ -301,7 +301,7 @@ def exact_div(a: Dim, b: Dim) -> Dim | None:
         return None
     if rest == 0:
         return lead
-    more = exact_div(rest, b) if rest.__class__ is not int else None
+    more = exact_div(rest, b, _steps - 1) if rest.__class__ is not int and _steps > 0 else None
     return None if more is None else lead + more
 
 
@@ -324,13 +324,14 @@ def text(d: Dim) -> str:
     return str(d)
 
 
-def pretty(d: Dim) -> str:
-    """For people: thousands separators, `·` for products, ⌊⌋ for floors: `4,089,184,256·N`."""
+def pretty(d: Dim, name=str) -> str:
+    """For people: thousands separators, `·` for products, ⌊⌋ for floors: `4,089,184,256·N`.
+    `name` renders a free dim's name (archkit.escape.md, for markdown: names come from the file)."""
     if d.__class__ is int:
         return f"{d:,}"
     out = []
     for m, c in d.terms:
-        factors = [_pretty_atom(a) + (_superscript(p) if p > 1 else "") for a, p in m]
+        factors = [_pretty_atom(a, name) + (_superscript(p) if p > 1 else "") for a, p in m]
         if not m:
             body = f"{abs(c):,}"
         elif abs(c) == 1:
@@ -342,10 +343,10 @@ def pretty(d: Dim) -> str:
     return "".join(out)
 
 
-def _pretty_atom(a) -> str:
+def _pretty_atom(a, name) -> str:
     if isinstance(a, str):
-        return a
-    inner = pretty(a.num)
+        return name(a)
+    inner = pretty(a.num, name)
     return f"⌊{inner}/{a.den}⌋" if len(a.num.terms) == 1 and "·" not in inner else f"⌊({inner})/{a.den}⌋"
 
 

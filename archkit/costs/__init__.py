@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from math import prod
 from typing import Callable, Mapping, NamedTuple
 
@@ -97,8 +98,9 @@ class CostReport:
     generated_tensors: int = 0  # weight tensors a ConstantOfShape makes (their elements: OpCost.generated)
     branches: Mapping[str, Branch] = field(default_factory=dict)  # If node → which branch counts, and why
     not_taken: frozenset[str] = frozenset()  # ops of If branches whose condition says they do not run
-    # The totals as formulas in the free dims (archkit.symbolic: "macs", "flops", "params"), when
-    # some were left free and every shape followed from them; else None, and `no_formulas` says why.
+    # The totals as formulas in the free dims (archkit.symbolic: "macs", "flops", "params"; "ops":
+    # op node → (macs, flops) of the ops whose cost depends on a free dim), when some were left
+    # free and every shape followed from them; else None, and `no_formulas` says why.
     formulas: Mapping[str, object] | None = None
     no_formulas: str | None = None
 
@@ -132,6 +134,22 @@ class CostReport:
         out.insert(0, "ops", grouped.size())
         out = out.reset_index()
         return out[[key, "ops", *numeric, "summed"]] if len(keys) > 1 else out
+
+    def formula_by(self, key: str) -> dict[str, tuple]:
+        """(macs, flops) as formulas per `key` ("node", "layer", "block", "op_type"), for the
+        summed rows; {} without formulas."""
+        if not self.formulas:
+            return {}
+        per_op = self.formulas["ops"]
+        out: dict[str, tuple] = {}
+        for o in self._summed():
+            m, f = per_op.get(o.node, (o.macs, o.flops))
+            k = getattr(o, key)
+            if k in out:
+                m0, f0 = out[k]
+                m, f = m0 + m, f0 + f
+            out[k] = (m, f)
+        return out
 
     def by_layer(self) -> pd.DataFrame:
         return self.by("layer")
@@ -268,14 +286,15 @@ def _formulas(rows: list[OpCost], nodes, free) -> tuple[dict | None, str | None]
     macs = flops = params = 0
     memo: dict = {}
     counts: dict = {}  # (macs formula, flops formula) → ops: summed once each, not op by op
+    per_op: dict = {}
     checked: set = set()
     for r in rows:
         if not r.summed:
             continue
         params += r.params
+        data = nodes[r.node]
         if r.status != "counted":
             continue
-        data = nodes[r.node]
         get = shapes.get
         ins = tuple(None if t is None else get(t[0], t[1]) for t in data.inputs)
         outs = tuple(get(t[0], t[1]) for t in data.outputs)
@@ -296,18 +315,20 @@ def _formulas(rows: list[OpCost], nodes, free) -> tuple[dict | None, str | None]
             if rule in _SHAPE_ONLY:
                 memo[key] = c
         check = (c, r.macs, r.flops)
-        if check not in checked:
+        if check not in checked and not (free.invalid and any(
+                t is not None and t[0] in free.invalid for t in (*data.inputs, *data.outputs))):
             if value(c[0], point) != r.macs or value(c[1], point) != r.flops:
                 return None, f"the formula for {r.node} ({r.op_type}) does not give its cost at the free dims' values"
             checked.add(check)
         counts[c] = counts.get(c, 0) + 1
+        per_op[r.node] = c
     try:
         for (m, f), n in counts.items():
             macs += m * n
             flops += f * n
     except TooLarge:
         return None, "the totals' formulas are over the size bound"
-    return {"macs": macs, "flops": flops, "params": params}, None
+    return {"macs": macs, "flops": flops, "params": params, "ops": MappingProxyType(per_op)}, None
 
 
 

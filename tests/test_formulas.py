@@ -1,0 +1,224 @@
+"""Costs as formulas in a file's free dims (archkit.symbolic, archkit.symbolic_shapes).
+
+Each formula is checked against a closed form written here, and against archkit's integer
+analysis with the free dims fixed (onnx's own inference on concrete shapes) at several values,
+odd ones included: a stride divides a free dim only where floors say so.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from archkit.costs import analyse
+from archkit.graph import build_graph
+from archkit.symbolic import Expr, TooLarge, exact_div, pretty, symbol, value
+from tests.torch_patterns import crnn, crnn_macs, resnet, vit, vit_macs, yolo_head, yolo_head_macs
+
+N, H, W = symbol("N"), symbol("height"), symbol("width")
+
+
+def _free_hw(m: onnx.ModelProto) -> onnx.ModelProto:
+    dims = m.graph.input[0].type.tensor_type.shape.dim
+    for axis, name in ((2, "height"), (3, "width")):
+        dims[axis].Clear()
+        dims[axis].dim_param = name
+    return m
+
+
+def _costs(m, **shapes):
+    return analyse(build_graph(m, input_shapes=shapes or None))
+
+
+# --- the algebra ---------------------------------------------------------------------------------
+
+def test_floors_have_one_canonical_form():
+    # ⌊(H − 1)/2⌋ + 1 (a 3x3 conv, stride 2, pad 1) is ⌊(H + 1)/2⌋; strides in a row make one floor
+    assert (H - 1) // 2 + 1 == (H + 1) // 2
+    assert ((H + 1) // 2 + 1) // 2 == (H + 3) // 4
+    assert str((H + 1) // 2) == "floor((height+1)/2)" and pretty((H + 1) // 2) == "⌊(height + 1)/2⌋"
+    assert (4 * N + 6) // 2 == 2 * N + 3 and (2 * N) % 2 == 0
+    assert (H + 2) // 2 - H // 2 == 1  # the constant term leaves the floor
+    for h in range(1, 70):
+        assert value(((H - 1) // 2 + 1 - 3) // 2 + 1, {"height": h}) == ((h - 1) // 2 + 1 - 3) // 2 + 1
+
+
+def test_exact_division_and_the_size_bound():
+    assert exact_div(768 * N * H, N * H) == 768
+    assert exact_div(768 * N + 768 * H, N + H) == 768
+    assert exact_div(5 * N, 2) is None and exact_div(N * H + 1, N) is None
+    x = N
+    with pytest.raises(TooLarge):  # a file can square a dim thirty times: the formula stays small
+        for _ in range(30):
+            x = x * x
+    with pytest.raises(TypeError):
+        _ = N < 3  # a formula has no order: a rule that compares dims gives no formula
+    assert pretty(4_089_184_256 * N) == "4,089,184,256·N" and pretty(3 * H * H - 2 * W + 5) == "3·height² − 2·width + 5"
+
+
+# --- files: closed forms and the integer analysis --------------------------------------------------
+
+def test_vit_b16_with_a_free_batch_costs_17_564_gmacs_per_sample():
+    """shared/REFERENCES.md: torchvision's ViT-B/16, 17.564 GMACs. Every reshape target of the
+    attention is computed from the batch (Shape → Gather → Unsqueeze → Concat): a formula in N."""
+    c = _costs(vit())
+    assert c.complete and c.formulas is not None, c.no_formulas
+    assert c.formulas["macs"] == vit_macs() * N == 17_563_828_224 * N
+    assert c.formulas["params"] == 86_567_656
+    assert value(c.formulas["flops"], {"N": 1}) == c.total()["flops"]
+
+
+def test_resnet50_as_torch_onnx_writes_it():
+    c = _costs(resnet(50))
+    assert c.formulas["macs"] == 4_089_184_256 * N  # torchvision: 4.09 GMACs
+
+
+@pytest.mark.parametrize("size", [(224, 224), (256, 320), (193, 255), (97, 31)])
+def test_resnet50_with_free_height_and_width_equals_the_integer_analysis(size):
+    m = _free_hw(resnet(50))
+    f = _costs(m).formulas
+    assert f is not None
+    h, w = size
+    fixed = _costs(m, N=2, height=h, width=w)
+    assert fixed.complete and fixed.formulas is None
+    assert value(f["macs"], {"N": 2, "height": h, "width": w}) == fixed.total()["macs"]
+    assert value(f["flops"], {"N": 2, "height": h, "width": w}) == fixed.total()["flops"]
+    if size == (224, 224):
+        assert value(f["macs"], {"N": 1, "height": h, "width": w}) == 4_089_184_256
+
+
+def test_one_strided_conv_closed_form():
+    """Conv 3→8, 3x3, stride 2, pad 1 over [N, 3, height, width]: 216 MACs per output element."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "height", "width"])
+    w = numpy_helper.from_array(np.ones((8, 3, 3, 3), np.float32), "w")
+    pool = helper.make_node("MaxPool", ["y"], ["z"], kernel_shape=[2, 2], strides=[2, 2], name="pool")
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], strides=[2, 2], pads=[1, 1, 1, 1], name="c"),
+                               pool], "g", [x], [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)], [w])
+    c = _costs(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    ho, wo = (H + 1) // 2, (W + 1) // 2
+    assert c.formulas["macs"] == 216 * N * ho * wo
+    assert c.formulas["flops"] == 8 * 4 * N * (ho // 2) * (wo // 2)  # the pool: 4 per output element
+
+
+@pytest.mark.parametrize("width", [1, 64, 101])
+def test_crnn_lstm_over_a_free_sequence(width):
+    f = _costs(crnn()).formulas
+    assert f["macs"] == 129_984 * N * (W // 2) + 18_432 * N * W  # conv 64·9·32·width, LSTM and FC per step
+    assert value(f["macs"], {"N": 1, "width": width}) == crnn_macs(width)
+
+
+def test_yolo_head_with_free_map_sizes():
+    """The three feature maps' heights and widths free (h3, w3, ..., w5): anchors come from each
+    map's Shape at run time (Range, Expand), and the head's Concat of the three scales sums them."""
+    m = yolo_head()
+    for i in m.graph.input:
+        dims = i.type.tensor_type.shape.dim
+        for axis, tag in ((2, "h"), (3, "w")):
+            dims[axis].Clear()
+            dims[axis].dim_param = f"{tag}{i.name[1]}"
+    c = _costs(m)
+    assert c.formulas is not None, c.no_formulas
+    sizes = {"N": 1, "h3": 80, "w3": 80, "h4": 40, "w4": 40, "h5": 20, "w5": 20}
+    assert value(c.formulas["macs"], sizes) == yolo_head_macs() == 103_756_800
+    # per cell: the box and class 1x1 convs (64 + 80 outputs × the map's width) and the DFL conv (4 × 16)
+    cells = {k: symbol(f"h{k}") * symbol(f"w{k}") for k in (3, 4, 5)}
+    assert c.formulas["macs"] == N * sum(144 * width * cells[k] + 64 * cells[k]
+                                         for k, width in ((3, 64), (4, 128), (5, 256)))
+    odd = {"N": 3, "h3": 48, "w3": 64, "h4": 24, "w4": 32, "h5": 12, "w5": 16}
+    assert value(c.formulas["macs"], odd) == _costs(m, **odd).total()["macs"]
+
+
+def test_paddle_dim_names_and_minus_one_dims():
+    """Paddle2ONNX: `-1` on an input read as a free dim named `x:0`; `p2o.DynamicDimension.0` elsewhere."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["p2o.DynamicDimension.0", 3, 32, "p2o.DynamicDimension.1"])
+    w = numpy_helper.from_array(np.ones((8, 3, 3, 3), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="conv2d_0.tmp_0")], "paddle", [x],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w])
+    c = _costs(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)]))
+    d0, d1 = symbol("p2o.DynamicDimension.0"), symbol("p2o.DynamicDimension.1")
+    assert c.formulas["macs"] == 8 * 27 * 30 * d0 * (d1 - 2)
+    assert pretty(c.formulas["macs"]) == "6,480·p2o.DynamicDimension.0·p2o.DynamicDimension.1 − 12,960·p2o.DynamicDimension.0"
+
+
+def test_two_free_dims_meeting_in_a_broadcast_are_taken_as_equal_with_a_warning():
+    """The policy (README, "Free dimensions"): a broadcast of two different non-1 dims runs only
+    where they are equal, so they are taken as equal, the simpler kept, and a warning names them."""
+    a = helper.make_tensor_value_info("a", TensorProto.FLOAT, ["N", "rows"])
+    b = helper.make_tensor_value_info("b", TensorProto.FLOAT, ["N", "cols"])
+    w = numpy_helper.from_array(np.ones((1, 5), np.float32), "w")
+    nodes = [helper.make_node("Add", ["a", "b"], ["s"], name="add"),
+             helper.make_node("Unsqueeze", ["s", "ax"], ["s2"], name="u"),
+             helper.make_node("MatMul", ["s2", "w"], ["y"], name="mm")]
+    ax = numpy_helper.from_array(np.array([-1], np.int64), "ax")
+    graph = helper.make_graph(nodes, "g", [a, b], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w, ax])
+    G = build_graph(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    c = analyse(G)
+    assert c.formulas["macs"] == 5 * N * symbol("cols")  # "cols" sorts before "rows": the one kept
+    assert any("taken as equal" in w and "rows" in w and "cols" in w for w in G.graph["warnings"])
+
+
+def test_a_dim_squared_thirty_times_stays_bounded():
+    """Shape → Mul(s, s) thirty times → Reshape: the formula would have degree 2^30; it goes over
+    the bound, so there is no formula, and the costs are per sample, at once."""
+    r = lambda name, v: numpy_helper.from_array(np.array(v, np.int64), name)  # noqa: E731
+    nodes = [helper.make_node("Shape", ["x"], ["s0"])]
+    for k in range(30):
+        nodes.append(helper.make_node("Mul", [f"s{k}", f"s{k}"], [f"s{k + 1}"]))
+    nodes += [helper.make_node("ConstantOfShape", ["s30"], ["big"]),
+              helper.make_node("Relu", ["big"], ["y"], name="relu")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [r("unused", 0)])
+    start = time.perf_counter()
+    c = _costs(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    assert time.perf_counter() - start < 30
+    assert c.formulas is None and c.no_formulas
+    assert c.total()["flops"] == 31 and c.complete  # per sample (N = 1): 30 Muls of one element, a Relu of 1^(2^30) = 1
+
+
+def test_all_dims_fixed_takes_the_integer_path():
+    c = _costs(resnet(18), N=4)
+    assert c.formulas is None and c.no_formulas is None and not c.fixed_dims
+    assert c.total()["macs"] == 4 * 1_814_073_344  # torchvision: 1.81 GMACs
+
+
+def test_formula_terms_are_integers_only():
+    f = _costs(crnn()).formulas
+    assert isinstance(f["macs"], Expr)
+    assert all(isinstance(c, int) for _, c in f["macs"].terms)
+
+
+# --- the command ----------------------------------------------------------------------------------
+
+def test_analyse_prints_the_formula_beside_the_number(tmp_path, capsys):
+    from archkit.cli import main
+
+    path = tmp_path / "crnn.onnx"
+    onnx.save(crnn(), path)
+    assert main(["analyse", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "- MACs per sample: 18,432" in out  # width = 1 (no LSTM step), N = 1
+    assert "- MACs = 129,984·N·⌊width/2⌋ + 18,432·N·width" in out
+    assert main(["analyse", str(path), "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["formulas"]["macs"] == "129,984·N·⌊width/2⌋ + 18,432·N·width" and doc["no_formulas"] is None
+    assert main(["analyse", str(path), "--input-shape", "N=2", "--input-shape", "width=100", "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["formulas"] is None and doc["total"]["macs"] == 2 * crnn_macs(100)
+
+
+def test_the_readme_shows_what_archkit_prints():
+    from pathlib import Path
+
+    from archkit.symbolic import pretty as show
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for model in (vit(), crnn()):
+        assert f"- MACs = {show(_costs(model).formulas['macs'])}\n" in readme
+    f = show(_costs(_free_hw(resnet(50))).formulas["macs"])
+    head, tail = f.split(" + ")[0], f.split(" + ")[-1]
+    assert f"- MACs = {head} + " in readme and f" + {tail}\n" in readme
