@@ -47,6 +47,7 @@ import onnx
 from onnx import helper
 
 from archkit.errors import MalformedModelError, UsageError
+from archkit.symbolic import Symbols, value
 
 __all__ = ["TensorInfo", "OpNode", "TensorNode", "build_graph", "free_dims", "op_nodes", "dtype_name", "FLOAT_TYPES", "SUBGRAPH_OPS"]
 
@@ -298,6 +299,11 @@ def _skeleton(model: onnx.ModelProto, input_shapes: Mapping[str, object], keep_f
     sg.node.extend(g.node)
     sg.input.extend(inputs)
     sg.output.extend(g.output)
+    for o in sg.output:  # a declared output dim name is no fact (Keras' exports name it unk__970): inference says
+        if o.type.HasField("tensor_type"):
+            for d in o.type.tensor_type.shape.dim:
+                if d.HasField("dim_param"):
+                    d.ClearField("dim_param")
     initializers, shape_data, typed = _initializers(g)
     sg.initializer.extend(shape_data)
     if model.ir_version < 4:  # before IR 4 an initializer is only seen when it is also a graph input
@@ -419,46 +425,12 @@ def _engine(model: onnx.ModelProto, inferred: onnx.ModelProto, shapes: dict, cac
     return len(better)
 
 
-def _onnx_merges(nodes: Mapping[str, object], free: "_Free") -> None:
-    """The broadcasts in which onnx's inference took a formula as equal to another dim (a value
-    beats a dim_param there): added to `free.merged`, as the shape engine's own merges are."""
-    from archkit.symbolic_shapes import BROADCAST
-
-    formulas = free.formulas
-    for data in nodes.values():
-        if data.kind != "op" or data.op_type not in BROADCAST or not any(
-                t is not None and t[0] in formulas for t in data.inputs):
-            continue
-        out = formulas.get(data.outputs[0][0], data.outputs[0][1]) if data.outputs else None
-        if out is None:
-            continue
-        for t in data.inputs:
-            if t is None or t[1] is None:
-                continue
-            dims = formulas.get(t[0], t[1])
-            for d, o in zip(reversed(dims), reversed(out)):
-                if d != o and d != 1 and (d.__class__ is not int or o.__class__ is not int):
-                    free.merged.append((data.name or data.op_type, data.op_type, d, o, o))
-
-
-def _merged_text(merged: list) -> str:
-    """The warning for formulas taken as equal where they met (a broadcast, a Concat)."""
-    from archkit.symbolic import pretty
-
-    pairs = list(dict.fromkeys((pretty(a), pretty(b), pretty(k)) for _, _, a, b, k in merged))
-    shown = "; ".join(f"{a} and {b} (kept {k})" for a, b, k in pairs[:3]) + (f"; {len(pairs) - 3} more" if len(pairs) > 3 else "")
-    return (f"{len(merged)} ops combine dims that need not be equal in general, taken as equal (the file runs only "
-            f"where they are): {shown}")
-
-
 class _Free:
     """The free dims kept free: every shape is found as formulas in them (archkit.symbolic), the
     analysis sees their values at `point` (each free dim 1: per sample), and `formulas` keeps
     the formulas of every tensor whose shape depends on a free dim."""
 
     def __init__(self, names):
-        from archkit.symbolic import Symbols
-
         self.symbols = Symbols(names)
         self.point = {n: 1 for n in names}
         self.formulas: dict[str, tuple] = {}
@@ -486,8 +458,6 @@ class _Free:
 
     @staticmethod
     def _convert(r, get, point):
-        from archkit.symbolic import value
-
         dims = []
         for d in r[0]:
             if d.__class__ is str:
@@ -906,9 +876,6 @@ def _build_once(model: onnx.ModelProto, input_shapes: Mapping[str, object], symb
     if free is not None:
         if b.unknown:
             return None  # the caller builds again with the free dims set to 1
-        _onnx_merges(b.node, free)
-        if free.merged:
-            warnings.append(_merged_text(free.merged))
     elif b.unknown and symbolic:
         better, why = _symbolic_infer(inferred)
         if why:

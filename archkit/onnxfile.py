@@ -28,6 +28,7 @@ from archkit.errors import MalformedModelError, ResourceError, UnsafeModelError,
 from archkit.graph import build_graph, free_dims
 from archkit.load import Loaded, archkit_metadata, load_model
 from archkit.pipeline import Analysis, ModelInfo, _shape_text, analyse_model
+from archkit.symbolic import is_expr, pretty
 
 __all__ = ["analyse_file", "analyse_loaded", "VIEWS", "view", "shown_view", "render_view", "summary_lines", "branch_lines",
            "totals_for", "formulas_text", "formula_lines", "parse_input_shape", "parse_input_value", "parse_sweep", "sweep", "sweep_chart", "render_sweep"]
@@ -102,11 +103,12 @@ def costs_only(proto, *, name: str, size_bytes: int, input_shapes: Mapping[str, 
     )
     meta = G.graph["metadata"]
     own = archkit_metadata(meta)
+    costs = analyse(G)
     return Analysis(
-        name=name, info=info, costs=analyse(G),
+        name=name, info=info, costs=costs,
         keras_layers=own.layers, keras_params=own.keras_params, config=own.config,
         warnings=tuple(f"metadata {k!r} ignored: not what archkit writes" for k in own.problems)
-        + G.graph["warnings"],
+        + G.graph["warnings"] + costs.formula_warnings,
     )
 
 
@@ -160,8 +162,6 @@ def shown_view(a: Analysis, by: str) -> str:
 
 def view(a: Analysis, by: str) -> pd.DataFrame:
     """The --by table; with free dims, the MACs of each row as a formula in them (`macs_formula`)."""
-    from archkit.symbolic import pretty
-
     c = a.costs
     shown = shown_view(a, by)
     df = {"op": c.to_frame, "layer": c.by_layer, "block": c.by_block, "type": c.by_type}[shown]()
@@ -235,8 +235,6 @@ def summary_lines(a: Analysis) -> list[str]:
 def formulas_text(c, name=str) -> dict[str, str] | None:
     """The totals that depend on free dims, as formulas in them: {"macs": "17,563,828,224·N", ...}.
     `name` renders a dim's name (archkit.escape.md for markdown)."""
-    from archkit.symbolic import is_expr, pretty
-
     f = c.formulas
     if not f:
         return None

@@ -82,7 +82,7 @@ def analyse_model(proto: onnx.ModelProto, *, name: str | None = None, size_bytes
         connectivity=_connectivity(G, costs, proto),
         keras_layers=own.layers, keras_params=own.keras_params, config=own.config,
         warnings=tuple(f"metadata {k!r} ignored: not what archkit writes" for k in own.problems)
-        + G.graph["warnings"],
+        + G.graph["warnings"] + costs.formula_warnings,
     )
 
 

@@ -66,12 +66,20 @@ class Expr:
     `terms`: ((monomial, coefficient), ...) in canonical order, a monomial being ((atom, power), ...)
     sorted by atom; the empty monomial is the constant term."""
 
-    __slots__ = ("terms", "key", "_hash")
+    __slots__ = ("terms", "_key", "_hash")
 
     def __init__(self, terms):
         self.terms = terms
-        self.key = _key(terms)
-        self._hash = hash(self.key)
+        self._key = None
+        self._hash = hash(terms)
+
+    @property
+    def key(self) -> str:
+        """The canonical text (made when first asked: most formulas are only multiplied and summed)."""
+        k = self._key
+        if k is None:
+            k = self._key = _key(self.terms)
+        return k
 
     # --- construction -----------------------------------------------------------------------
     @staticmethod
@@ -116,7 +124,12 @@ class Expr:
 
     def __mul__(self, other) -> Dim:
         if other.__class__ is int:
-            return Expr.make({m: c * other for m, c in self.terms}) if other else 0
+            if not other:
+                return 0
+            terms = tuple((m, c * other) for m, c in self.terms)  # the order is the monomials': kept
+            if any(c.bit_length() > MAX_BITS for _, c in terms):
+                raise TooLarge("coefficient too large")
+            return Expr(terms)
         if not isinstance(other, Expr):
             return NotImplemented
         d: dict = {}
@@ -175,7 +188,7 @@ class Expr:
 
     # --- comparisons: structural -------------------------------------------------------------
     def __eq__(self, other) -> bool:
-        return isinstance(other, Expr) and other.key == self.key
+        return isinstance(other, Expr) and other._hash == self._hash and other.terms == self.terms
 
     def __ne__(self, other) -> bool:
         return not self.__eq__(other)

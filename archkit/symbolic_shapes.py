@@ -141,9 +141,14 @@ def _spatial(ctx: Context):
         else:
             total = d + pads[i] + pads[i + n] - span
             if a.get("ceil_mode", 0):
-                if d.__class__ is not int:
-                    return None  # the last window's start check depends on the value
-                out.append(_ceil_div(total, s) + 1)
+                # the last window must start inside the input (or the left padding): with no right
+                # padding and windows at least as wide as the stride it always does
+                if d.__class__ is not int and (pads[i + n] or span < s):
+                    return None
+                last = _ceil_div(total, s)
+                if d.__class__ is int and last * s >= d + pads[i]:
+                    last -= 1
+                out.append(last + 1)
             else:
                 out.append(total // s + 1)
     y = (x[0], channels, *out)

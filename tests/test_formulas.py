@@ -145,7 +145,7 @@ def test_paddle_dim_names_and_minus_one_dims():
     assert pretty(c.formulas["macs"]) == "6,480·p2o.DynamicDimension.0·p2o.DynamicDimension.1 − 12,960·p2o.DynamicDimension.0"
 
 
-def test_two_free_dims_meeting_in_a_broadcast_are_taken_as_equal_with_a_warning():
+def test_two_free_dims_meeting_in_a_broadcast_are_taken_as_equal_with_a_warning(tmp_path, capsys):
     """The policy (README, "Free dimensions"): a broadcast of two different non-1 dims runs only
     where they are equal, so they are taken as equal, the simpler kept, and a warning names them."""
     a = helper.make_tensor_value_info("a", TensorProto.FLOAT, ["N", "rows"])
@@ -159,7 +159,13 @@ def test_two_free_dims_meeting_in_a_broadcast_are_taken_as_equal_with_a_warning(
     G = build_graph(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
     c = analyse(G)
     assert c.formulas["macs"] == 5 * N * symbol("cols")  # "cols" sorts before "rows": the one kept
-    assert any("taken as equal" in w and "rows" in w and "cols" in w for w in G.graph["warnings"])
+    assert any("taken as equal" in w and "rows" in w and "cols" in w for w in c.formula_warnings)
+    from archkit.cli import main
+
+    path = tmp_path / "two.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    assert main(["analyse", str(path)]) == 0
+    assert "rows and cols (kept cols)" in capsys.readouterr().err
 
 
 def test_a_dim_squared_thirty_times_stays_bounded():
@@ -222,3 +228,53 @@ def test_the_readme_shows_what_archkit_prints():
     f = show(_costs(_free_hw(resnet(50))).formulas["macs"])
     head, tail = f.split(" + ")[0], f.split(" + ")[-1]
     assert f"- MACs = {head} + " in readme and f" + {tail}\n" in readme
+
+
+@pytest.mark.parametrize("sr,filters,kernel", [(16000, 258, 256), (8000, 130, 128)])
+def test_an_if_on_a_scalar_input_counts_the_taken_branch_formula(sr, filters, kernel):
+    """The voice-activity pattern (tests/test_shapes.py): the STFT conv over `samples` free, in
+    the branch `--input-value sr=...` selects: filters·kernel·(⌊(samples − kernel)/(kernel/2)⌋ + 1)."""
+    from tests.test_shapes import _stft_branch_model
+
+    c = analyse(build_graph(_stft_branch_model(), input_values={"sr": (sr,)}))
+    samples = symbol("samples")
+    assert c.formulas["macs"] == filters * kernel * ((samples - kernel) // (kernel // 2) + 1)
+    for n in (1024, 16000, 16001):
+        fixed = analyse(build_graph(_stft_branch_model(), input_shapes={"samples": n}, input_values={"sr": (sr,)}))
+        assert value(c.formulas["macs"], {"samples": n}) == fixed.total()["macs"]
+
+
+@pytest.mark.parametrize("kernel,stride,pads", [(3, 2, 0), (2, 2, 0), (3, 2, 1)])
+def test_ceil_mode_pooling_over_a_free_dim(kernel, stride, pads):
+    """GoogLeNet's pools (ceil_mode=1, torchvision): ⌈(x − k)/s⌉ + 1 when no window can start in
+    the right padding; otherwise there is no formula (per sample, as before)."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, "height", 9])
+    pool = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[kernel, kernel], strides=[stride, stride],
+                            pads=[pads] * 4, ceil_mode=1, name="pool")
+    relu = helper.make_node("Relu", ["y"], ["z"], name="relu")
+    graph = helper.make_graph([pool, relu], "g", [x], [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    c = _costs(m)
+    if pads:
+        assert c.formulas is None and c.no_formulas
+        return
+    for h in range(kernel, 40):
+        fixed = _costs(m, height=h)
+        assert value(c.formulas["flops"], {"N": 1, "height": h}) == fixed.total()["flops"], h
+
+
+def test_a_symbolic_value_that_doubles_until_it_is_large_is_not_followed():
+    """Concat(s, s) twelve times over a Shape in N: 4,096 formulas, over the engine's bound on a
+    value followed in free dims (1,024); the build falls back to N = 1, within seconds."""
+    r = lambda name, v: numpy_helper.from_array(np.array(v, np.int64), name)  # noqa: E731
+    nodes = [helper.make_node("Shape", ["x"], ["s0"])]
+    for k in range(12):
+        nodes.append(helper.make_node("Concat", [f"s{k}", f"s{k}"], [f"s{k + 1}"], axis=0))
+    nodes += [helper.make_node("ConstantOfShape", ["s12"], ["big"]), helper.make_node("Relu", ["big"], ["y"], name="relu")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [r("unused", 0)])
+    start = time.perf_counter()
+    G = build_graph(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    assert time.perf_counter() - start < 30
+    y = next(d for _, d in G.nodes(data=True) if d.kind == "output").tensor
+    assert y.shape == (1,) * 4096 and G.graph["formulas"] is None

@@ -21,6 +21,8 @@ from archkit.errors import MalformedModelError
 from archkit.costs.rules import DATA_DEPENDENT, FREE, RULES, SHAPE_ONLY as _SHAPE_ONLY, Cost, ShapeUnknown
 from archkit.graph import FLOAT_TYPES, OpNode, op_nodes
 from archkit.names import LayerResolver, ScopeNames
+from archkit.symbolic import TooLarge, pretty, value
+from archkit.symbolic_shapes import BROADCAST
 
 __all__ = ["OpCost", "CostReport", "Branch", "analyse", "RULES", "FREE", "Cost", "PARAM_TYPES"]
 
@@ -98,11 +100,26 @@ class CostReport:
     generated_tensors: int = 0  # weight tensors a ConstantOfShape makes (their elements: OpCost.generated)
     branches: Mapping[str, Branch] = field(default_factory=dict)  # If node → which branch counts, and why
     not_taken: frozenset[str] = frozenset()  # ops of If branches whose condition says they do not run
-    # The totals as formulas in the free dims (archkit.symbolic: "macs", "flops", "params"; "ops":
-    # op node → (macs, flops) of the ops whose cost depends on a free dim), when some were left
-    # free and every shape followed from them; else None, and `no_formulas` says why.
-    formulas: Mapping[str, object] | None = None
-    no_formulas: str | None = None
+    # The formulas in the free dims, when free dims were left free and every shape followed from
+    # them (archkit.costs._formulas: (totals, why not, warnings)); else why not.
+    formulas_found: tuple | None = field(default=None, repr=False, compare=False)
+    why_no_formulas: str | None = None
+
+    @property
+    def formulas(self) -> Mapping[str, object] | None:
+        """The totals as formulas in the free dims (archkit.symbolic: "macs", "flops", "params";
+        "ops": op node → (macs, flops) of the ops whose cost depends on a free dim), or None."""
+        return self.formulas_found[0] if self.formulas_found else None
+
+    @property
+    def no_formulas(self) -> str | None:
+        """Why there are no formulas though some dims were left free (None when there are)."""
+        return self.formulas_found[1] if self.formulas_found else self.why_no_formulas
+
+    @property
+    def formula_warnings(self) -> tuple[str, ...]:
+        """Dims taken as equal where they meet (a broadcast of two free dims, a fixed Reshape target)."""
+        return self.formulas_found[2] if self.formulas_found else ()
 
     def _columns(self) -> list[str]:
         extra = [c for c in OPTIONAL if any(getattr(o, c) for o in self.ops)]
@@ -267,41 +284,39 @@ def _analyse(G: nx.DiGraph, block_of: Callable[[str], str] | None) -> CostReport
         branches, skipped, not_taken = _choose_branches(rows, nodes, G.graph.get("conditions", {}))
         rows, again = _unsummed(rows, skipped, order, nodes, pred, layer_of, block_of, branches)
         n_generated = n_generated if again is None else again
-    formulas, no_formulas = None, G.graph.get("no_formulas")
     free = G.graph.get("formulas")
-    if free is not None:
-        formulas, no_formulas = _formulas(rows, nodes, free)
     return CostReport(tuple(rows), G.graph.get("fixed_dims", {}), subgraphs, batch=_batch(G),
                       scoped=bool(layers) or any_layer, generated_tensors=n_generated, branches=branches,
-                      not_taken=not_taken, formulas=formulas, no_formulas=no_formulas)
+                      not_taken=not_taken, formulas_found=None if free is None else _formulas(tuple(rows), nodes, free),
+                      why_no_formulas=G.graph.get("no_formulas"))
 
 
-def _formulas(rows: list[OpCost], nodes, free) -> tuple[dict | None, str | None]:
+def _formulas(rows: tuple[OpCost, ...], nodes, free) -> tuple[dict | None, str | None, tuple[str, ...]]:
     """The totals as formulas: each summed op whose tensors have free dims is costed again by its
     rule on their formulas, and the formula must give the op's cost at the point it was costed
-    at (each free dim 1), or there is no formula."""
-    from archkit.symbolic import TooLarge, value
-
+    at (each free dim 1), or there is no formula. Also the warnings for dims taken as equal:
+    the shape engine's (free.merged), and the broadcasts in which onnx's inference did so."""
     shapes, point = free.formulas, free.point
     macs = flops = params = 0
-    memo: dict = {}
+    memo: dict = {}  # (rule, shapes) → (cost formulas, merges)
     counts: dict = {}  # (macs formula, flops formula) → ops: summed once each, not op by op
     per_op: dict = {}
     checked: set = set()
+    merged = list(free.merged)
+    get = shapes.get
     for r in rows:
         if not r.summed:
             continue
         params += r.params
-        data = nodes[r.node]
         if r.status != "counted":
             continue
-        get = shapes.get
-        ins = tuple(None if t is None else get(t[0], t[1]) for t in data.inputs)
-        outs = tuple(get(t[0], t[1]) for t in data.outputs)
+        data = nodes[r.node]
+        ins = tuple([None if t is None else get(t[0], t[1]) for t in data.inputs])
+        outs = tuple([get(t[0], t[1]) for t in data.outputs])
         rule = RULES[(data.domain, data.op_type)]
         key = (rule, ins, outs)
-        c = memo.get(key) if rule in _SHAPE_ONLY else None
-        if c is None:
+        hit = memo.get(key)
+        if hit is None:
             if all(t is None or t[0] not in shapes for t in (*data.inputs, *data.outputs)):
                 macs += r.macs  # no free dim: the cost is the formula
                 flops += r.flops
@@ -311,14 +326,18 @@ def _formulas(rows: list[OpCost], nodes, free) -> tuple[dict | None, str | None]
             try:
                 c = tuple(rule(view))
             except (ShapeUnknown, TooLarge, TypeError, ValueError, ArithmeticError) as e:
-                return None, f"the cost of {r.node} ({r.op_type}) has no formula ({type(e).__name__})"
+                return None, f"the cost of {r.node} ({r.op_type}) has no formula ({type(e).__name__})", ()
+            hit = (c, _merges(data.op_type, ins, outs))
             if rule in _SHAPE_ONLY:
-                memo[key] = c
+                memo[key] = hit
+        c, merges = hit
+        if merges:
+            merged += [(r.node, data.op_type, a, b, b) for a, b in merges]
         check = (c, r.macs, r.flops)
         if check not in checked and not (free.invalid and any(
                 t is not None and t[0] in free.invalid for t in (*data.inputs, *data.outputs))):
             if value(c[0], point) != r.macs or value(c[1], point) != r.flops:
-                return None, f"the formula for {r.node} ({r.op_type}) does not give its cost at the free dims' values"
+                return None, f"the formula for {r.node} ({r.op_type}) does not give its cost at the free dims' values", ()
             checked.add(check)
         counts[c] = counts.get(c, 0) + 1
         per_op[r.node] = c
@@ -327,9 +346,33 @@ def _formulas(rows: list[OpCost], nodes, free) -> tuple[dict | None, str | None]
             macs += m * n
             flops += f * n
     except TooLarge:
-        return None, "the totals' formulas are over the size bound"
-    return {"macs": macs, "flops": flops, "params": params, "ops": MappingProxyType(per_op)}, None
+        return None, "the totals' formulas are over the size bound", ()
+    warnings = (_merged_text(merged),) if merged else ()
+    return {"macs": macs, "flops": flops, "params": params, "ops": MappingProxyType(per_op)}, None, warnings
 
+
+def _merges(op_type: str, ins: tuple, outs: tuple) -> list[tuple]:
+    """The dims an elementwise op's inference took as equal to different ones (onnx: a number beats
+    a formula in a broadcast): (input dim, output dim) pairs."""
+    if op_type not in BROADCAST or not outs or outs[0] is None:
+        return []
+    out = outs[0]
+    found = []
+    for dims in ins:
+        if dims is None:
+            continue
+        for d, o in zip(reversed(dims), reversed(out)):
+            if d != o and d != 1 and (d.__class__ is not int or o.__class__ is not int):
+                found.append((d, o))
+    return found
+
+
+def _merged_text(merged: list) -> str:
+    """The warning for dims taken as equal where they met (a broadcast, a Concat, a Reshape)."""
+    pairs = list(dict.fromkeys((pretty(a), pretty(b), pretty(k)) for _, _, a, b, k in merged))
+    shown = "; ".join(f"{a} and {b} (kept {k})" for a, b, k in pairs[:3]) + (f"; {len(pairs) - 3} more" if len(pairs) > 3 else "")
+    return (f"dims that need not be equal in general meet in {len({m[0] for m in merged}):,} ops and are taken as equal "
+            f"(the file runs only where they are): {shown}")
 
 
 def _rows(order, nodes, pred, layer_of, block_of) -> tuple[list[OpCost], dict[str, str], int]:
