@@ -436,6 +436,7 @@ class _Free:
         self.formulas: dict[str, tuple] = {}
         self.merged: list = []  # (op, op_type, a, b, kept): two formulas taken as equal
         self._done: dict = {}
+        self._kept: list = []
         # tensors whose formula is negative at the point (a kernel wider than 1): empty there, the
         # formula still right for larger values
         self.invalid: set[str] = set()
@@ -447,9 +448,10 @@ class _Free:
         for k, r in shapes.items():
             if r[2] or r[0] is None:
                 continue
-            hit = done.get(r)  # shapes repeat: each is converted once
+            hit = done.get(id(r))  # shapes repeat (one shared record per type, _read_shapes): converted once
             if hit is None:
-                hit = done[r] = self._convert(r, get, point)
+                hit = done[id(r)] = self._convert(r, get, point)
+                self._kept.append(r)  # its id stays its own
             if hit is not _UNKNOWN:
                 formulas[k] = hit[0]
                 shapes[k] = hit[1]
@@ -830,10 +832,13 @@ def _build(model: onnx.ModelProto, input_shapes: Mapping[str, object], symbolic:
 
 def _unfixed(model: onnx.ModelProto, input_shapes: Mapping[str, object]) -> list[str]:
     """The free dims of the graph's inputs that `input_shapes` leaves free (an unnamed one as `input:axis`)."""
-    inits = {t.name for t in model.graph.initializer}
+    candidates = [i for i in model.graph.input if i.name not in input_shapes and i.type.HasField("tensor_type")
+                  and any(not d.HasField("dim_value") for d in i.type.tensor_type.shape.dim)]
+    names = {i.name for i in candidates}
+    inits = {t.name for t in model.graph.initializer if t.name in names} if candidates else set()
     out: dict[str, None] = {}
-    for i in model.graph.input:
-        if i.name in inits or i.name in input_shapes or not i.type.HasField("tensor_type"):
+    for i in candidates:
+        if i.name in inits:
             continue
         for axis, d in enumerate(i.type.tensor_type.shape.dim):
             if not d.HasField("dim_value"):

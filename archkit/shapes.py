@@ -172,7 +172,7 @@ class _Walk:
             return None
         v = self.values.get(name)
         if v is not None:
-            if v.size > BOUND:
+            if v.size > _SYMBOLIC_BOUND:  # data, not a shape: no shape function reads it
                 return None
             return tuple(int(x) if float(x).is_integer() else float(x) for x in v.reshape(-1).tolist()) \
                 if v.dtype.kind in "iufb" else None

@@ -277,78 +277,97 @@ def _analyse(G: nx.DiGraph, block_of: Callable[[str], str] | None) -> CostReport
             layer_of[nid] = next((layer_of[s] for s in succ[nid] if s in layer_of), "(graph)")
 
     nodes = G.nodes
-    rows, subgraphs, n_generated = _rows(order, nodes, pred, layer_of, block_of)
+    free = G.graph.get("formulas")
+    sym = _Symbolic(free) if free is not None else None
+    rows, subgraphs, n_generated = _rows(order, nodes, pred, layer_of, block_of, sym)
     branches: dict[str, Branch] = {}
     not_taken: frozenset[str] = frozenset()
     if "branches" in subgraphs.values():
         branches, skipped, not_taken = _choose_branches(rows, nodes, G.graph.get("conditions", {}))
-        rows, again = _unsummed(rows, skipped, order, nodes, pred, layer_of, block_of, branches)
+        rows, again = _unsummed(rows, skipped, order, nodes, pred, layer_of, block_of, branches, sym)
         n_generated = n_generated if again is None else again
-    free = G.graph.get("formulas")
     return CostReport(tuple(rows), G.graph.get("fixed_dims", {}), subgraphs, batch=_batch(G),
                       scoped=bool(layers) or any_layer, generated_tensors=n_generated, branches=branches,
-                      not_taken=not_taken, formulas_found=None if free is None else _formulas(tuple(rows), nodes, free),
+                      not_taken=not_taken, formulas_found=None if sym is None else sym.totals(rows),
                       why_no_formulas=G.graph.get("no_formulas"))
 
 
-def _formulas(rows: tuple[OpCost, ...], nodes, free) -> tuple[dict | None, str | None, tuple[str, ...]]:
-    """The totals as formulas: each summed op whose tensors have free dims is costed again by its
-    rule on their formulas, and the formula must give the op's cost at the point it was costed
-    at (each free dim 1), or there is no formula. Also the warnings for dims taken as equal:
-    the shape engine's (free.merged), and the broadcasts in which onnx's inference did so."""
-    shapes, point = free.formulas, free.point
-    macs = flops = params = 0
-    memo: dict = {}  # (rule, shapes) → (cost formulas, merges)
-    counts: dict = {}  # (macs formula, flops formula) → ops: summed once each, not op by op
-    per_op: dict = {}
-    checked: set = set()
-    merged = list(free.merged)
-    get = shapes.get
-    for r in rows:
-        if not r.summed:
-            continue
-        params += r.params
-        if r.status != "counted":
-            continue
-        data = nodes[r.node]
-        ins = tuple([None if t is None else get(t[0], t[1]) for t in data.inputs])
-        outs = tuple([get(t[0], t[1]) for t in data.outputs])
-        rule = RULES[(data.domain, data.op_type)]
-        key = (rule, ins, outs)
-        hit = memo.get(key)
+class _Symbolic:
+    """Costs as formulas, op by op, while the rows are costed: an op whose tensors have free dims
+    is costed by its rule on their formulas, once per distinct (rule, shapes) for the rules that
+    read shapes only, and its cost in the row is the formula's value at the point (each free dim
+    1), which must equal the rule's answer on the values (checked once per distinct op)."""
+
+    def __init__(self, free):
+        self.shapes, self.point, self.invalid = free.formulas, free.point, free.invalid
+        self.merged = list(free.merged)  # the shape engine's merges; the costs pass adds onnx's
+        self.memo: dict = {}  # (rule, shapes) → (formulas, values, merges)
+        self.per_op: dict = {}  # op node → (macs, flops) formulas
+        self.failed: str | None = None
+
+    def cost(self, nid: str, data: OpNode, rule) -> Cost:
+        get = self.shapes.get
+        # shapes are shared objects, alive while the graph is (one per distinct type, archkit.graph):
+        # their ids make the key, which then hashes without walking every dim
+        key = (rule, *[None if t is None else id(get(t[0], t[1])) for t in data.inputs], None,
+               *[id(get(t[0], t[1])) for t in data.outputs])
+        hit = self.memo.get(key)
         if hit is None:
-            if all(t is None or t[0] not in shapes for t in (*data.inputs, *data.outputs)):
-                macs += r.macs  # no free dim: the cost is the formula
-                flops += r.flops
-                continue
-            view = replace(data, inputs=tuple(t if t is None else t._replace(shape=d) for t, d in zip(data.inputs, ins)),
-                           outputs=tuple(t._replace(shape=d) for t, d in zip(data.outputs, outs)))
-            try:
-                c = tuple(rule(view))
-            except (ShapeUnknown, TooLarge, TypeError, ValueError, ArithmeticError) as e:
-                return None, f"the cost of {r.node} ({r.op_type}) has no formula ({type(e).__name__})", ()
-            hit = (c, _merges(data.op_type, ins, outs))
+            ins = tuple([None if t is None else get(t[0], t[1]) for t in data.inputs])
+            outs = tuple([get(t[0], t[1]) for t in data.outputs])
+            hit = self._cost(nid, data, rule, ins, outs)
             if rule in _SHAPE_ONLY:
-                memo[key] = hit
-        c, merges = hit
-        if merges:
-            merged += [(r.node, data.op_type, a, b, b) for a, b in merges]
-        check = (c, r.macs, r.flops)
-        if check not in checked and not (free.invalid and any(
-                t is not None and t[0] in free.invalid for t in (*data.inputs, *data.outputs))):
-            if value(c[0], point) != r.macs or value(c[1], point) != r.flops:
-                return None, f"the formula for {r.node} ({r.op_type}) does not give its cost at the free dims' values", ()
-            checked.add(check)
-        counts[c] = counts.get(c, 0) + 1
-        per_op[r.node] = c
-    try:
-        for (m, f), n in counts.items():
-            macs += m * n
-            flops += f * n
-    except TooLarge:
-        return None, "the totals' formulas are over the size bound", ()
-    warnings = (_merged_text(merged),) if merged else ()
-    return {"macs": macs, "flops": flops, "params": params, "ops": MappingProxyType(per_op)}, None, warnings
+                self.memo[key] = hit
+        formulas, cost, merges = hit
+        if formulas is not None:
+            self.per_op[nid] = formulas
+            if merges:
+                self.merged += [(nid, data.op_type, a, b, b) for a, b in merges]
+        return cost
+
+    def _cost(self, nid, data, rule, ins, outs) -> tuple:
+        cost = rule(data)  # ShapeUnknown: the row's cost is unknown, and so is its formula
+        shapes = self.shapes
+        if all(t is None or t[0] not in shapes for t in (*data.inputs, *data.outputs)):
+            return None, cost, ()  # no free dim: the cost is its own formula
+        view = replace(data, inputs=tuple(t if t is None else t._replace(shape=d) for t, d in zip(data.inputs, ins)),
+                       outputs=tuple(t._replace(shape=d) for t, d in zip(data.outputs, outs)))
+        try:
+            f = tuple(rule(view))
+        except (ShapeUnknown, TooLarge, TypeError, ValueError, ArithmeticError) as e:
+            self.failed = self.failed or f"the cost of {nid} ({data.op_type}) has no formula ({type(e).__name__})"
+            return None, cost, ()
+        exact = not (self.invalid and any(t is not None and t[0] in self.invalid for t in (*data.inputs, *data.outputs)))
+        if exact and (value(f[0], self.point) != cost[0] or value(f[1], self.point) != cost[1]):
+            self.failed = self.failed or (f"the formula for {nid} ({data.op_type}) does not give its cost at the free "
+                                          "dims' values")
+        return f, cost, _merges(data.op_type, ins, outs)
+
+    def totals(self, rows: list[OpCost]) -> tuple[dict | None, str | None, tuple[str, ...]]:
+        """(the totals as formulas, why there are none, the warnings for dims taken as equal)."""
+        if self.failed:
+            return None, self.failed, ()
+        per_op = self.per_op
+        macs = flops = params = 0
+        counts: dict = {}  # formulas → ops: each summed once, not op by op
+        for r in rows:
+            if r.summed:
+                params += r.params
+                f = per_op.get(r.node) if r.status == "counted" else None
+                if f is None:
+                    macs += r.macs
+                    flops += r.flops
+                else:
+                    k = id(f)  # ops of one memo entry share their formulas' tuple
+                    counts[k] = (f, counts[k][1] + 1) if k in counts else (f, 1)
+        try:
+            for (m, f), n in counts.values():
+                macs += m * n
+                flops += f * n
+        except TooLarge:
+            return None, "the totals' formulas are over the size bound", ()
+        warnings = (_merged_text(self.merged),) if self.merged else ()
+        return {"macs": macs, "flops": flops, "params": params, "ops": MappingProxyType(per_op)}, None, warnings
 
 
 def _merges(op_type: str, ins: tuple, outs: tuple) -> list[tuple]:
@@ -375,7 +394,8 @@ def _merged_text(merged: list) -> str:
             f"(the file runs only where they are): {shown}")
 
 
-def _rows(order, nodes, pred, layer_of, block_of) -> tuple[list[OpCost], dict[str, str], int]:
+def _rows(order, nodes, pred, layer_of, block_of, sym: "_Symbolic | None" = None
+          ) -> tuple[list[OpCost], dict[str, str], int]:
     """One row per op, in `order`; a parameter is counted at the first op (in that order) that
     reads it. Also: the subgraph kind of each If/Loop/Scan, and how many generated weights."""
     subgraphs: dict[str, str] = {}
@@ -433,7 +453,7 @@ def _rows(order, nodes, pred, layer_of, block_of) -> tuple[list[OpCost], dict[st
                 cost, status = _cost(data)
             else:
                 try:
-                    cost, status = rule(data), "counted"
+                    cost, status = (rule(data) if sym is None else sym.cost(nid, data, rule)), "counted"
                 except ShapeUnknown:
                     cost, status = _ZERO, "unknown"
         except (KeyError, IndexError, ValueError, TypeError, ZeroDivisionError) as e:
@@ -567,14 +587,14 @@ def _choose_branches(rows: list[OpCost], nodes, conditions: Mapping[str, tuple[b
 
 
 def _unsummed(rows: list[OpCost], skipped: set[str], order, nodes, pred, layer_of, block_of,
-              branches: Mapping[str, Branch]) -> tuple[list[OpCost], int]:
+              branches: Mapping[str, Branch], sym: "_Symbolic | None" = None) -> tuple[list[OpCost], int]:
     """The rows with the ops of branches not counted marked not summed, and every If branch's
     context saying why. A weight both branches read is counted in the branch that counts: if
     the others hold parameters, the rows are costed again with them last."""
     n_generated = None
     if any(r.params for r in rows if r.node in skipped):
         first = [x for x in order if x[0] not in skipped] + [x for x in order if x[0] in skipped]
-        again, _, n_generated = _rows(first, nodes, pred, layer_of, block_of)
+        again, _, n_generated = _rows(first, nodes, pred, layer_of, block_of, sym)
         by_node = {r.node: r for r in again}
         rows = [by_node[r.node] for r in rows]
     contexts: dict[tuple, str] = {}
