@@ -299,11 +299,10 @@ def _skeleton(model: onnx.ModelProto, input_shapes: Mapping[str, object], keep_f
     sg.node.extend(g.node)
     sg.input.extend(inputs)
     sg.output.extend(g.output)
-    for o in sg.output:  # a declared output dim name is no fact (Keras' exports name it unk__970): inference says
-        if o.type.HasField("tensor_type"):
+    for o in sg.output:  # declared output dims are no facts: inference says (a declared value would beat the
+        if o.type.HasField("tensor_type"):  # batch a caller fixed, and Keras' exports name dims unk__970)
             for d in o.type.tensor_type.shape.dim:
-                if d.HasField("dim_param"):
-                    d.ClearField("dim_param")
+                d.Clear()
     initializers, shape_data, typed = _initializers(g)
     sg.initializer.extend(shape_data)
     if model.ir_version < 4:  # before IR 4 an initializer is only seen when it is also a graph input

@@ -278,3 +278,38 @@ def test_a_symbolic_value_that_doubles_until_it_is_large_is_not_followed():
     assert time.perf_counter() - start < 30
     y = next(d for _, d in G.nodes(data=True) if d.kind == "output").tensor
     assert y.shape == (1,) * 4096 and G.graph["formulas"] is None
+
+
+@pytest.mark.parametrize("name", ["bvlc_alexnet", "densenet121", "inception_v1", "inception_v2", "resnet50",
+                                  "squeezenet", "vgg19", "zfnet512", "shufflenet"])
+def test_the_onnx_packages_caffe2_models_with_a_free_batch(name, tmp_path):
+    """Files no one here wrote, their input's batch declared free: the formula at N = 1 is the
+    independent recount (shared/REFERENCES.md). Caffe2's exports reshape to targets holding a
+    batch of 1 (`Reshape(x, [1, 2048])` before the classifier; ShuffleNet's channel shuffle):
+    they run at N = 1 only, so the dims meeting there are taken as equal and a warning says so;
+    the convs before scale with N, the classifier after does not."""
+    from archkit.onnxfile import analyse_file
+    from tests.onnx_builders import light_model
+    from tests.test_analyse import LIGHT_MACS
+
+    m = onnx.load(str(light_model(name)), load_external_data=False)
+    inits = {t.name for t in m.graph.initializer}
+    for i in m.graph.input:
+        if i.name not in inits:
+            dims = i.type.tensor_type.shape.dim
+            dims[0].Clear()
+            dims[0].dim_param = "N"
+    path = tmp_path / f"{name}.onnx"
+    onnx.save(m, str(path))
+    a = analyse_file(path)
+    f = a.costs.formulas["macs"]
+    assert a.costs.complete and a.costs.total()["macs"] == LIGHT_MACS[name] == value(f, {"N": 1})
+    warned = [w for w in a.warnings if "taken as equal" in w]
+    if name == "shufflenet":
+        assert warned and "351,232·N and 351,232" in warned[0]
+        return
+    fc = sum(o.macs for o in a.costs.ops if o.op_type == "Gemm")
+    if warned:  # the classifier reads a [1, features] reshape: it does not scale
+        assert f == (LIGHT_MACS[name] - fc) * N + fc
+    else:
+        assert f == LIGHT_MACS[name] * N

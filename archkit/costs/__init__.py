@@ -343,6 +343,19 @@ class _Symbolic:
                                           "dims' values")
         return f, cost, _merges(data.op_type, ins, outs)
 
+    def reshape(self, nid: str, data: OpNode) -> None:
+        """A Reshape to a target fixed at export time (Caffe2's channel shuffle to [1, g, c/g, h, w])
+        holds as many elements as its input only at some values of the free dims: a merge."""
+        if not data.inputs or data.inputs[0] is None or not data.outputs:
+            return
+        get = self.shapes.get
+        a, b = get(data.inputs[0][0], data.inputs[0][1]), get(data.outputs[0][0], data.outputs[0][1])
+        if a is None or b is None or a is b or any(d is None for d in (*a, *b)):
+            return
+        n, m = prod(a), prod(b)
+        if n != m:
+            self.merged.append((nid, "Reshape", n, m, m))
+
     def totals(self, rows: list[OpCost]) -> tuple[dict | None, str | None, tuple[str, ...]]:
         """(the totals as formulas, why there are none, the warnings for dims taken as equal)."""
         if self.failed:
@@ -451,6 +464,8 @@ def _rows(order, nodes, pred, layer_of, block_of, sym: "_Symbolic | None" = None
         try:
             if rule is None:
                 cost, status = _cost(data)
+                if sym is not None and op_type == "Reshape":
+                    sym.reshape(nid, data)
             else:
                 try:
                     cost, status = (rule(data) if sym is None else sym.cost(nid, data, rule)), "counted"
