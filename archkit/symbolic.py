@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Mapping, Union
 
-__all__ = ["Expr", "Floor", "Symbols", "TooLarge", "symbol", "exact_div", "value", "text", "pretty", "is_expr", "MAX_TERMS"]
+__all__ = ["Expr", "Floor", "Symbols", "TooLarge", "symbol", "exact_div", "value", "pretty", "is_expr", "MAX_TERMS"]
 
 MAX_TERMS = 64  # terms of one formula
 MAX_DEGREE = 12  # total degree of a monomial
@@ -271,7 +271,8 @@ def _key(terms) -> str:
 
 def symbol(name: str) -> Expr:
     """The free dim `name`."""
-    return Expr((((((name, 1),), 1)),))
+    monomial = ((name, 1),)
+    return Expr(((monomial, 1),))
 
 
 def is_expr(d) -> bool:
@@ -330,11 +331,6 @@ def value(d: Dim, env: Mapping[str, int]) -> int:
             v *= x ** p
         total += v
     return total
-
-
-def text(d: Dim) -> str:
-    """The canonical text (an ONNX dim_param for the shape engine)."""
-    return str(d)
 
 
 def pretty(d: Dim, name=str) -> str:

@@ -4,6 +4,10 @@
 CostReport; every roll-up is derived from its tuple of OpCost rows, so sums always agree.
 An If counts one branch (CostReport.branches says which and why); the other branch's rows are
 kept, with `summed` False, and left out of every total and roll-up sum.
+
+With free dims left free (archkit.graph keeps their formulas), each op whose tensors depend on
+them is also costed by its rule on the formulas: CostReport.formulas holds the totals as
+formulas in the free dims, and the figures are their values with each free dim 1.
 """
 
 from __future__ import annotations
@@ -100,8 +104,8 @@ class CostReport:
     generated_tensors: int = 0  # weight tensors a ConstantOfShape makes (their elements: OpCost.generated)
     branches: Mapping[str, Branch] = field(default_factory=dict)  # If node → which branch counts, and why
     not_taken: frozenset[str] = frozenset()  # ops of If branches whose condition says they do not run
-    # The formulas in the free dims, when free dims were left free and every shape followed from
-    # them (archkit.costs._formulas: (totals, why not, warnings)); else why not.
+    # With free dims left free and every shape followed in them: (totals as formulas, why there
+    # are none, warnings), from _Symbolic.totals; else None, and why_no_formulas says why.
     formulas_found: tuple | None = field(default=None, repr=False, compare=False)
     why_no_formulas: str | None = None
 
