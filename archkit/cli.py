@@ -93,7 +93,8 @@ def _parser() -> argparse.ArgumentParser:
     a = command("analyse", aliases=["analyze"], help="the costs of any ONNX file (no TensorFlow, no weights read)")
     a.add_argument("file", type=Path, help="the .onnx file")
     a.add_argument("--input-shape", action="append", default=[], metavar="NAME=D1,D2,...",
-                   help="fix a graph input's shape, or a symbolic dim (N=8); repeatable; free dims are set to 1")
+                   help="fix a graph input's shape, or a symbolic dim (N=8); repeatable; dims left free give "
+                        "formulas in them, and figures with each at 1")
     _input_value_argument(a)
     a.add_argument("--sweep", action="append", default=[], metavar="DIM=V1,V2,...",
                    help="the totals at each value of a free dim (repeatable: every combination), a table and, with "

@@ -795,7 +795,8 @@ def build_graph(model: onnx.ModelProto, *, input_shapes: Mapping[str, object] | 
 
     `input_shapes` maps a graph input's name to its full shape, or a symbolic dim's name (as the
     file declares it, e.g. "N" or "batch") to its value. Symbolic input dims not fixed this way
-    are set to 1 (costs are then per sample); `graph.graph["fixed_dims"]` records which.
+    stay free: the nodes hold shapes with each at 1 (costs are then per sample;
+    `graph.graph["fixed_dims"]` records which) and `graph.graph["formulas"]` their formulas.
     `symbolic`: try onnxruntime's symbolic shape inference when onnx leaves op shapes unknown.
     `input_values` maps a graph input's name to its value (its elements in order: one for a
     scalar), which the shape engine uses, and which decides an If whose condition follows from it

@@ -42,7 +42,8 @@ def analyse_file(path: str | os.PathLike, *, input_shapes: Mapping[str, object] 
                  name: str | None = None, connectivity: bool = False, max_bytes: int | None = None,
                  strict: bool = False, input_values: Mapping[str, tuple[float, ...]] | None = None) -> Analysis:
     """Analyse an ONNX file. `input_shapes`: graph input name → full shape, or a symbolic dim's
-    name (as the file declares it) → its value; symbolic dims left free are set to 1 (per sample).
+    name (as the file declares it) → its value; for symbolic dims left free the figures are at 1 (per
+    sample) and `costs.formulas` gives the totals as formulas in them.
     `input_values`: graph input name → its value (elements in order): an If whose condition
     follows from it counts only the branch taken.
 

@@ -37,7 +37,7 @@ import onnx
 from onnx import numpy_helper
 
 from archkit import symbolic_shapes
-from archkit.symbolic import Symbols, TooLarge
+from archkit.symbolic import Expr, Symbols, TooLarge
 
 __all__ = ["BOUND", "VALUE_INPUTS", "resolve", "initializer_values"]
 
@@ -198,7 +198,9 @@ class _Walk:
         if not shapes:
             return
         for name, dims in zip(node.output, shapes):
-            if not name or dims is None or any(d is None or (d.__class__ is int and d < 0) for d in dims):
+            # a dim is an int an ONNX dim holds, or a formula (a float or a huge int: the file's nonsense)
+            if not name or dims is None or not all(0 <= d < 2**63 if d.__class__ is int else d.__class__ is Expr
+                                                   for d in dims):
                 continue
             old = self.types.get(name)
             elem = old.tensor_type.elem_type if old is not None and old.HasField("tensor_type") else 0
@@ -233,8 +235,11 @@ class _Walk:
             return
         if all(x.__class__ is int for x in v) and t is not None and _full(t):
             dims = tuple(d.dim_value for d in t.tensor_type.shape.dim)
-            np_type = onnx.helper.tensor_dtype_to_np_dtype(t.tensor_type.elem_type)
-            self.values[out] = np.array(v, dtype=np_type).reshape(dims)
+            try:
+                np_type = onnx.helper.tensor_dtype_to_np_dtype(t.tensor_type.elem_type)
+                self.values[out] = np.array(v, dtype=np_type).reshape(dims)
+            except (OverflowError, ValueError, TypeError, KeyError):
+                return  # out of the type's range, or no numeric type: left unevaluated
         else:
             self.svalues[out] = v
 

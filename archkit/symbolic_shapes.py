@@ -272,6 +272,8 @@ def _clamp(i: Dim, d: Dim) -> Dim | None:
         if i < 0:
             return d + i
         return i
+    if not isinstance(i, Expr):
+        return None  # a float bound: not a slice ONNX allows
     return i if i == d or d.__class__ is not int else None
 
 

@@ -313,3 +313,30 @@ def test_the_onnx_packages_caffe2_models_with_a_free_batch(name, tmp_path):
         assert f == (LIGHT_MACS[name] - fc) * N + fc
     else:
         assert f == LIGHT_MACS[name] * N
+
+
+def test_shape_functions_refuse_dims_onnx_cannot_hold(tmp_path, capsys):
+    """Found by benchmarks/fuzz_analyse.py: a Conv pad of 2^63 − 1 over a batch left free makes
+    a dim over int64; a float slice bound gave a float dim. Such dims stay unknown: no internal
+    error, and the costs say what is unknown."""
+    from archkit.cli import main
+    from tests.hostile_models import small_cnn
+
+    m = small_cnn()
+    conv = m.graph.node[0]
+    del conv.attribute[:]
+    conv.attribute.append(helper.make_attribute("pads", [1, 1, 2**63 - 1, 1]))
+    path = tmp_path / "pad.onnx"
+    onnx.save(m, str(path))
+    assert main(["analyse", str(path)]) == 0
+    assert "cost unknown" in capsys.readouterr().out
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "width"])
+    inits = [numpy_helper.from_array(np.array([0.5], np.float32), "s"), numpy_helper.from_array(np.array([4], np.int64), "e"),
+             numpy_helper.from_array(np.array([2], np.int64), "ax")]
+    nodes = [helper.make_node("Cast", ["s"], ["si"], to=TensorProto.FLOAT), helper.make_node("Slice", ["x", "si", "e", "ax"], ["y"]),
+             helper.make_node("Relu", ["y"], ["z"], name="relu")]
+    graph = helper.make_graph(nodes, "g", [x], [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)], inits)
+    path = tmp_path / "slice.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    assert main(["analyse", str(path)]) in (0, 4)
