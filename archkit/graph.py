@@ -283,16 +283,15 @@ def _one_dim(name: str, v) -> int:
     return v[0]
 
 
-def _skeleton(model: onnx.ModelProto, input_shapes: Mapping[str, object], keep_free: bool = False
-              ) -> tuple[bytes, dict, dict, list]:
-    """A weight-free copy for shape inference, serialized; symbolic input dims fixed (given, else
-    1; `keep_free`: else left free).
+def _skeleton(model: onnx.ModelProto, fixed_inputs: tuple) -> tuple[bytes, dict, dict, list]:
+    """A weight-free copy for shape inference, serialized, over the inputs `_fix_inputs` gave
+    (inputs, fixed): symbolic input dims fixed (given, else 1) or left free.
 
     Weight initializers become typed graph inputs written straight into the serialized graph
     (protobuf fields concatenate), so no weight byte is copied or read.
     """
     g = model.graph
-    inputs, fixed = _fix_inputs(model, input_shapes, keep_free)
+    inputs, fixed = fixed_inputs
     header = onnx.ModelProto(ir_version=model.ir_version, opset_import=model.opset_import)
     header.functions.extend(model.functions)
     sg = onnx.GraphProto(name=g.name)
@@ -813,45 +812,30 @@ def build_graph(model: onnx.ModelProto, *, input_shapes: Mapping[str, object] | 
 
 def _build(model: onnx.ModelProto, input_shapes: Mapping[str, object], symbolic: bool,
            input_values: Mapping[str, Sequence[float]]) -> nx.DiGraph:
-    free_names = _unfixed(model, input_shapes)
+    inputs, fixed = _fix_inputs(model, input_shapes, keep_free=True)
     why = None
-    if free_names:
+    if fixed:
         # the free dims kept free: shapes and costs as formulas in them, when every shape follows
+        names = dict.fromkeys(n or f"{i}:{axis}" for i, axes in fixed.items() for axis, n in axes.items())
         try:
-            G = _build_once(model, input_shapes, symbolic, input_values, _Free(free_names))
+            G = _build_once(model, (inputs, fixed), symbolic, input_values, _Free(list(names)))
         except MalformedModelError:
             G = None  # onnx's inference may refuse formulas where it accepts values: the build below says
         if G is not None:
             return G
         why = "some shapes could not be followed in the free dims"
-    G = _build_once(model, input_shapes, symbolic, input_values, None)
+        inputs, fixed = _fix_inputs(model, input_shapes)
+    G = _build_once(model, (inputs, fixed), symbolic, input_values, None)
     G.graph["formulas"] = None
     G.graph["no_formulas"] = why
     return G
 
 
-def _unfixed(model: onnx.ModelProto, input_shapes: Mapping[str, object]) -> list[str]:
-    """The free dims of the graph's inputs that `input_shapes` leaves free (an unnamed one as `input:axis`)."""
-    candidates = [i for i in model.graph.input if i.name not in input_shapes and i.type.HasField("tensor_type")
-                  and any(not d.HasField("dim_value") for d in i.type.tensor_type.shape.dim)]
-    names = {i.name for i in candidates}
-    inits = {t.name for t in model.graph.initializer if t.name in names} if candidates else set()
-    out: dict[str, None] = {}
-    for i in candidates:
-        if i.name in inits:
-            continue
-        for axis, d in enumerate(i.type.tensor_type.shape.dim):
-            if not d.HasField("dim_value"):
-                name = d.dim_param or f"{i.name}:{axis}"
-                if name not in input_shapes:
-                    out[name] = None
-    return list(out)
-
-
-def _build_once(model: onnx.ModelProto, input_shapes: Mapping[str, object], symbolic: bool,
+def _build_once(model: onnx.ModelProto, fixed_inputs: tuple, symbolic: bool,
                 input_values: Mapping[str, Sequence[float]], free: _Free | None) -> nx.DiGraph | None:
-    """The graph; with `free`, None when some shape read by an op could not be found in formulas."""
-    skeleton, fixed, initializers, inline = _skeleton(model, input_shapes, keep_free=free is not None)
+    """The graph over the inputs `_fix_inputs` gave (inputs, fixed); with `free` (the free dims
+    left free in them), None when some shape read by an op could not be found in formulas."""
+    skeleton, fixed, initializers, inline = _skeleton(model, fixed_inputs)
     inferred, propagated = _infer_bounded(model, skeleton)
     g = inferred.graph
     cache: dict = {}

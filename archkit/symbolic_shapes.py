@@ -468,28 +468,25 @@ def _at_least(e: Dim, k: int) -> bool:
     return low >= k
 
 
-def _max(x: Dim, y: Dim):
+def _order(x: Dim, y: Dim) -> tuple[Dim, Dim] | None:
+    """(the smaller, the larger) where that holds for every value of the free dims, else None."""
     if x.__class__ is int and y.__class__ is int:
-        return max(x, y)
-    if x == y:
-        return x
-    if y.__class__ is int and _at_least(x, y):
-        return x
+        return (x, y) if x <= y else (y, x)
+    if x == y or y.__class__ is int and _at_least(x, y):
+        return y, x
     if x.__class__ is int and _at_least(y, x):
-        return y
+        return x, y
     return None
+
+
+def _max(x: Dim, y: Dim):
+    o = _order(x, y)
+    return None if o is None else o[1]
 
 
 def _min(x: Dim, y: Dim):
-    if x.__class__ is int and y.__class__ is int:
-        return min(x, y)
-    if x == y:
-        return x
-    if y.__class__ is int and _at_least(x, y):
-        return y
-    if x.__class__ is int and _at_least(y, x):
-        return x
-    return None
+    o = _order(x, y)
+    return None if o is None else o[0]
 
 
 def _where_value(ctx: Context, n):
