@@ -1,7 +1,7 @@
 """archkit: what a convolutional network costs, how it is wired, and whether its ONNX export
 computes what the Keras model computes.
 
-Importing archkit does not import TensorFlow; only archkit.export and archkit.verify do.
+Importing archkit does not import TensorFlow; only archkit.keras.export and archkit.verify do.
 """
 
 __version__ = "0.1.0"

@@ -196,7 +196,7 @@ def _inputs(proto: onnx.ModelProto, batch: int, seed: int = 0) -> dict[str, np.n
 def keras_latency(model, feeds_by_batch: Mapping[int, Sequence[np.ndarray]], *, warmup: int = WARMUP, runs: int = RUNS,
                   budget: float = BUDGET_S) -> dict[int, list[float]]:
     """Seconds per call of `model` as a tf.function, per batch size (inputs NHWC, float32)."""
-    from archkit.export import import_keras
+    from archkit.keras.export import import_keras
 
     tf, _ = import_keras()
     fn = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False))
@@ -210,7 +210,7 @@ def keras_latency(model, feeds_by_batch: Mapping[int, Sequence[np.ndarray]], *, 
 def set_keras_threads(threads: int) -> int | None:
     """Ask TensorFlow for `threads` intra-op threads; returns what it uses (None: its default, all cores).
     Only possible before TensorFlow has run anything."""
-    from archkit.export import import_keras
+    from archkit.keras.export import import_keras
 
     tf, _ = import_keras()
     try:

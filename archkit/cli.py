@@ -20,7 +20,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _formats(text: str) -> tuple[str, ...]:
-    from archkit.formats import FORMATS
+    from archkit.render.formats import FORMATS
 
     parts = tuple(p.strip() for p in text.split(","))
     bad = [p for p in parts if p not in FORMATS]
@@ -155,7 +155,7 @@ def _input_values(args) -> dict[str, tuple]:
 
 def _max_bytes_argument(p: argparse.ArgumentParser) -> None:
     def size(text: str) -> int:
-        from archkit.load import parse_size  # only when given: archkit.load imports onnx
+        from archkit.onnx.load import parse_size  # only when given: archkit.onnx.load imports onnx
 
         try:
             return parse_size(text)
@@ -233,7 +233,7 @@ def _config_text(overrides) -> str:
 
 
 def _check_opset(opset: int | None) -> None:
-    """Refuse an opset tf2onnx cannot emit before anything is built (archkit.export checks it
+    """Refuse an opset tf2onnx cannot emit before anything is built (archkit.keras.export checks it
     again, against onnx's newest too). tf2onnx's table is read from its source: importing
     tf2onnx imports TensorFlow."""
     if opset is None:
@@ -249,7 +249,7 @@ def _check_opset(opset: int | None) -> None:
             if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "OPSET_TO_IR_VERSION" for t in node.targets):
                 newest = max(ast.literal_eval(node.value))
     except (AttributeError, TypeError, OSError, SyntaxError, ValueError):
-        pass  # an unusual install: archkit.export's own check still applies
+        pass  # an unusual install: archkit.keras.export's own check still applies
     if opset < 9 or (newest is not None and opset > newest):
         raise UsageError(f"--opset {opset}: tf2onnx here supports opsets 9 to {newest if newest is not None else '?'}")
 
@@ -344,7 +344,7 @@ def _writable(folder: Path) -> None:
 
 def _report_folder(folder: Path, source: Path | None = None) -> None:
     """A folder a report may replace: new, empty, or holding only report files; never the input's."""
-    from archkit.formats import FILE_NAMES
+    from archkit.render.formats import FILE_NAMES
 
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"{folder}: is a file, not a folder" + (" (the input model?)" if source else ""))
@@ -377,7 +377,7 @@ def _warn(analysis) -> None:
 
 
 def _warn_line(w: str) -> None:
-    from archkit.escape import terminal
+    from archkit.render.escape import terminal
 
     print(f"archkit: warning: {terminal(w)}", file=sys.stderr)
 
@@ -443,7 +443,7 @@ def _cmd_verify(args) -> int:
     batch_sizes = _ints(args.batch_sizes, "--batch-sizes")
     if _is_file_target(args.name):
         _file_only(args)
-        from archkit.load import load_model
+        from archkit.onnx.load import load_model
         from archkit.verify import verify_onnx
 
         loaded = load_model(args.name, max_bytes=args.max_bytes)
@@ -464,7 +464,7 @@ def _cmd_verify(args) -> int:
                                        **overrides)
         v = analysis.verification
         name, label = arch.name, f"{arch.name} ({deploy.describe()}{''.join(f', {k}={x!r}' for k, x in overrides.items())})"
-    from archkit.escape import terminal
+    from archkit.render.escape import terminal
 
     for line in _verification_lines(v, label):  # output names come from the file
         print(terminal(line))
@@ -535,7 +535,7 @@ def _bench(target: str, args, *, deploy=None, opset=None, overrides=None, progre
     timeout = getattr(args, "timeout", None)
     spinning = bool(getattr(args, "spinning", False))
     if _is_file_target(target):
-        from archkit.load import load_model
+        from archkit.onnx.load import load_model
         from archkit.onnxfile import analyse_loaded
 
         loaded = load_model(target, max_bytes=getattr(args, "max_bytes", None))
@@ -578,7 +578,7 @@ def _cmd_bench(args) -> int:
         _check_opset(args.opset)
         b, _ = _bench(arch.name, args, deploy=_deploy_options(args), opset=args.opset, overrides=overrides)
     from archkit.bench import summary_lines
-    from archkit.escape import terminal
+    from archkit.render.escape import terminal
 
     for line in summary_lines(b):  # a file's graph name
         print(terminal(line))
@@ -605,7 +605,7 @@ def _cmd_report(args) -> int:
         _report_folder(args.out / folders[arch.name])
     from archkit.io import write_folder
     from archkit.pipeline import run_architecture
-    from archkit.report import render
+    from archkit.render.report import render
 
     if args.bench:
         from archkit.bench import default_threads, set_keras_threads
@@ -642,7 +642,7 @@ def _is_index(path: Path) -> bool:
     archkit wrote: its marker first, or the first lines of the index before the marker."""
     import stat
 
-    from archkit.formats import INDEX_MARKER
+    from archkit.render.formats import INDEX_MARKER
 
     try:
         if not stat.S_ISREG(os.lstat(path).st_mode):
@@ -659,7 +659,7 @@ def _is_index(path: Path) -> bool:
 
 def _indexable(summary) -> bool:
     """A summary.json the index can show (another tool's summary.json is left out)."""
-    from archkit.report import index
+    from archkit.render.report import index
 
     try:
         index([summary])
@@ -674,7 +674,7 @@ def _write_index(out: Path) -> None:
     import json
 
     from archkit.io import atomic_write_bytes
-    from archkit.report import index
+    from archkit.render.report import index
 
     readme = out / "README.md"
     if not _is_index(readme):
@@ -695,7 +695,7 @@ def _write_index(out: Path) -> None:
 
 def _cmd_analyse(args) -> int:
     name = None if args.file.exists() else _registered(str(args.file))
-    if name:  # otherwise archkit.load says "no such file"
+    if name:  # otherwise archkit.onnx.load says "no such file"
         raise UsageError(f"{args.file}: no such file; {name} is a registered architecture: "
                          f"`archkit report {name}` reports its costs (analyse takes an ONNX file)")
     if args.output is None:
@@ -717,7 +717,7 @@ def _cmd_analyse(args) -> int:
         sys.stdout.write(render_view(analysis, args.by, fmt))
         return 0
     from archkit.io import write_folder
-    from archkit.report import render
+    from archkit.render.report import render
 
     _report_folder(args.output, source=args.file)
     analysis = analyse_file(args.file, input_shapes=shapes, max_bytes=args.max_bytes, strict=args.strict,
@@ -732,7 +732,7 @@ def _cmd_analyse(args) -> int:
 
 def _sweep(args, shapes, values) -> int:
     """analyse --sweep: the totals at every combination of the swept dims' values."""
-    from archkit.load import load_model
+    from archkit.onnx.load import load_model
     from archkit.onnxfile import parse_sweep, render_sweep, sweep, sweep_chart
 
     dims = dict(parse_sweep(t) for t in args.sweep)
@@ -778,7 +778,7 @@ def _cmd_connectivity(args) -> int:
         from archkit.pipeline import run_architecture
 
         analysis, _ = run_architecture(arch.name, verify=False, progress=_Progress(arch.name, args.started))
-    from archkit import drawing
+    from archkit.render import drawing
 
     conn, name = analysis.connectivity, analysis.name
     if args.format != "text":  # the text says it in its "not computed" lines
@@ -811,7 +811,7 @@ def _cmd_connectivity(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from archkit import train as tr
+    from archkit.course import train as tr
     from archkit.io import atomic_write_bytes
 
     if args.epochs is not None and args.epochs < 1:
@@ -845,7 +845,7 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_primitives(args) -> int:
-    from archkit import primitives as pm
+    from archkit.course import primitives as pm
     from archkit.io import atomic_write_bytes
 
     if args.out is not None:
@@ -897,7 +897,7 @@ def _stdout_to_devnull() -> None:
 def main(argv: list[str] | None = None) -> int:
     import traceback
 
-    from archkit.escape import terminal
+    from archkit.render.escape import terminal
 
     started = time.perf_counter()
     argv = sys.argv[1:] if argv is None else list(argv)

@@ -1,6 +1,6 @@
 """Deployment forms of an exported model: input layout, batch, precision.
 
-The export itself (tf2onnx, `inputs_as_nchw` for NCHW) stays in archkit.export; this module
+The export itself (tf2onnx, `inputs_as_nchw` for NCHW) stays in archkit.keras.export; this module
 works on the ONNX file that comes out, with onnx, onnxruntime's quantization tools and
 onnxconverter-common's float16 converter. No TensorFlow.
 

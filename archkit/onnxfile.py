@@ -25,10 +25,10 @@ import pandas as pd
 
 from archkit.costs import analyse
 from archkit.errors import MalformedModelError, ResourceError, UnsafeModelError, UnsupportedError, UsageError
-from archkit.graph import build_graph, free_dims
-from archkit.load import Loaded, archkit_metadata, load_model
+from archkit.onnx.graph import build_graph, free_dims
+from archkit.onnx.load import Loaded, archkit_metadata, load_model
 from archkit.pipeline import Analysis, ModelInfo, _shape_text, analyse_model
-from archkit.symbolic import is_expr, pretty
+from archkit.onnx.symbolic import is_expr, pretty
 
 __all__ = ["analyse_file", "analyse_loaded", "VIEWS", "view", "shown_view", "render_view", "summary_lines", "branch_lines",
            "totals_for", "formulas_text", "formula_lines", "parse_input_shape", "parse_input_value", "parse_sweep", "sweep", "sweep_chart", "render_sweep"]
@@ -49,7 +49,7 @@ def analyse_file(path: str | os.PathLike, *, input_shapes: Mapping[str, object] 
 
     `connectivity=True` adds the wiring analysis (archkit.pipeline.analyse_model: it reads the
     weights held inside the file and takes time superlinear in the graph's size); by default
-    only costs are computed, and no weight is read. The file is checked first (archkit.load:
+    only costs are computed, and no weight is read. The file is checked first (archkit.onnx.load:
     size limit `max_bytes`, structure, external data); `strict`: an op without a cost rule, or
     whose cost is unknown, is an error instead of a lower bound. Raises archkit errors only,
     each naming the file."""
@@ -60,7 +60,7 @@ def analyse_file(path: str | os.PathLike, *, input_shapes: Mapping[str, object] 
 def analyse_loaded(loaded: Loaded, *, input_shapes: Mapping[str, object] | None = None, name: str | None = None,
                    connectivity: bool = False, strict: bool = False,
                    input_values: Mapping[str, tuple[float, ...]] | None = None) -> Analysis:
-    """analyse_file for a model already read and checked by archkit.load.load_model."""
+    """analyse_file for a model already read and checked by archkit.onnx.load.load_model."""
     p, proto = loaded.path, loaded.proto
     name = name or proto.graph.name or p.stem
     enabled = gc.isenabled()
@@ -131,7 +131,7 @@ def parse_input_shape(text: str) -> tuple[str, tuple[int, ...]]:
 def parse_input_value(text: str) -> tuple[str, tuple[int | float, ...]]:
     """`NAME=V` or `NAME=V1,V2,...`: a graph input's value, a scalar or a small tensor's elements
     in order (numbers; integers stay ints). Whether NAME is an input, and the count and type of
-    the values, are checked against the model (archkit.graph)."""
+    the values, are checked against the model (archkit.onnx.graph)."""
     name, sep, text_values = text.rpartition("=")
     try:
         if not sep or not name or not text_values:
@@ -194,8 +194,8 @@ def totals_for(c) -> str:
 
 def summary_lines(a: Analysis) -> list[str]:
     """What the totals mean, one fact per line (markdown; printed as is by `analyse -o`). Names
-    from the file are escaped (archkit.escape.md/md_code): no markup, no control character."""
-    from archkit.escape import md, md_code
+    from the file are escaped (archkit.render.escape.md/md_code): no markup, no control character."""
+    from archkit.render.escape import md, md_code
 
     c = a.costs
     t = c.total()
@@ -235,7 +235,7 @@ def summary_lines(a: Analysis) -> list[str]:
 
 def formulas_text(c, name=str) -> dict[str, str] | None:
     """The totals that depend on free dims, as formulas in them: {"macs": "17,563,828,224·N", ...}.
-    `name` renders a dim's name (archkit.escape.md for markdown)."""
+    `name` renders a dim's name (archkit.render.escape.md for markdown)."""
     f = c.formulas
     if not f:
         return None
@@ -244,7 +244,7 @@ def formulas_text(c, name=str) -> dict[str, str] | None:
 
 def formula_lines(c) -> list[str]:
     """`MACs = 4,089,184,256·N`: the totals in the free dims (markdown), or why there is none."""
-    from archkit.escape import md
+    from archkit.render.escape import md
 
     shown = formulas_text(c, md)
     if shown:
@@ -259,7 +259,7 @@ MAX_BRANCH_LINES = 10  # Ifs described one by one; the rest are counted
 
 def branch_lines(c) -> list[str]:
     """Which branch of each If the totals count and why, and what they leave out (markdown)."""
-    from archkit.escape import md, md_code
+    from archkit.render.escape import md, md_code
 
     lines = []
     # Ifs whose branches cost the same (often: both unknown) change no total: one line for them all
@@ -304,8 +304,8 @@ def generated_line(c) -> str:
 
 def render_view(a: Analysis, by: str, fmt: str) -> str:
     """The --by table for the terminal: markdown (with the summary), CSV, or JSON (with the summary).
-    Names from the file are escaped for the format (archkit.escape; JSON escapes them itself)."""
-    from archkit.escape import NAME_LIMIT, csv_frame, md
+    Names from the file are escaped for the format (archkit.render.escape; JSON escapes them itself)."""
+    from archkit.render.escape import NAME_LIMIT, csv_frame, md
 
     df = view(a, by)
     if fmt == "csv":
@@ -389,7 +389,7 @@ def sweep_chart(df: pd.DataFrame, dims: tuple[str, ...], name: str) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from archkit import escape as esc
+    from archkit.render import escape as esc
     from archkit.io import png_bytes
 
     x, rest = dims[0], list(dims[1:])
@@ -418,7 +418,7 @@ def render_sweep(df: pd.DataFrame, fmt: str) -> str:
         return df.to_csv(index=False, lineterminator="\n")
     if fmt == "json":
         return df.to_json(orient="records", indent=1) + "\n"
-    from archkit.escape import md
+    from archkit.render.escape import md
 
     header = list(df.columns)
     lines = ["| " + " | ".join(md(h) for h in header) + " |",

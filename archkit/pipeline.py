@@ -12,8 +12,8 @@ from typing import Any, Mapping
 import onnx
 
 from archkit.costs import CostReport, analyse
-from archkit.graph import build_graph
-from archkit.load import archkit_metadata
+from archkit.onnx.graph import build_graph
+from archkit.onnx.load import archkit_metadata
 
 __all__ = ["ModelInfo", "Analysis", "analyse_model", "run_architecture", "build_seeded"]
 
@@ -58,7 +58,7 @@ def analyse_model(proto: onnx.ModelProto, *, name: str | None = None, size_bytes
                   input_shapes: Mapping[str, tuple[int, ...]] | None = None, block_of=None,
                   progress=_quiet, input_values: Mapping[str, tuple[float, ...]] | None = None) -> Analysis:
     """progress: called with the name of each stage as it starts (the CLI shows them).
-    input_values: graph inputs' values (archkit.graph.build_graph)."""
+    input_values: graph inputs' values (archkit.onnx.graph.build_graph)."""
     progress("shape inference")
     G = build_graph(proto, input_shapes=input_shapes, input_values=input_values)
     meta = G.graph["metadata"]
@@ -95,7 +95,7 @@ def _connectivity(G, costs: CostReport, proto: onnx.ModelProto):
         # strongly each layer uses each source (archkit's own exports are seeded: structure only).
         from onnx import numpy_helper
 
-        from archkit.load import has_data
+        from archkit.onnx.load import has_data
 
         inits = {t.name: t for t in proto.graph.initializer if has_data(t)}
         kernels = lambda name: numpy_helper.to_array(inits[name]) if name in inits else None  # noqa: E731
@@ -105,7 +105,7 @@ def _connectivity(G, costs: CostReport, proto: onnx.ModelProto):
 def build_seeded(name: str, *, seed: int = 0, **overrides):
     """Build a registered architecture with reproducible weights (see export.seed_weights)."""
     import architectures
-    from archkit.export import import_keras, seed_weights
+    from archkit.keras.export import import_keras, seed_weights
 
     arch = architectures.get(name)
     config = arch.config(**overrides)
@@ -139,10 +139,10 @@ def run_architecture(name: str, *, opset: int | None = None, verify: bool = True
     from dataclasses import asdict
 
     import architectures
-    from archkit import cache as export_cache
+    from archkit.keras import cache as export_cache
     from archkit.deploy import DeployOptions
     from archkit.io import atomic_write_bytes
-    from archkit.load import parse_model
+    from archkit.onnx.load import parse_model
     from archkit.verify import BATCH_SIZES, Verification
 
     deploy = deploy or DeployOptions()
@@ -162,7 +162,7 @@ def run_architecture(name: str, *, opset: int | None = None, verify: bool = True
         verification = Verification.from_dict(cached) if cached else None
     else:
         from archkit.deploy import convert_precision, count_transposes, precision_deltas
-        from archkit.export import export_keras
+        from archkit.keras.export import export_keras
 
         progress("build")
         arch, config, model = build_seeded(name, **overrides)

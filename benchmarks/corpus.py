@@ -28,7 +28,7 @@ import onnx  # noqa: E402
 
 from archkit.errors import ArchkitError  # noqa: E402
 from archkit.onnxfile import analyse_file  # noqa: E402
-from archkit.symbolic import pretty  # noqa: E402
+from archkit.onnx.symbolic import pretty  # noqa: E402
 
 DATA = Path(onnx.__file__).parent / "backend" / "test" / "data"
 # shared/REFERENCES.md, "Beyond CNNs": Conv+Gemm MACs by an independent recount.
@@ -52,7 +52,7 @@ def _free_batch(path: Path):
     with the analysis at N = 3."""
     import tempfile
 
-    from archkit.symbolic import value
+    from archkit.onnx.symbolic import value
 
     m = onnx.load(str(path), load_external_data=False)
     inits = {t.name for t in m.graph.initializer}

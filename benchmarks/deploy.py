@@ -26,7 +26,7 @@ import time
 EXPORT_ARCHKIT = """
 import sys, time
 from archkit.pipeline import build_seeded
-from archkit.export import export_keras
+from archkit.keras.export import export_keras
 arch, config, model = build_seeded(sys.argv[1])
 t = time.perf_counter()
 export_keras(model, name=sys.argv[1], config=config, block_of=arch.block, path=sys.argv[2])
@@ -36,7 +36,7 @@ print(time.perf_counter() - t)
 EXPORT_KERAS = """
 import sys, time, warnings
 from archkit.pipeline import build_seeded
-from archkit.export import import_keras, _quiet_stderr
+from archkit.keras.export import import_keras, _quiet_stderr
 tf, keras = import_keras()
 arch, config, model = build_seeded(sys.argv[1])
 signature = [tf.TensorSpec((None, *t.shape[1:]), t.dtype, name=t.name) for t in model.inputs]

@@ -13,7 +13,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from archkit.costs import analyse
-from archkit.graph import build_graph
+from archkit.onnx.graph import build_graph
 from archkit.onnxfile import analyse_file
 from archkit.pipeline import analyse_model
 from tests.onnx_builders import one_node, w
@@ -349,7 +349,7 @@ def test_analyse_imports_no_tensorflow(resnet18_file):
 
 
 def test_keras_export_names_with_folded_batchnorm():
-    from archkit.names import ScopeNames
+    from archkit.onnx.names import ScopeNames
 
     names = ScopeNames()
     layer = names.layer("resnet50_1/conv2_block2_1_bn_1/batchnorm/add_1")
@@ -415,7 +415,7 @@ CONV_MACS = 4 * 6 * 6 * 3 * 3 * 3
 
 def test_a_fixed_batch_is_stated_with_the_totals(tmp_path):
     from archkit.onnxfile import render_view, summary_lines
-    from archkit.report import render, summary
+    from archkit.render.report import render, summary
 
     fixed, symbolic = tmp_path / "b4.onnx", tmp_path / "bn.onnx"
     fixed.write_bytes(_conv_file(4).SerializeToString())
@@ -490,7 +490,7 @@ def test_light_resnet50_by_block_lists_op_types_and_warns(capsys):
 
 
 def test_block_chart_is_capped_and_unscoped_files_chart_op_types(tmp_path):
-    from archkit.report import CHART_BARS, _chart_rows, block_chart
+    from archkit.render.report import CHART_BARS, _chart_rows, block_chart
     from tests.onnx_builders import light_model, png_size
 
     nodes, x = [], "x"
@@ -549,7 +549,7 @@ def test_light_alexnet_counts_its_published_parameters():
 
 def test_analyse_and_reports_use_the_same_terms(resnet18_file):
     from archkit.onnxfile import render_view
-    from archkit.report import render, summary
+    from archkit.render.report import render, summary
 
     a = analyse_file(resnet18_file)
     doc = json.loads(render_view(a, "block", "json"))
@@ -566,7 +566,7 @@ def test_analyse_and_reports_use_the_same_terms(resnet18_file):
 
 def test_index_reads_summaries_from_before_the_params_key():
     """A reports folder may hold summary.json files written when the key was onnx_weights."""
-    from archkit.report import index
+    from archkit.render.report import index
 
     def summary(name, **costs):
         return {"name": name, "keras_params": {"total": 5}, "costs": {"macs": 9, **costs},

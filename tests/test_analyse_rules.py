@@ -8,7 +8,7 @@ import pytest
 
 from archkit.costs import FREE, analyse
 from archkit.costs.rules import DATA_DEPENDENT
-from archkit.graph import build_graph
+from archkit.onnx.graph import build_graph
 from tests.onnx_builders import one_node, w
 from tests.test_rules import _FREE_CORE
 

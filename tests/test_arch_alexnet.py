@@ -111,7 +111,7 @@ def test_lrn_is_the_papers(arch_run):
 
 def test_grouped_conv_equals_keras_grouped_conv():
     """GroupedConv2D has Conv2D(groups=2)'s weights and outputs (Keras runs the latter via XLA)."""
-    from archkit.export import import_keras
+    from archkit.keras.export import import_keras
 
     _, keras = import_keras()
     GroupedConv2D, _ = alexnet.custom_layers()

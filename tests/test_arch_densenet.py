@@ -63,7 +63,7 @@ def test_configuration_is_keyword_only_and_checked():
 
 @pytest.mark.parametrize("depth", DEPTHS)
 def test_keras_applications_layer_by_layer(depth):
-    from archkit.export import import_keras
+    from archkit.keras.export import import_keras
 
     _, keras = import_keras()
     reference = getattr(keras.applications, f"DenseNet{depth}")(weights=None)
@@ -79,7 +79,7 @@ def test_keras_applications_layer_by_layer(depth):
 @functools.cache
 def _keras_counts(depth: int) -> dict:
     """The Keras model's counts (built once per session; the model itself is not kept)."""
-    from archkit.export import import_keras
+    from archkit.keras.export import import_keras
 
     import_keras()
     model = densenet.densenet(depth=depth)

@@ -291,7 +291,7 @@ def test_inception_v3_blocks_equal_closed_form(arch_run):
 def test_inception_v3_equals_keras_applications_layer_by_layer():
     """Same layers with weights, in the same (topological) order, same kinds, weight shapes and
     output shapes as keras.applications.InceptionV3(weights=None); nothing is downloaded."""
-    from archkit.export import import_keras
+    from archkit.keras.export import import_keras
 
     _, keras = import_keras()
     reference = keras.applications.InceptionV3(weights=None)

@@ -45,7 +45,7 @@ def _layer_table(model):
 @functools.cache
 def keras_figures(depth: int, variant: str) -> dict:
     """Counts of the Keras model (built once per session; the model itself is not kept)."""
-    from archkit.export import import_keras
+    from archkit.keras.export import import_keras
 
     import_keras()
     model = resnet.resnet(depth=depth, variant=variant)
@@ -95,7 +95,7 @@ def test_configuration_is_keyword_only_and_checked():
 
 @pytest.mark.parametrize("depth", [50, 101, 152])
 def test_v1_is_keras_applications_layer_by_layer(depth):
-    from archkit.export import import_keras
+    from archkit.keras.export import import_keras
 
     _, keras = import_keras()
     reference = getattr(keras.applications, f"ResNet{depth}")(weights=None)

@@ -36,7 +36,7 @@ def test_reports_cite_the_notes_by_title():
 def test_walkthrough_states_what_it_relies_on():
     import numpy as np
 
-    from archkit.primitives import EX0, EX1, K0, NOTES_CONV0
+    from archkit.course.primitives import EX0, EX1, K0, NOTES_CONV0
 
     text = " ".join((ROOT / "docs" / "walkthrough.md").read_text().split())  # line breaks as spaces
     # the notes' example arrays: k0 written out, ex0 and ex1 described by where their ones are

@@ -108,7 +108,7 @@ def test_report_is_quiet_and_equals_the_committed_one(tmp_path):
 
 
 def test_report_formats_select_files(tmp_path):
-    from archkit.report import render
+    from archkit.render.report import render
 
     from tests.conftest import _run
 
@@ -162,7 +162,7 @@ def test_committed_reports_hold_parity_verdicts_not_measured_errors(tmp_path):
     allowance; only `--bench` reports (never committed) carry the measured figures."""
     from dataclasses import replace
 
-    from archkit.report import render
+    from archkit.render.report import render
 
     from tests.conftest import _run
 

@@ -16,7 +16,7 @@ import pytest
 
 from archkit.cli import _config, _export_lines, _is_index, _parser, _Progress, _write_index, main
 from archkit.errors import UsageError
-from archkit.formats import INDEX_MARKER
+from archkit.render.formats import INDEX_MARKER
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "reports" / "baseline_cnn" / "summary.json"
@@ -311,7 +311,7 @@ def test_quantization_reaches_an_int8_export(tmp_path, capsys, stop_before_work)
 @pytest.mark.parametrize("version,shown", [("1.17.0 None", "tf2onnx 1.17.0"), ("1.17.0 ab12cd", "tf2onnx 1.17.0 ab12cd"),
                                            ("", "tf2onnx"), ("None", "tf2onnx")])
 def test_producer_without_an_empty_version(version, shown):
-    from archkit.graph import build_graph
+    from archkit.onnx.graph import build_graph
     from tests.hostile_models import small_cnn
 
     m = small_cnn()
@@ -375,7 +375,7 @@ def test_config_reaches_the_export(tmp_path, stop_before_work, command):
 
 
 def test_the_cache_keys_on_the_config():
-    from archkit.cache import cache_key
+    from archkit.keras.cache import cache_key
 
     arch = _arch("resnet18")
     assert cache_key("resnet18", arch.config(variant="v1.5"), None) != cache_key("resnet18", arch.config(), None)
@@ -446,8 +446,8 @@ def test_bad_opset_is_refused_before_the_build(tmp_path, capsys, stop_before_wor
 
 
 def test_the_opset_range_is_tf2onnx_s(tmp_path, capsys, stop_before_work):
-    """The bound read from tf2onnx's source is the one archkit.export applies (which imports it)."""
-    from archkit.export import max_opset
+    """The bound read from tf2onnx's source is the one archkit.keras.export applies (which imports it)."""
+    from archkit.keras.export import max_opset
 
     out = str(tmp_path / "x.onnx")
     assert main(["export", "baseline_cnn", "-o", out, "--opset", str(max_opset() + 1)]) == 2
@@ -468,7 +468,7 @@ def test_published_figures_are_compared_only_at_the_default_settings(tmp_path, c
     index = (tmp_path / "README.md").read_text()
     assert "differs" not in index and "exact" not in index
     import architectures
-    from archkit.report import render
+    from archkit.render.report import render
     from tests.conftest import _run
 
     default = render(_run("baseline_cnn")[0], ["md", "json"], arch=architectures.get("baseline_cnn"))

@@ -160,7 +160,7 @@ def test_four_layer_dense_block():
     assert d.mean_abs_weight == tuple(tuple(float(v) for v in row) for row in d.matrix)
     from archkit.connectivity import analyse
     from archkit.costs import analyse as costs
-    from archkit.graph import build_graph
+    from archkit.onnx.graph import build_graph
 
     G = build_graph(_dense_block(weights=False))
     (d,) = analyse(G, costs(G)).dense_blocks
@@ -207,8 +207,8 @@ def test_nhwc_input_auto_pad_and_pad_op():
 
 
 def test_render_files_and_sections():
-    from archkit import drawing
-    from archkit.report import render
+    from archkit.render import drawing
+    from archkit.render.report import render
 
     a = analyse_model(_dense_block(weights=False), name="dense4")
     files = render(a, ["md", "csv", "png"])
@@ -251,7 +251,7 @@ def _texts(fig):
 def test_small_drawing_is_readable_with_a_legend_and_agrees_with_the_text():
     import matplotlib.pyplot as plt
 
-    from archkit import drawing
+    from archkit.render import drawing
     from tests.onnx_builders import png_size
 
     n = Net(shape=(1, 1, 28, 28))
@@ -275,7 +275,7 @@ def test_small_drawing_is_readable_with_a_legend_and_agrees_with_the_text():
 
 
 def test_long_graphs_are_drawn_to_a_readable_height():
-    from archkit import drawing
+    from archkit.render import drawing
     from tests.onnx_builders import png_size
 
     n = Net(shape=(1, 4, 8, 8))
@@ -290,7 +290,7 @@ def test_long_graphs_are_drawn_to_a_readable_height():
 
 
 def test_light_densenet121_drawing_is_capped():
-    from archkit import drawing
+    from archkit.render import drawing
     from archkit.onnxfile import analyse_file
     from tests.onnx_builders import light_model, png_size
 
@@ -302,7 +302,7 @@ def test_light_densenet121_drawing_is_capped():
 def test_receptive_field_table_shows_one_layout():
     """A tf2onnx-style graph: NHWC input, transposed to NCHW for the conv, back to NHWC after it.
     Both layers' outputs read height x width x channels in the table."""
-    from archkit import drawing
+    from archkit.render import drawing
 
     nodes = [helper.make_node("Transpose", ["x"], ["xt"], name="c1/Transpose", perm=[0, 3, 1, 2]),
              helper.make_node("Conv", ["xt", "w"], ["c"], name="c1/Conv", kernel_shape=[3, 3]),
@@ -382,7 +382,7 @@ def test_alexnet_receptive_field_definitions(arch_run):
 def no_shapes(monkeypatch):
     """Shape inference withheld: the analysis graph keeps only what the file declares (graph
     inputs, initializers), as when every engine fails on a file."""
-    import archkit.graph as graph
+    import archkit.onnx.graph as graph
 
     monkeypatch.setattr(graph, "_infer_bounded", lambda model, skeleton: (onnx.load_from_string(skeleton), False))
     monkeypatch.setattr(graph, "_engine", lambda *args, **kwargs: 0)
@@ -418,7 +418,7 @@ def _reshape_in_a_residual():
 
 
 def test_unknown_shapes_make_fields_and_shares_unknown_not_wrong(capsys):
-    from archkit import drawing
+    from archkit.render import drawing
 
     a = analyse_model(_reshape_in_a_residual(), name="rs")
     c = a.connectivity
@@ -518,7 +518,7 @@ def _attribute_chain():
 def test_fields_from_attributes_alone(no_shapes):
     """Without any shape, fields come from kernel, stride and pad attributes; only what needs a
     size is unknown: SAME padding with a stride of 2, a global pool's field, the last spatial layer."""
-    from archkit import drawing
+    from archkit.render import drawing
 
     c = connectivity(_attribute_chain())
     assert all(not l.output_shape for l in c.layers if l.kind not in ("input",))  # the premise
@@ -552,7 +552,7 @@ def test_light_densenet121_without_shapes_prints_no_wrong_number(no_shapes, caps
     """A real file (the Caffe2 zoo's DenseNet-121 in the onnx package) with shape inference withheld:
     no MAC share, no network receptive field, no per-layer MAC is printed as a number; what is
     missing is named; the wiring (depth 121, 58 concatenations) stays."""
-    from archkit import drawing
+    from archkit.render import drawing
     from archkit.cli import main
     from archkit.onnxfile import analyse_file
     from tests.onnx_builders import light_model
@@ -585,7 +585,7 @@ def test_free_spatial_dims_give_no_network_field():
     """H and W left free are set to 1 for inference: the sizes after them are not the network's.
     Fields come from attributes; SAME padding with a stride and the last spatial layer need the
     sizes, so they are unknown until the dims are fixed."""
-    from archkit import drawing
+    from archkit.render import drawing
 
     n = Net(shape=("N", 8, "H", "W"))
     y = n.conv("c1", "x", 8)

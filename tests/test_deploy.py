@@ -141,7 +141,7 @@ def test_fixed_batch_and_cache_reuse(arch_run):
 
 
 def test_deploy_options_are_in_the_cache_key():
-    from archkit.cache import cache_key
+    from archkit.keras.cache import cache_key
 
     config = architectures.get("baseline_cnn").config()
     keys = {cache_key("baseline_cnn", config, None, DeployOptions(**o).cache_fields())
@@ -399,7 +399,7 @@ def test_bench_smoke(arch_run):
     """Runs and reports numbers; no timing is asserted."""
     from archkit.bench import bench_model, summary_lines
     from archkit.pipeline import build_seeded
-    from archkit.report import deployment_section, render
+    from archkit.render.report import deployment_section, render
 
     analysis, proto = arch_run("baseline_cnn")
     *_, model = build_seeded("baseline_cnn")

@@ -1,4 +1,4 @@
-"""Costs as formulas in a file's free dims (archkit.symbolic, archkit.symbolic_shapes).
+"""Costs as formulas in a file's free dims (archkit.onnx.symbolic, archkit.onnx.symbolic_shapes).
 
 Each formula is checked against a closed form written here, and against archkit's integer
 analysis with the free dims fixed (onnx's own inference on concrete shapes) at several values,
@@ -16,8 +16,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from archkit.costs import analyse
-from archkit.graph import build_graph
-from archkit.symbolic import Expr, TooLarge, exact_div, pretty, symbol, value
+from archkit.onnx.graph import build_graph
+from archkit.onnx.symbolic import Expr, TooLarge, exact_div, pretty, symbol, value
 from tests.torch_patterns import crnn, crnn_macs, resnet, vit, vit_macs, yolo_head, yolo_head_macs
 
 N, H, W = symbol("N"), symbol("height"), symbol("width")
@@ -220,7 +220,7 @@ def test_analyse_prints_the_formula_beside_the_number(tmp_path, capsys):
 def test_the_readme_shows_what_archkit_prints():
     from pathlib import Path
 
-    from archkit.symbolic import pretty as show
+    from archkit.onnx.symbolic import pretty as show
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     for model in (vit(), crnn()):

@@ -100,7 +100,7 @@ def test_export_is_clean(arch_run):
     assert (inp.name, out.name) == ("image", "output")
     assert inp.type.tensor_type.shape.dim[0].dim_param == "batch"
     assert out.type.tensor_type.shape.dim[0].dim_param == "batch"
-    from archkit.export import default_opset
+    from archkit.keras.export import default_opset
 
     assert {o.domain: o.version for o in proto.opset_import}[""] == default_opset()
     meta = {p.key: p.value for p in proto.metadata_props}
@@ -145,7 +145,7 @@ def test_opset_is_settable_and_export_is_deterministic():
 def test_export_refuses_ops_onnx_does_not_define():
     """Grouped Conv2D exports as StatefulPartitionedCall, which tf2onnx only logs (EXPORT-NOTES 4)."""
     from archkit.errors import ExportError
-    from archkit.export import export_keras, import_keras
+    from archkit.keras.export import export_keras, import_keras
 
     _, keras = import_keras()
     x = inputs = keras.Input((8, 8, 4), name="image")

@@ -92,11 +92,11 @@ def test_unreadable_file(tmp_path, capsys, monkeypatch):
     f = write(tmp_path / "locked.onnx", small_cnn())
     f.chmod(0)
     if ROOT:  # permissions do not stop root: make the open fail as it would for anyone else
-        import archkit.load
+        import archkit.onnx.load
 
         def denied(*a, **k):
             raise PermissionError(13, "Permission denied")
-        monkeypatch.setattr(archkit.load, "open", denied, raising=False)
+        monkeypatch.setattr(archkit.onnx.load, "open", denied, raising=False)
     try:
         fails(capsys, tmp_path, ["analyse", f], 3, "cannot read", "Permission denied", name="locked.onnx")
     finally:

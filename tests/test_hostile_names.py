@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from archkit import escape as esc
+from archkit.render import escape as esc
 from archkit.cli import main
 
 # --- the hostile strings ---------------------------------------------------------------------
@@ -204,7 +204,7 @@ def test_analyse_report_folder(capsys, model_file, tmp_path):
     assert list(summary["onnx"]["inputs"]) == [INPUT] and list(summary["onnx"]["outputs"]) == [HUGE_OUT]
     assert any(CUSTOM_OP in u for u in summary["costs"]["unsupported_ops"])
     # `archkit report` indexes every summary.json in its folder, this one too
-    from archkit.report import index
+    from archkit.render.report import index
 
     assert_markdown_safe(index([summary]), "reports/README.md index")
 
@@ -272,7 +272,7 @@ def test_connectivity_files(connectivity_outputs):
 
 
 def test_dot_ids_stay_distinct_when_names_are_cut():
-    from archkit.drawing import _id
+    from archkit.render.drawing import _id
 
     a, b = "x" * 300 + "a", "x" * 300 + "b"
     assert _id(a) != _id(b) and len(_id(a)) < 300
@@ -307,7 +307,7 @@ def test_internal_error_line_is_inert(capsys, monkeypatch, model_file):
     assert err.rstrip().endswith("(rerun with --debug for the traceback)") and len(err) < 1_100
 
 
-# --- archkit.escape, function by function ----------------------------------------------------
+# --- archkit.render.escape, function by function ----------------------------------------------------
 
 def test_name():
     assert esc.name("conv2d_1") == "conv2d_1"

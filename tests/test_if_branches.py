@@ -14,7 +14,7 @@ from onnx import TensorProto as T, helper as h, numpy_helper as nh
 
 from archkit.cli import main
 from archkit.costs import analyse
-from archkit.graph import build_graph
+from archkit.onnx.graph import build_graph
 
 F = T.FLOAT
 HW = 16 * 16  # output positions of every 3x3/pad-1 conv below

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from archkit import primitives as pm
+from archkit.course import primitives as pm
 from archkit.cli import main
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import architectures
-from archkit.report import paper_table, reference_rows, render
+from archkit.render.report import paper_table, reference_rows, render
 from tests.exports import export_param
 
 NAMES = architectures.names()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from archkit.costs import FREE, RULES, analyse
-from archkit.graph import build_graph
+from archkit.onnx.graph import build_graph
 from tests.onnx_builders import one_node, w
 
 # (op_type, model, expected MACs, expected flops); shapes chosen so each factor is distinct.

@@ -1,4 +1,4 @@
-"""The shape engine (archkit.shapes): shape arithmetic that onnx's inference leaves unknown is
+"""The shape engine (archkit.onnx.shapes): shape arithmetic that onnx's inference leaves unknown is
 evaluated, within a bound on the size of what is evaluated, checked before evaluating it."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-import archkit.shapes as engine
-from archkit.graph import build_graph
+import archkit.onnx.shapes as engine
+from archkit.onnx.graph import build_graph
 from archkit.pipeline import analyse_model
 from tests.torch_patterns import vit, vit_macs
 

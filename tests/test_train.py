@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import pytest
 
-from archkit import train as tr
+from archkit.course import train as tr
 from archkit.cli import main
 from archkit.errors import InputError
 
@@ -128,7 +128,7 @@ def test_train_end_to_end_on_a_small_digits_subset(tmp_path, digits, capsys):
     # same classes, and the ONNX file carries FC1 as its second output.
     proto = onnx.load(out / "model.onnx")
     assert [o.name for o in proto.graph.output] == ["output", "FC1"]
-    from archkit.export import import_keras
+    from archkit.keras.export import import_keras
 
     _, keras = import_keras()
     model = keras.models.load_model(out / "model.keras")

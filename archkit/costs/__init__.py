@@ -5,7 +5,7 @@ CostReport; every roll-up is derived from its tuple of OpCost rows, so sums alwa
 An If counts one branch (CostReport.branches says which and why); the other branch's rows are
 kept, with `summed` False, and left out of every total and roll-up sum.
 
-With free dims left free (archkit.graph keeps their formulas), each op whose tensors depend on
+With free dims left free (archkit.onnx.graph keeps their formulas), each op whose tensors depend on
 them is also costed by its rule on the formulas: CostReport.formulas holds the totals as
 formulas in the free dims, and the figures are their values with each free dim 1.
 """
@@ -23,10 +23,10 @@ import pandas as pd
 
 from archkit.errors import MalformedModelError
 from archkit.costs.rules import DATA_DEPENDENT, FREE, RULES, SHAPE_ONLY as _SHAPE_ONLY, Cost, ShapeUnknown
-from archkit.graph import FLOAT_TYPES, OpNode, op_nodes
-from archkit.names import LayerResolver, ScopeNames
-from archkit.symbolic import TooLarge, pretty, value
-from archkit.symbolic_shapes import BROADCAST
+from archkit.onnx.graph import FLOAT_TYPES, OpNode, op_nodes
+from archkit.onnx.names import LayerResolver, ScopeNames
+from archkit.onnx.symbolic import TooLarge, pretty, value
+from archkit.onnx.symbolic_shapes import BROADCAST
 
 __all__ = ["OpCost", "CostReport", "Branch", "analyse", "RULES", "FREE", "Cost", "PARAM_TYPES"]
 
@@ -111,7 +111,7 @@ class CostReport:
 
     @property
     def formulas(self) -> Mapping[str, object] | None:
-        """The totals as formulas in the free dims (archkit.symbolic: "macs", "flops", "params";
+        """The totals as formulas in the free dims (archkit.onnx.symbolic: "macs", "flops", "params";
         "ops": op node → (macs, flops) of the ops whose cost depends on a free dim), or None."""
         return self.formulas_found[0] if self.formulas_found else None
 
@@ -222,7 +222,7 @@ class CostReport:
 
 def _layer_metadata(G: nx.DiGraph) -> tuple[list[str], dict[str, str]]:
     """Layer names and their blocks, from the metadata archkit's exports carry."""
-    from archkit.load import archkit_metadata
+    from archkit.onnx.load import archkit_metadata
 
     layers = archkit_metadata(G.graph["metadata"]).layers
     return [l["name"] for l in layers], {l["name"]: l.get("block", l["name"]) for l in layers}
@@ -314,7 +314,7 @@ class _Symbolic:
 
     def cost(self, nid: str, data: OpNode, rule) -> Cost:
         get = self.shapes.get
-        # shapes are shared objects, alive while the graph is (one per distinct type, archkit.graph):
+        # shapes are shared objects, alive while the graph is (one per distinct type, archkit.onnx.graph):
         # their ids make the key, which then hashes without walking every dim
         key = (rule, *[None if t is None else id(get(t[0], t[1])) for t in data.inputs], None,
                *[id(get(t[0], t[1])) for t in data.outputs])

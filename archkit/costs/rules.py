@@ -16,7 +16,7 @@ Conventions (README, "Cost conventions"):
   (window size + 3 per element), CumSum and TopK (1 per input element).
 - FREE ops move, index or create data and cost nothing.
 - Data-dependent costs (NonMaxSuppression, RoiAlign with adaptive sampling) are "cost unknown".
-A rule receives the node (an archkit.graph.OpNode: its resolved input/output TensorInfo and
+A rule receives the node (an archkit.onnx.graph.OpNode: its resolved input/output TensorInfo and
 attributes) and returns (macs, flops). It raises ShapeUnknown when a shape it needs was not
 inferred.
 """
@@ -26,8 +26,8 @@ from __future__ import annotations
 from math import prod
 from typing import Callable, NamedTuple
 
-from archkit.graph import OpNode
-from archkit.symbolic import Expr
+from archkit.onnx.graph import OpNode
+from archkit.onnx.symbolic import Expr
 
 __all__ = ["Cost", "ShapeUnknown", "RULES", "FREE", "DATA_DEPENDENT", "SHAPE_ONLY", "rule_for"]
 

@@ -25,7 +25,7 @@ from archkit.io import atomic_write_bytes, write_folder
 __all__ = ["cache_dir", "cache_key", "load", "store", "store_verification"]
 
 _LIBRARIES = ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "numpy", "protobuf", "onnxconverter-common")
-_SOURCES = ("archkit/export.py", "archkit/verify.py", "archkit/pipeline.py", "archkit/deploy.py")
+_SOURCES = ("archkit/keras/export.py", "archkit/verify.py", "archkit/pipeline.py", "archkit/deploy.py")
 
 
 def cache_dir() -> Path | None:
@@ -48,7 +48,7 @@ def _version(pkg: str) -> str:
 def cache_key(name: str, config: Mapping[str, Any], opset: int | None,
               deploy: Mapping[str, Any] | None = None) -> str:
     """`deploy`: DeployOptions.cache_fields() (None: the plain export)."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     h = hashlib.sha256()
     h.update(json.dumps({"name": name, "config": config, "opset": opset, "deploy": deploy,
                          "versions": {p: _version(p) for p in _LIBRARIES}}, sort_keys=True, default=list).encode())

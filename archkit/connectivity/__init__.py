@@ -1,4 +1,4 @@
-"""How a network is wired, measured on its analysis graph (archkit.graph) collapsed to layers.
+"""How a network is wired, measured on its analysis graph (archkit.onnx.graph) collapsed to layers.
 
 `analyse(G, costs)` returns an immutable `Connectivity`:
 
@@ -40,7 +40,7 @@ known, the figure is None (per axis where only that axis' padding or size is unk
 result says why: `shapes_unknown` (ops whose output shape was not inferred), `rf_unknown_at`,
 `provenance_unknown_at`, `kernels_unknown`, `macs_unknown`. A number is never a guess.
 
-Pure computation: no printing, no files. Rendering lives in archkit.drawing.
+Pure computation: no printing, no files. Rendering lives in archkit.render.drawing.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ import pandas as pd
 
 from archkit.costs import CostReport
 from archkit.costs.rules import FREE
-from archkit.graph import FLOAT_TYPES, op_nodes
+from archkit.onnx.graph import FLOAT_TYPES, op_nodes
 
 __all__ = ["ReceptiveField", "Layer", "Branch", "ForkJoin", "Residual", "ConcatFanIn", "DenseBlock", "KernelStack",
            "Connectivity", "analyse", "COLUMNS", "PublishedField", "PUBLISHED_RECEPTIVE_FIELDS"]

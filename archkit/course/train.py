@@ -143,7 +143,7 @@ def load_mnist() -> Dataset:
                          "put keras' mnist.npz there, pass any .npz with the same arrays, or use --data digits")
     if _sha256(path) != MNIST_SHA256:
         raise InputError(f"--data mnist: {path} is not the file keras expects (SHA-256 differs)")
-    from archkit.export import import_keras
+    from archkit.keras.export import import_keras
 
     _, keras = import_keras()
     (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data(path=str(path))  # absolute: this very file
@@ -312,7 +312,7 @@ def fit(name: str, data: Dataset, *, epochs: int, early_stopping: bool, seed: in
     the training images held out and training stopped when val_loss has not improved for 2
     epochs (the weights of the last epoch are kept, as in the notes)."""
     import architectures
-    from archkit.export import import_keras
+    from archkit.keras.export import import_keras
 
     if name not in TRAINABLE:
         raise UsageError(f"train {name!r}: trainable architectures are {', '.join(TRAINABLE)}")
@@ -335,7 +335,7 @@ def export_with_embeddings(model, *, name: str, config: dict | None = None, path
     """The trained weights as they are (no seed_weights), exported with FC1 as a second graph
     output: a two-output view of the same layers, so the ONNX graph is the classifier's plus
     one more output name."""
-    from archkit.export import export_keras, import_keras
+    from archkit.keras.export import export_keras, import_keras
 
     _, keras = import_keras()
     two = keras.Model(model.input, [model.output, model.get_layer(EMBEDDING_LAYER).output], name=model.name)
@@ -377,7 +377,7 @@ def train(name: str, data: Dataset, *, epochs: int, early_stopping: bool, seed: 
     config = architectures.get(name).config()
     proto = export_with_embeddings(model, name=name, config=config)
 
-    from archkit.export import import_keras
+    from archkit.keras.export import import_keras
 
     _, keras = import_keras()
     two = keras.Model(model.input, [model.output, model.get_layer(EMBEDDING_LAYER).output])

@@ -3,8 +3,8 @@
 onnx's per-op inference carries a free dim (an ONNX dim_param) through every op that copies it:
 elementwise ops, MatMul, Transpose, the batch axis of a Conv. It drops it where the output dim
 is computed from it: a Conv's spatial axes, a Concat's axis, a Reshape's -1, a Flatten, a
-broadcast of two different dims. The shape engine (archkit.shapes) then asks this module: one
-function per op, from the inputs' dims (ints and archkit.symbolic formulas) and the values of
+broadcast of two different dims. The shape engine (archkit.onnx.shapes) then asks this module: one
+function per op, from the inputs' dims (ints and archkit.onnx.symbolic formulas) and the values of
 the inputs read as values.
 
 Values: PyTorch and Paddle compute shapes in the graph (Shape → Gather → Unsqueeze → Concat →
@@ -22,7 +22,7 @@ from fractions import Fraction
 from math import prod
 from typing import Callable, Mapping, Sequence
 
-from archkit.symbolic import Dim, Expr, TooLarge, exact_div
+from archkit.onnx.symbolic import Dim, Expr, TooLarge, exact_div
 
 __all__ = ["SHAPES", "VALUES", "BROADCAST", "Context"]
 

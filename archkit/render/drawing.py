@@ -9,7 +9,7 @@ at most, with labels of at least 10 px and a legend of what the colours and arro
 Everything is deterministic (no timestamps in the PNG metadata).
 
 Layer, block and op names come from the model and are untrusted: each is passed through the
-archkit.escape function of the output it lands in (markdown tables escape plain str cells
+archkit.render.escape function of the output it lands in (markdown tables escape plain str cells
 themselves; text archkit composes around escaped names is escape.Markdown).
 """
 
@@ -22,9 +22,9 @@ from typing import Iterable, Sequence
 
 import networkx as nx
 
-from archkit import escape as esc
+from archkit.render import escape as esc
 from archkit.connectivity import PUBLISHED_RECEPTIVE_FIELDS, Connectivity, DenseBlock, ReceptiveField
-from archkit.escape import Markdown, md, md_code
+from archkit.render.escape import Markdown, md, md_code
 from archkit.io import png_bytes
 
 __all__ = ["LAYER_LIMIT", "MAX_ROWS", "DPI", "markdown", "csv", "dot", "png", "figure", "dense_png", "files", "text",
@@ -41,7 +41,7 @@ _COLORS = {"input": "#ffffff", "output": "#ffffff", "weighted": "#9dc3e6", "merg
 
 
 def files(conn: Connectivity, name: str, formats: Iterable[str]) -> dict[str, bytes]:
-    """The connectivity files of one report folder (see archkit.report.render)."""
+    """The connectivity files of one report folder (see archkit.render.report.render)."""
     formats = set(formats)
     out: dict[str, bytes] = {}
     if "csv" in formats:
@@ -371,7 +371,7 @@ def _id(s: str) -> str:
 
 
 def _label(conn: Connectivity, layer, show=esc.name) -> str:
-    """A node's label: its name (shown with `show`, one of archkit.escape's), then its shape or kernel."""
+    """A node's label: its name (shown with `show`, one of archkit.render.escape's), then its shape or kernel."""
     if layer.kind in ("input", "output"):
         return f"{show(layer.name.split(':', 1)[1])}\n{show(layer.output_shape)}"
     text = show(layer.name)

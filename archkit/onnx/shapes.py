@@ -20,11 +20,11 @@ reference implementation, and only
 The bound, not a list of "generator" ops, is the safety: a Range(0, 1e8) is simply not
 evaluated, its consumers stay unknown, and everything else resolves.
 
-With free dims kept free (`symbols`), a dim is a number or a formula in them (archkit.symbolic,
+With free dims kept free (`symbols`), a dim is a number or a formula in them (archkit.onnx.symbolic,
 written into the TypeProtos as a dim_param that names it, so that onnx's per-op inference carries
-it along). Where onnx drops a formula, archkit.symbolic_shapes gives the op's output dims, and
+it along). Where onnx drops a formula, archkit.onnx.symbolic_shapes gives the op's output dims, and
 the shape values computed from free dims (a Shape of [N, 3, 224, 224]) are followed in formulas,
-within a smaller bound (1,024 elements) and archkit.symbolic's bound on a formula's size.
+within a smaller bound (1,024 elements) and archkit.onnx.symbolic's bound on a formula's size.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from archkit import symbolic_shapes
-from archkit.symbolic import Expr, Symbols, TooLarge
+from archkit.onnx import symbolic_shapes
+from archkit.onnx.symbolic import Expr, Symbols, TooLarge
 
 __all__ = ["BOUND", "VALUE_INPUTS", "resolve", "initializer_values"]
 
@@ -78,9 +78,9 @@ def resolve(graph: onnx.GraphProto, types: dict[str, onnx.TypeProto], opsets: Ma
 
     `values`: known tensor values (small integer initializers); the engine adds the ones it
     evaluates (to `values` itself when it is a dict, so the caller can read them).
-    `symbols`: the build's formulas (archkit.symbolic.Symbols), when free dims are kept free: a
+    `symbols`: the build's formulas (archkit.onnx.symbolic.Symbols), when free dims are kept free: a
     dim_param it knows is a known dim, and the engine computes dims and shape values in them
-    (archkit.symbolic_shapes). Where two different formulas were taken as equal, `merged` gains
+    (archkit.onnx.symbolic_shapes). Where two different formulas were taken as equal, `merged` gains
     (op, op_type, a, b, kept)."""
     known_values: dict[str, np.ndarray] = values if isinstance(values, dict) else dict(values or {})
     nodes = _sorted(graph)
@@ -158,7 +158,7 @@ class _Walk:
                 self.types[out] = found[0]
                 self.gained += 1
 
-    # --- free dims: archkit.symbolic_shapes --------------------------------------------------
+    # --- free dims: archkit.onnx.symbolic_shapes --------------------------------------------------
     def dims(self, name: str):
         """A tensor's dims (ints, formulas, None where unknown), None when its rank is unknown."""
         t = self.types.get(name)
@@ -251,7 +251,7 @@ _VALUE_TYPES = frozenset({onnx.TensorProto.INT64, onnx.TensorProto.INT32, onnx.T
 def initializer_values(tensors, types: dict[str, onnx.TypeProto], values: dict[str, np.ndarray]) -> None:
     """Add the values of the initializers the engine may read (held in the file, within the
     bound, of a type shape arithmetic uses) to `values`, and every initializer's type to `types`."""
-    from archkit.load import has_data
+    from archkit.onnx.load import has_data
 
     for t in tensors:
         types.setdefault(t.name, onnx.helper.make_tensor_type_proto(t.data_type, t.dims))
@@ -366,7 +366,7 @@ def _infer_node(node, types, values, imports, version, ir_version) -> dict[str, 
     try:
         schema = onnx.defs.get_schema(node.op_type, version, "")
     except Exception:
-        return {}  # not an operator of this opset: the checks in archkit.load name it
+        return {}  # not an operator of this opset: the checks in archkit.onnx.load name it
     inputs = {i: types[i] for i in node.input if i and i in types}
     if len(inputs) < len({i for i in node.input if i}):  # an input may be read twice (Slice's axes and steps)
         return {}

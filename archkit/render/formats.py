@@ -1,6 +1,6 @@
 """What a report folder holds: the formats and file names, and the mark of archkit's index.
 
-Kept apart from archkit.report (pandas, onnx) so that the CLI checks its options against them
+Kept apart from archkit.render.report (pandas, onnx) so that the CLI checks its options against them
 before it imports anything heavy.
 """
 

@@ -8,13 +8,13 @@ Initializers are not nodes: they are described (name, dims, dtype) on their cons
 Weights are never read or copied: shape inference runs on a skeleton whose weight initializers
 are typed graph inputs, which is both faster (no weight serialisation) and independent of
 external data. Symbolic input dims not fixed by the caller stay free: every shape is found as
-formulas in them (archkit.symbolic), the nodes' TensorInfo hold their values with each free dim
+formulas in them (archkit.onnx.symbolic), the nodes' TensorInfo hold their values with each free dim
 1 (costs are then per sample; `graph.graph["fixed_dims"]` says which) and `graph.graph["formulas"]`
 the formulas (`.formulas`: tensor → dims, `.point`: the values, `.merged`: dims taken as equal).
 Where some shape read by an op cannot be followed in formulas, the graph is built again with
 the free dims set to 1 (`formulas` None, `no_formulas` saying why).
 Where onnx's inference leaves an op's output shape unknown, archkit's shape engine
-(archkit.shapes: bounded folding of shape arithmetic) is tried, then, as the last resort,
+(archkit.onnx.shapes: bounded folding of shape arithmetic) is tried, then, as the last resort,
 onnxruntime's symbolic shape inference in a child process with memory and time limits.
 
 Ops inside subgraphs (If branches, Loop and Scan bodies) are nodes too, with id
@@ -26,7 +26,7 @@ Graph attributes: name, opset, ir_version, producer, metadata, fixed_dims, initi
 initializers: pads, axes, shapes), op_order (op node ids, topologically sorted: file order
 when the file is sorted, as ONNX requires), shape_inference (what found the shapes, joined by
 "+": "onnx" or "onnx-unpropagated" (its value propagation off: large generated tensors), then
-"archkit" (the shape engine, archkit.shapes) and "onnxruntime-symbolic", where each was needed),
+"archkit" (the shape engine, archkit.onnx.shapes) and "onnxruntime-symbolic", where each was needed),
 warnings (what the reader should know: a fallback that failed or hit its limits), conditions
 (If node id → (value, how it is known), for the Ifs whose condition is known: a constant, a
 value the shape engine computed, or a graph input's value given in `input_values`).
@@ -47,7 +47,7 @@ import onnx
 from onnx import helper
 
 from archkit.errors import MalformedModelError, UsageError
-from archkit.symbolic import Symbols, value
+from archkit.onnx.symbolic import Symbols, value
 
 __all__ = ["TensorInfo", "OpNode", "TensorNode", "build_graph", "free_dims", "op_nodes", "dtype_name", "FLOAT_TYPES", "SUBGRAPH_OPS"]
 
@@ -401,10 +401,10 @@ def _infer_bounded(model: onnx.ModelProto, skeleton: bytes) -> tuple[onnx.ModelP
 
 def _engine(model: onnx.ModelProto, inferred: onnx.ModelProto, shapes: dict, cache: dict, values: dict,
             free: "_Free | None" = None) -> int:
-    """archkit's shape engine (archkit.shapes) over what onnx left unknown; `shapes` gains what
+    """archkit's shape engine (archkit.onnx.shapes) over what onnx left unknown; `shapes` gains what
     it finds, `values` (tensor name → array, given inputs' values to start with) the values it
     computes. `free`: the free dims kept as formulas. Returns how many op outputs it resolved."""
-    from archkit import shapes as engine
+    from archkit.onnx import shapes as engine
 
     g = inferred.graph
     types = {vi.name: vi.type for vi in (*g.input, *g.value_info, *g.output)}
@@ -424,7 +424,7 @@ def _engine(model: onnx.ModelProto, inferred: onnx.ModelProto, shapes: dict, cac
 
 
 class _Free:
-    """The free dims kept free: every shape is found as formulas in them (archkit.symbolic), the
+    """The free dims kept free: every shape is found as formulas in them (archkit.onnx.symbolic), the
     analysis sees their values at `point` (each free dim 1: per sample), and `formulas` keeps
     the formulas of every tensor whose shape depends on a free dim."""
 
@@ -1029,7 +1029,7 @@ def _int_values(tensors: list[onnx.TensorProto]) -> dict[str, tuple[int, ...]]:
     """The values of the small inline int32/int64 initializers (pads, axes, shapes)."""
     from onnx import numpy_helper
 
-    from archkit.load import has_data
+    from archkit.onnx.load import has_data
 
     ints = (onnx.TensorProto.INT64, onnx.TensorProto.INT32)
     return {t.name: tuple(int(v) for v in numpy_helper.to_array(t).ravel())

@@ -3,7 +3,7 @@
 Everything rendered is deterministic: no timestamps, no absolute paths, stable ordering,
 floats with a fixed number of significant digits.
 
-Names read from the model are untrusted (archkit.escape): table cells that are plain str are
+Names read from the model are untrusted (archkit.render.escape): table cells that are plain str are
 escaped with escape.md; text archkit composes (markdown it writes around escaped names, or its
 own wording) is passed as escape.Markdown and placed as it is.
 """
@@ -19,9 +19,9 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from archkit import escape as esc
-from archkit.escape import Markdown, md, md_code
-from archkit.formats import FILE_NAMES, FORMATS, INDEX_MARKER  # noqa: F401 (FILE_NAMES: its old home)
+from archkit.render import escape as esc
+from archkit.render.escape import Markdown, md, md_code
+from archkit.render.formats import FILE_NAMES, FORMATS, INDEX_MARKER  # noqa: F401 (FILE_NAMES: its old home)
 from archkit.onnxfile import branches_json, formulas_text, generated_line, totals_for
 from archkit.pipeline import Analysis
 from archkit.io import png_bytes
@@ -359,7 +359,7 @@ def _markdown(a: Analysis, arch=None, *, chart: bool = False) -> str:
     if v is not None:
         out += _parity_section(v, measured=getattr(a, "bench", None) is not None)
     if a.connectivity is not None:
-        from archkit.drawing import markdown as connectivity_markdown
+        from archkit.render.drawing import markdown as connectivity_markdown
 
         out += [connectivity_markdown(a.connectivity, a.name, images=chart), ""]
     if getattr(a, "bench", None) is not None:
@@ -584,7 +584,7 @@ def render(a: Analysis, formats: Iterable[str] = FORMATS, *, arch=None) -> dict[
     if "png" in formats:
         files["blocks.png"] = block_chart(a)
     if a.connectivity is not None:
-        from archkit.drawing import files as connectivity_files
+        from archkit.render.drawing import files as connectivity_files
 
         files.update(connectivity_files(a.connectivity, a.name, formats))
     if "json" in formats:

@@ -335,7 +335,7 @@ def value(d: Dim, env: Mapping[str, int]) -> int:
 
 def pretty(d: Dim, name=str) -> str:
     """For people: thousands separators, `·` for products, ⌊⌋ for floors: `4,089,184,256·N`.
-    `name` renders a free dim's name (archkit.escape.md, for markdown: names come from the file)."""
+    `name` renders a free dim's name (archkit.render.escape.md, for markdown: names come from the file)."""
     if d.__class__ is int:
         return f"{d:,}"
     out = []
