@@ -12,6 +12,8 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from archkit.errors import UsageError
+
 __all__ = ["Architecture", "Reference", "register", "get", "names", "all_architectures", "closest"]
 
 
@@ -52,8 +54,6 @@ class Architecture:
     def config(self, **overrides: Any) -> dict[str, Any]:
         unknown = set(overrides) - set(self.defaults)
         if unknown:
-            from archkit.errors import UsageError
-
             raise UsageError(f"{self.name}: unknown config key(s) {sorted(unknown)}; known: {sorted(self.defaults)}")
         return {**self.defaults, **overrides}
 
@@ -105,8 +105,6 @@ def get(name: str) -> Architecture:
     try:
         return _REGISTRY[name]
     except KeyError:
-        from archkit.errors import UsageError
-
         hint = closest(name)
         suggestion = f"; did you mean {', '.join(hint)}?" if hint else "; see `archkit list`"
         raise UsageError(f"unknown architecture {name!r}{suggestion}") from None

@@ -23,14 +23,18 @@ _DEFAULTS = {"input_shape": (28, 28, 192), "maps": 32, "reduce_to": 16}
 
 
 def _conv(x, filters, size, name):
-    from keras import layers
+    from keras import (
+        layers,  # heavy (seconds): only where a model is built or run in Keras
+    )
 
     return layers.Conv2D(filters, size, padding="same", activation="relu", name=name)(x)
 
 
 def inception_cost(*, variant, input_shape=(28, 28, 192), maps=32, reduce_to=16):
-    import keras
-    from keras import layers
+    import keras  # heavy (seconds): only where a model is built or run in Keras
+    from keras import (
+        layers,  # heavy (seconds): only where a model is built or run in Keras
+    )
 
     x = inputs = keras.Input(shape=input_shape, name="image")
     if variant == "naive":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import tempfile
@@ -64,9 +65,7 @@ def write_folder(folder: str | os.PathLike, files: Mapping[str, bytes]) -> None:
 def png_bytes(fig, *, dpi: int) -> bytes:
     """A matplotlib figure as PNG bytes, then closed. No "Software" tag: the same figure gives
     the same bytes whatever matplotlib wrote it, so committed reports stay byte-identical."""
-    import io
-
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy (~0.5 s): only when a picture is drawn
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})

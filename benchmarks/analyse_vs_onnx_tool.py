@@ -10,7 +10,7 @@ deep graphs (chains of residual conv blocks: Conv-Relu-Conv-Add-Relu, PyTorch-st
 sparse file (for memory).
 
 Each measurement runs in a fresh process and times the work after the imports:
-- archkit:   archkit.onnxfile.analyse_file(path) + costs.total() + costs.by_layer()
+- archkit:   archkit.analyse_file(path) + costs.total() + costs.by_layer()
 - onnx-tool: onnx_tool.loadmodel(path) + graph_reorder_nodes() + shape_infer() + profile()
              (what `model_profile` does, without printing its table), from its own venv
 - onnx:      onnx.load(path) + onnx.shape_inference.infer_shapes(model): the floor for an
@@ -46,7 +46,7 @@ path = sys.argv[1]
 c0 = time.process_time()
 """
 _ARCHKIT = _PRELUDE + """
-from archkit.onnxfile import analyse_file
+from archkit.analysis import analyse_file
 t, c0 = time.perf_counter(), time.process_time()
 a = analyse_file(path)
 total = a.costs.total()

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import onnx  # noqa: E402
 
 from archkit.errors import ArchkitError  # noqa: E402
-from archkit.onnxfile import analyse_file  # noqa: E402
+from archkit.analysis import analyse_file  # noqa: E402
 from archkit.onnx.symbolic import pretty  # noqa: E402
 
 DATA = Path(onnx.__file__).parent / "backend" / "test" / "data"

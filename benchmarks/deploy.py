@@ -25,7 +25,7 @@ import time
 
 EXPORT_ARCHKIT = """
 import sys, time
-from archkit.pipeline import build_seeded
+from archkit.keras.pipeline import build_seeded
 from archkit.keras.export import export_keras
 arch, config, model = build_seeded(sys.argv[1])
 t = time.perf_counter()
@@ -35,13 +35,13 @@ print(time.perf_counter() - t)
 
 EXPORT_KERAS = """
 import sys, time, warnings
-from archkit.pipeline import build_seeded
-from archkit.keras.export import import_keras, _quiet_stderr
+from archkit.keras.pipeline import build_seeded
+from archkit.keras.export import import_keras, quiet_stderr
 tf, keras = import_keras()
 arch, config, model = build_seeded(sys.argv[1])
 signature = [tf.TensorSpec((None, *t.shape[1:]), t.dtype, name=t.name) for t in model.inputs]
 t = time.perf_counter()
-with warnings.catch_warnings(), _quiet_stderr():
+with warnings.catch_warnings(), quiet_stderr():
     warnings.simplefilter("ignore")
     model.export(sys.argv[2], format="onnx", input_signature=signature, verbose=False)
 print(time.perf_counter() - t)
@@ -68,8 +68,10 @@ def main() -> None:
     p.add_argument("--spinning", action="store_true", help="onnxruntime's idle threads spin-wait (its default)")
     args = p.parse_args()
 
-    from archkit import bench
-    from archkit.deploy import DeployOptions, convert_precision, precision_deltas
+    from archkit.keras import bench as keras_bench
+    from archkit.runtime import bench
+    from archkit.deploy import DeployOptions
+    from archkit.deploy.convert import convert_precision, precision_deltas
 
     threads = args.threads or bench.default_threads()
     print(f"{args.name} on {bench.machine()['cpu']}, {bench.default_threads()} usable cores, "
@@ -82,9 +84,9 @@ def main() -> None:
         print(f"export, one run each in a fresh process: archkit {archkit_s:.1f} s, Keras model.export {keras_s:.1f} s "
               f"-> archkit {keras_s / archkit_s:.2f}x as fast ({_goal(archkit_s <= keras_s)}: no slower)", flush=True)
 
-    from archkit.pipeline import build_seeded, run_architecture
+    from archkit.keras.pipeline import build_seeded, run_architecture
 
-    bench.set_keras_threads(threads)  # before TensorFlow runs anything
+    keras_bench.set_keras_threads(threads)  # before TensorFlow runs anything
     with tempfile.TemporaryDirectory() as cache:
         os.environ["ARCHKIT_CACHE_DIR"] = cache
         t = time.perf_counter()
@@ -98,7 +100,7 @@ def main() -> None:
 
     macs = analysis.costs.total()["macs"]
     model = build_seeded(args.name)[2]
-    b = bench.bench_model(fp32, name=args.name, macs_per_sample=macs, keras_model=model, threads=threads,
+    b = keras_bench.bench_with_keras(fp32, model, name=args.name, macs_per_sample=macs, threads=threads,
                           batch_sizes=(1,), deployment=analysis.deployment, spinning=args.spinning)
     ort1, keras1 = b.latency("onnxruntime", 1), b.latency("keras", 1)
     speedup = b.speedup(1)
@@ -130,8 +132,9 @@ def _explain_flips(fp32, converted, samples: int, precision: str) -> None:
     """Where the converted model's top-1 differs: how decided was float32 there?"""
     import numpy as np
 
-    from archkit.deploy import EVAL_SEED, generated_inputs, input_specs
-    from archkit.verify import run_isolated
+    from archkit.deploy import EVAL_SEED
+    from archkit.deploy.convert import generated_inputs, input_specs
+    from archkit.runtime.child import run_isolated
 
     feeds = generated_inputs(fp32, samples, seed=EVAL_SEED)
     types = {k: dt for k, _, dt in input_specs(converted)}

@@ -82,7 +82,7 @@ def main() -> int:
     args = p.parse_args()
 
     import archkit.cli  # noqa: F401  (imported once, before forking: children start warm)
-    import archkit.onnxfile  # noqa: F401
+    import archkit.cli.analyse  # noqa: F401
 
     rng = random.Random(args.seed)
     corpus = seeds()

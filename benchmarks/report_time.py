@@ -28,7 +28,7 @@ def timed_report(name: str, cache: str, out: str) -> float:
 
 def export_times(names: list[str]) -> None:
     from archkit.keras.export import export_keras
-    from archkit.pipeline import build_seeded
+    from archkit.keras.pipeline import build_seeded
 
     print(f"{'architecture':<28} {'tf2onnx default':>16} {'archkit':>9} {'saved':>7}  identical")
     for name in names:

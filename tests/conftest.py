@@ -9,7 +9,7 @@ import pytest
 
 @functools.cache
 def _run(name: str, verify: bool = True):
-    from archkit.pipeline import run_architecture
+    from archkit.keras.pipeline import run_architecture
 
     return run_architecture(name, verify=verify)
 

@@ -14,8 +14,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from archkit.costs import analyse
 from archkit.onnx.graph import build_graph
-from archkit.onnxfile import analyse_file
-from archkit.pipeline import analyse_model
+from archkit.analysis import analyse_file
+from archkit.analysis import analyse_model
 from tests.onnx_builders import one_node, w
 from tests.torch_patterns import encoder_block, encoder_macs, external, resnet
 
@@ -404,7 +404,7 @@ def test_ir3_initializers_listed_as_inputs_still_feed_shape_inference():
 
 # --- what the totals are for: the batch ----------------------------------------------------
 
-def _conv_file(batch) -> "onnx.ModelProto":
+def _conv_file(batch):
     """x [batch, 3, 8, 8] → Conv 4x3x3x3 (no padding) → [batch, 4, 6, 6]: 4·6·6·3·3·3 = 3,888 MACs a sample."""
     nodes = [helper.make_node("Conv", ["x", "w"], ["y"], name="/conv/Conv", kernel_shape=[3, 3])]
     return _model(nodes, {"x": [batch, 3, 8, 8]}, [numpy_helper.from_array(w(4, 3, 3, 3), "w")])
@@ -414,7 +414,7 @@ CONV_MACS = 4 * 6 * 6 * 3 * 3 * 3
 
 
 def test_a_fixed_batch_is_stated_with_the_totals(tmp_path):
-    from archkit.onnxfile import render_view, summary_lines
+    from archkit.render.text import render_view, summary_lines
     from archkit.render.report import render, summary
 
     fixed, symbolic = tmp_path / "b4.onnx", tmp_path / "bn.onnx"
@@ -455,7 +455,8 @@ def _unscoped():
 
 
 def test_unscoped_file_is_said_and_views_fall_back_to_op_types(tmp_path):
-    from archkit.onnxfile import UNSCOPED, render_view, view
+    from archkit.analysis import UNSCOPED
+    from archkit.render.text import render_view, view
 
     path = tmp_path / "plain.onnx"
     path.write_bytes(_unscoped().SerializeToString())
@@ -469,7 +470,8 @@ def test_unscoped_file_is_said_and_views_fall_back_to_op_types(tmp_path):
 
 
 def test_scoped_file_keeps_its_layers_and_blocks(resnet18_file):
-    from archkit.onnxfile import UNSCOPED, view
+    from archkit.analysis import UNSCOPED
+    from archkit.render.text import view
 
     a = analyse_file(resnet18_file)
     assert a.costs.scoped and UNSCOPED not in a.warnings
@@ -532,7 +534,7 @@ def test_constant_of_shape_weights_count_as_generated_params():
 
 
 def test_light_alexnet_counts_its_published_parameters():
-    from archkit.onnxfile import summary_lines
+    from archkit.render.text import summary_lines
     from tests.onnx_builders import light_model
 
     a = analyse_file(light_model("bvlc_alexnet"))
@@ -548,7 +550,7 @@ def test_light_alexnet_counts_its_published_parameters():
 # --- one vocabulary: params, kernel weights, unknown_cost_ops --------------------------------
 
 def test_analyse_and_reports_use_the_same_terms(resnet18_file):
-    from archkit.onnxfile import render_view
+    from archkit.render.text import render_view
     from archkit.render.report import render, summary
 
     a = analyse_file(resnet18_file)

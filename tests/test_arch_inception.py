@@ -17,7 +17,7 @@ MODULES = sorted(inception.UNFACTORISED)
 
 @functools.cache
 def _unfactorised(name: str):
-    from archkit.pipeline import run_architecture
+    from archkit.keras.pipeline import run_architecture
 
     analysis, _ = run_architecture(name, verify=False, **inception.UNFACTORISED[name])
     return analysis

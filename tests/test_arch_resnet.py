@@ -213,7 +213,7 @@ def test_references_reproduce(arch_run, depth):
 
 @functools.cache
 def _v1_5_export(depth: int):
-    from archkit.pipeline import run_architecture
+    from archkit.keras.pipeline import run_architecture
 
     return run_architecture(f"resnet{depth}", variant="v1.5", verify=depth == 50)[0]
 

@@ -9,7 +9,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from archkit.pipeline import analyse_model
+from archkit.analysis import analyse_model
 
 
 class Net:
@@ -291,7 +291,7 @@ def test_long_graphs_are_drawn_to_a_readable_height():
 
 def test_light_densenet121_drawing_is_capped():
     from archkit.render import drawing
-    from archkit.onnxfile import analyse_file
+    from archkit.analysis import analyse_file
     from tests.onnx_builders import light_model, png_size
 
     a = analyse_file(light_model("densenet121"), connectivity=True)
@@ -554,7 +554,7 @@ def test_light_densenet121_without_shapes_prints_no_wrong_number(no_shapes, caps
     missing is named; the wiring (depth 121, 58 concatenations) stays."""
     from archkit.render import drawing
     from archkit.cli import main
-    from archkit.onnxfile import analyse_file
+    from archkit.analysis import analyse_file
     from tests.onnx_builders import light_model
 
     path = light_model("densenet121")

@@ -24,10 +24,13 @@ from onnx import TensorProto, helper, numpy_helper
 
 import architectures
 from archkit.cli import main
-from archkit.deploy import (DeployOptions, count_transposes, fold_transpose_pairs, generated_inputs, load_calibration,
-                            metadata, precision_of)
+from archkit.deploy import DeployOptions
+from archkit.deploy.convert import count_transposes, fold_transpose_pairs, generated_inputs, load_calibration
+from archkit.metadata import entries as metadata
+from archkit.runtime.parity import precision_of
 from archkit.errors import MalformedModelError, ParityError, ResourceError, UnsupportedError, UsageError
-from archkit.verify import TOLERANCES, Verification, decided, run_isolated
+from archkit.runtime.parity import TOLERANCES, Verification, decided
+from archkit.runtime.child import run_isolated
 
 # Small inputs (and 10 classes) where the config allows; what each network's shape arithmetic needs.
 SMALL = {
@@ -57,7 +60,7 @@ def _small(name: str) -> dict:
 
 
 def _run(name: str, **deploy):
-    from archkit.pipeline import run_architecture
+    from archkit.keras.pipeline import run_architecture
 
     return run_architecture(name, deploy=DeployOptions(**deploy), **_small(name))
 
@@ -172,7 +175,7 @@ def _int8_agreement(proto, model, x):
 
 @pytest.mark.parametrize("quantization", ["static", "dynamic"])
 def test_int8_baseline_keeps_argmax_agreement(quantization):
-    from archkit.pipeline import build_seeded
+    from archkit.keras.pipeline import build_seeded
 
     analysis, proto = _run("baseline_cnn", precision="int8", quantization=quantization)
     assert precision_of(proto) == "int8"
@@ -207,7 +210,7 @@ def _synthetic(flipped_decided: int, flipped_undecided: int, n_decided: int = 12
     error is set to 0: only agreement is under test."""
     from dataclasses import replace
 
-    from archkit.verify import _compare
+    from archkit.runtime.parity import compare
 
     clear = np.tile([1.0, 0.1, 0.1, 0.1], (n_decided, 1))
     tied = np.tile([0.5, 0.49, 0.1, 0.1], (n_undecided, 1))
@@ -215,7 +218,7 @@ def _synthetic(flipped_decided: int, flipped_undecided: int, n_decided: int = 12
     got = want.copy()
     for i in [*range(flipped_decided), *range(n_decided, n_decided + flipped_undecided)]:
         got[i, [0, 1]] = got[i, [1, 0]]
-    return Verification((replace(_compare("y", got, want, len(want), 0, "int8"), max_abs=0.0),), "test", "int8")
+    return Verification((replace(compare("y", got, want, len(want), 0, "int8"), max_abs=0.0),), "test", "int8")
 
 
 def test_int8_agreement_counts_only_decided_samples():
@@ -238,8 +241,8 @@ def test_int8_agreement_counts_only_decided_samples():
 def test_int8_breakage_fails_verification():
     """A real int8 fault, every class reading its neighbour's int8 weights in the output layer:
     verification fails (exit 8), on the error bound and on top-1 agreement."""
-    from archkit.pipeline import build_seeded
-    from archkit.verify import verify_keras
+    from archkit.keras.pipeline import build_seeded
+    from archkit.keras.parity import verify_keras
 
     _, proto = _run("baseline_cnn", precision="int8")
     *_, model = build_seeded("baseline_cnn")
@@ -260,7 +263,7 @@ def test_int8_breakage_fails_verification():
 
 
 def test_int8_with_user_calibration(tmp_path):
-    from archkit.pipeline import build_seeded
+    from archkit.keras.pipeline import build_seeded
 
     x = _fixed_set(64)
     np.savez(tmp_path / "cal.npz", image=x[:32])
@@ -309,7 +312,7 @@ def test_fp16_small_net_passes_its_thresholds(name, keep_io_types):
 
 
 def test_conversions_are_deterministic(arch_run):
-    from archkit.deploy import convert_precision
+    from archkit.deploy.convert import convert_precision
 
     _, proto = arch_run("baseline_cnn")
     for options in (DeployOptions(precision="fp16"), DeployOptions(precision="int8"),
@@ -373,9 +376,9 @@ def test_verify_name_reports_precision_thresholds(capsys):
 # --- onnxruntime crashing or hanging -------------------------------------------------------------
 
 def test_a_crashing_session_is_a_resource_error(tmp_path, monkeypatch, capsys):
-    import archkit.verify as verify
+    from archkit.runtime import child
 
-    monkeypatch.setattr(verify, "_CHILD_CODE", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
+    monkeypatch.setattr(child, "_CHILD_CODE", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
     with pytest.raises(ResourceError, match=r"killed by SIGSEGV \(Segmentation fault\)"):
         run_isolated(_plain_model(), [{"x": np.zeros((1, 3, 8, 8), np.float32)}], what="plain.onnx")
     path = tmp_path / "plain.onnx"
@@ -386,9 +389,9 @@ def test_a_crashing_session_is_a_resource_error(tmp_path, monkeypatch, capsys):
 
 
 def test_a_hanging_session_is_stopped(monkeypatch):
-    import archkit.verify as verify
+    from archkit.runtime import child
 
-    monkeypatch.setattr(verify, "_CHILD_CODE", "import time; time.sleep(60)")
+    monkeypatch.setattr(child, "_CHILD_CODE", "import time; time.sleep(60)")
     with pytest.raises(ResourceError, match=r"did not finish plain.onnx within 1 s.*SIGKILL"):
         run_isolated(_plain_model(), [{"x": np.zeros((1, 3, 8, 8), np.float32)}], what="plain.onnx", timeout=1)
 
@@ -397,14 +400,15 @@ def test_a_hanging_session_is_stopped(monkeypatch):
 
 def test_bench_smoke(arch_run):
     """Runs and reports numbers; no timing is asserted."""
-    from archkit.bench import bench_model, summary_lines
-    from archkit.pipeline import build_seeded
+    from archkit.keras.bench import bench_with_keras
+    from archkit.render.text import bench_lines as summary_lines
+    from archkit.keras.pipeline import build_seeded
     from archkit.render.report import deployment_section, render
 
     analysis, proto = arch_run("baseline_cnn")
     *_, model = build_seeded("baseline_cnn")
-    b = bench_model(proto, name="baseline_cnn", macs_per_sample=analysis.costs.total()["macs"], keras_model=model,
-                    threads=1, batch_sizes=(1, 4), runs=5, warmup=1, budget=0.5, peak_n=256)
+    b = bench_with_keras(proto, model, name="baseline_cnn", macs_per_sample=analysis.costs.total()["macs"],
+                         threads=1, batch_sizes=(1, 4), runs=5, warmup=1, budget=0.5, peak_n=256)
     assert {(l.runtime, l.batch) for l in b.latencies} == {("onnxruntime", 1), ("onnxruntime", 4), ("keras", 1),
                                                            ("keras", 4)}
     for lat in b.latencies:
@@ -465,11 +469,11 @@ def test_deploy_usage_errors(tmp_path, capsys, argv, fragment):
 
 
 def test_child_process_sees_no_tensorflow():
-    """onnxruntime's child imports archkit.verify only: it starts fast."""
+    """onnxruntime's child imports archkit.runtime only: it starts fast."""
     import subprocess
 
-    from archkit.verify import _child_env
+    from archkit.runtime.child import child_env
 
-    code = "import archkit.verify, archkit.deploy, archkit.bench, sys; print('tensorflow' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_child_env(), timeout=120)
+    code = "import archkit.runtime.child, archkit.runtime.bench, archkit.deploy, sys; print('tensorflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env(), timeout=120)
     assert out.stdout.strip() == "False", out.stderr

@@ -288,7 +288,7 @@ def test_the_onnx_packages_caffe2_models_with_a_free_batch(name, tmp_path):
     batch of 1 (`Reshape(x, [1, 2048])` before the classifier; ShuffleNet's channel shuffle):
     they run at N = 1 only, so the dims meeting there are taken as equal and a warning says so;
     the convs before scale with N, the classifier after does not."""
-    from archkit.onnxfile import analyse_file
+    from archkit.analysis import analyse_file
     from tests.onnx_builders import light_model
     from tests.test_analyse import LIGHT_MACS
 

@@ -122,7 +122,7 @@ def test_every_op_maps_back_to_a_keras_layer(arch_run):
 
 
 def test_any_batch_size_runs(arch_run):
-    from archkit.verify import session
+    from archkit.runtime.child import session
 
     _, proto = arch_run("baseline_cnn")
     sess = session(proto)
@@ -133,7 +133,7 @@ def test_any_batch_size_runs(arch_run):
 
 def test_opset_is_settable_and_export_is_deterministic():
     """Two real exports (no cache), each from a freshly built model: the same bytes."""
-    from archkit.pipeline import run_architecture
+    from archkit.keras.pipeline import run_architecture
 
     first, a = run_architecture("baseline_cnn", opset=13, verify=False, cache=False)
     second, b = run_architecture("baseline_cnn", opset=13, verify=False, cache=False)
@@ -155,7 +155,7 @@ def test_export_refuses_ops_onnx_does_not_define():
 
 
 def test_export_writes_atomically(tmp_path, arch_run):
-    from archkit.pipeline import run_architecture
+    from archkit.keras.pipeline import run_architecture
 
     target = tmp_path / "m.onnx"
     run_architecture("baseline_cnn", verify=False, path=target)

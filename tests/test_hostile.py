@@ -536,12 +536,12 @@ def test_write_failure_mid_report_keeps_the_old_one(tmp_path, capsys, monkeypatc
 # --- 18: onnxruntime crashing or hanging ----------------------------------------------------------
 
 def test_onnxruntime_crash_and_hang_in_the_child(tmp_path, capsys, monkeypatch):
-    from archkit import verify
+    from archkit.runtime import child
 
     f = write(tmp_path / "m.onnx", small_cnn(batch=1))
-    monkeypatch.setattr(verify, "_CHILD_CODE", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
+    monkeypatch.setattr(child, "_CHILD_CODE", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
     fails(capsys, tmp_path, ["verify", f, "--seeds", "1"], 7, "crashed", "SIGSEGV")
-    monkeypatch.setattr(verify, "_CHILD_CODE", "import time; time.sleep(600)")
+    monkeypatch.setattr(child, "_CHILD_CODE", "import time; time.sleep(600)")
     fails(capsys, tmp_path, ["verify", f, "--seeds", "1", "--timeout", "2"], 7, "did not finish", "within 2 s")
 
 

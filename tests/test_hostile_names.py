@@ -282,13 +282,13 @@ def test_dot_ids_stay_distinct_when_names_are_cut():
 # --- error messages --------------------------------------------------------------------------
 
 def test_error_message_with_a_hostile_name_is_one_inert_line(capsys, monkeypatch, model_file):
-    from archkit import onnxfile
+    import archkit.analysis as command
     from archkit.errors import MalformedModelError
 
     def fail(*a, **k):
         raise MalformedModelError(f"{model_file}: node {CLEAR + BREAKS + BIDI + HUGE} is inconsistent")
 
-    monkeypatch.setattr(onnxfile, "analyse_file", fail)
+    monkeypatch.setattr(command, "analyse_file", fail)
     code, out, err = run(capsys, "analyse", model_file)
     assert code == 4 and out == ""
     assert err.count("\n") == 1 and err.startswith("archkit: error: ")
@@ -296,12 +296,12 @@ def test_error_message_with_a_hostile_name_is_one_inert_line(capsys, monkeypatch
 
 
 def test_internal_error_line_is_inert(capsys, monkeypatch, model_file):
-    from archkit import onnxfile
+    import archkit.analysis as command
 
     def fail(*a, **k):
         raise KeyError(CLEAR + BIDI + HUGE)
 
-    monkeypatch.setattr(onnxfile, "analyse_file", fail)
+    monkeypatch.setattr(command, "analyse_file", fail)
     code, _, err = run(capsys, "analyse", model_file)
     assert code == 1 and err.count("\n") == 1 and err.startswith("archkit: internal error: KeyError: ")
     assert err.rstrip().endswith("(rerun with --debug for the traceback)") and len(err) < 1_100

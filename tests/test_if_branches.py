@@ -333,7 +333,7 @@ def test_input_value_of_a_small_tensor_feeds_the_shape_engine(tmp_path, capsys):
 
 
 def test_summary_names_the_ifs_whose_choice_matters():
-    from archkit.onnxfile import branch_lines
+    from archkit.render.text import branch_lines
 
     lines = branch_lines(_costs(nested(), a=0))
     assert lines[0] == "If `outer`: else_branch counted (condition false: input a = 0, given); then_branch shown, not summed"

@@ -9,7 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import archkit.onnx.shapes as engine
 from archkit.onnx.graph import build_graph
-from archkit.pipeline import analyse_model
+from archkit.analysis import analyse_model
 from tests.torch_patterns import vit, vit_macs
 
 

@@ -22,6 +22,7 @@ import networkx as nx
 import pandas as pd
 
 from archkit.errors import MalformedModelError
+from archkit.metadata import read as read_metadata
 from archkit.costs.rules import DATA_DEPENDENT, FREE, RULES, SHAPE_ONLY as _SHAPE_ONLY, Cost, ShapeUnknown
 from archkit.onnx.graph import FLOAT_TYPES, OpNode, op_nodes
 from archkit.onnx.names import LayerResolver, ScopeNames
@@ -222,9 +223,7 @@ class CostReport:
 
 def _layer_metadata(G: nx.DiGraph) -> tuple[list[str], dict[str, str]]:
     """Layer names and their blocks, from the metadata archkit's exports carry."""
-    from archkit.onnx.load import archkit_metadata
-
-    layers = archkit_metadata(G.graph["metadata"]).layers
+    layers = read_metadata(G.graph["metadata"]).layers
     return [l["name"] for l in layers], {l["name"]: l.get("block", l["name"]) for l in layers}
 
 

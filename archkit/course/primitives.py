@@ -25,7 +25,9 @@ from typing import Callable, Sequence
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
 from archkit.io import png_bytes
+from archkit.runtime.child import session
 
 __all__ = [
     "EX0", "EX1", "K0", "K3X3", "NOTES_CONV0", "conv0", "block_reduce_max", "conv0_examples",
@@ -168,8 +170,8 @@ def load_photo() -> np.ndarray:
     matplotlib's sample Grace Hopper portrait (512x600), resized to 275 wide (Lanczos) and
     cropped to rows 20-202: cap, face and collar, with the flag's stripes beside them.
     """
-    import matplotlib.cbook
-    from PIL import Image
+    import matplotlib.cbook  # heavy (~0.5 s): only when a picture is drawn
+    from PIL import Image  # with matplotlib: only when a picture is read
 
     path = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
     with Image.open(path) as im:
@@ -225,8 +227,6 @@ def onnx_residual(x_shape: tuple[int, ...], w: np.ndarray) -> onnx.ModelProto:
 
 def run_onnx(model: onnx.ModelProto, x_nhwc: np.ndarray) -> np.ndarray:
     """Run a one-input model in onnxruntime: NHWC in, NCHW through the graph, NHWC out."""
-    from archkit.verify import session
-
     x = np.ascontiguousarray(np.transpose(np.asarray(x_nhwc, dtype=np.float32), (0, 3, 1, 2)))
     (y,) = session(model).run(None, {model.graph.input[0].name: x})
     return np.transpose(y, (0, 2, 3, 1))
@@ -326,10 +326,10 @@ def checks(photo: np.ndarray | None = None) -> tuple[PrimitiveCheck, ...]:
 
 def plot_figs(panels: Sequence[tuple[str, np.ndarray]], *, title: str | None = None, width: float = 2.6) -> bytes:
     """In [5]'s plot_figs: matrices side by side in gray, nearest-neighbour pixels; returns PNG bytes."""
-    import matplotlib
+    import matplotlib  # heavy (~0.5 s): only when a picture is drawn
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy (~0.5 s): only when a picture is drawn
 
     heights = [a.shape[0] / a.shape[1] for _, a in panels]
     fig, axes = plt.subplots(1, len(panels), figsize=(width * len(panels), width * max(heights) + (0.9 if title else 0.5)),

@@ -24,14 +24,18 @@ import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 
+import architectures
 from archkit.errors import InputError, ParityError, UsageError
 from archkit.io import png_bytes
+from archkit.keras.export import export_keras, import_keras
+from archkit.runtime.child import session
 
 __all__ = [
     "TRAINABLE", "BATCH_SIZE", "VALIDATION_SPLIT", "PATIENCE", "Dataset", "load_dataset", "load_digits",
@@ -99,8 +103,12 @@ def load_digits() -> Dataset:
     """scikit-learn's 1,797 bundled 8x8 digits (values 0-16), bilinearly resized to 28x28 and
     scaled to [0, 1]; 1,437 train / 360 test, stratified, seed 0. No download: the data ship
     inside scikit-learn."""
-    from sklearn.datasets import load_digits as sk_digits
-    from sklearn.model_selection import train_test_split
+    from sklearn.datasets import (
+        load_digits as sk_digits,  # heavy: only the digits data set and the nearest neighbours need scikit-learn
+    )
+    from sklearn.model_selection import (
+        train_test_split,  # heavy: only the digits data set and the nearest neighbours need scikit-learn
+    )
 
     d = sk_digits()
     r = _bilinear_matrix(8, IMAGE_SHAPE[0])
@@ -143,7 +151,6 @@ def load_mnist() -> Dataset:
                          "put keras' mnist.npz there, pass any .npz with the same arrays, or use --data digits")
     if _sha256(path) != MNIST_SHA256:
         raise InputError(f"--data mnist: {path} is not the file keras expects (SHA-256 differs)")
-    from archkit.keras.export import import_keras
 
     _, keras = import_keras()
     (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data(path=str(path))  # absolute: this very file
@@ -296,8 +303,6 @@ class TrainRun:
 
 
 def _versions() -> dict[str, str]:
-    from importlib import metadata
-
     out = {}
     for pkg in ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "scikit-learn", "numpy"):
         try:
@@ -311,9 +316,6 @@ def fit(name: str, data: Dataset, *, epochs: int, early_stopping: bool, seed: in
     """The notes' training: Adam, categorical cross-entropy, batch 64; with early stopping, 5% of
     the training images held out and training stopped when val_loss has not improved for 2
     epochs (the weights of the last epoch are kept, as in the notes)."""
-    import architectures
-    from archkit.keras.export import import_keras
-
     if name not in TRAINABLE:
         raise UsageError(f"train {name!r}: trainable architectures are {', '.join(TRAINABLE)}")
     if epochs < 1:
@@ -335,16 +337,12 @@ def export_with_embeddings(model, *, name: str, config: dict | None = None, path
     """The trained weights as they are (no seed_weights), exported with FC1 as a second graph
     output: a two-output view of the same layers, so the ONNX graph is the classifier's plus
     one more output name."""
-    from archkit.keras.export import export_keras, import_keras
-
     _, keras = import_keras()
     two = keras.Model(model.input, [model.output, model.get_layer(EMBEDDING_LAYER).output], name=model.name)
     return export_keras(two, name=name, config=config, path=path)
 
 
 def onnx_outputs(proto: onnx.ModelProto, x: np.ndarray, *, batch: int = 512) -> dict[str, np.ndarray]:
-    from archkit.verify import session
-
     sess = session(proto)
     names = [o.name for o in sess.get_outputs()]
     feed = sess.get_inputs()[0].name
@@ -355,7 +353,9 @@ def onnx_outputs(proto: onnx.ModelProto, x: np.ndarray, *, batch: int = 512) -> 
 def nearest_neighbours(embeddings: np.ndarray, query: int, k: int = 4) -> tuple[list[int], list[float]]:
     """The k nearest test images to test image `query` by Euclidean distance between
     embeddings (the notes' NearestNeighbors), the query itself left out."""
-    from sklearn.neighbors import NearestNeighbors
+    from sklearn.neighbors import (
+        NearestNeighbors,  # heavy: only the digits data set and the nearest neighbours need scikit-learn
+    )
 
     nn = NearestNeighbors(n_neighbors=min(k + 1, len(embeddings))).fit(embeddings)
     dist, idx = nn.kneighbors(embeddings[query:query + 1])
@@ -366,8 +366,6 @@ def nearest_neighbours(embeddings: np.ndarray, query: int, k: int = 4) -> tuple[
 def train(name: str, data: Dataset, *, epochs: int, early_stopping: bool, seed: int = 0, query: int = 0,
           verbose: int | str = "auto") -> TrainRun:
     """Train, export with embeddings, and measure Keras against onnxruntime on the test set."""
-    import architectures
-
     if not 0 <= query < len(data.x_test):
         raise UsageError(f"--query {query}: the test set has images 0 to {len(data.x_test) - 1}")
     if len(data.x_train) < 2 or (early_stopping and int(len(data.x_train) * VALIDATION_SPLIT) < 1):
@@ -377,7 +375,6 @@ def train(name: str, data: Dataset, *, epochs: int, early_stopping: bool, seed: 
     config = architectures.get(name).config()
     proto = export_with_embeddings(model, name=name, config=config)
 
-    from archkit.keras.export import import_keras
 
     _, keras = import_keras()
     two = keras.Model(model.input, [model.output, model.get_layer(EMBEDDING_LAYER).output])
@@ -411,10 +408,10 @@ def _png(fig) -> bytes:
 
 
 def _pyplot():
-    import matplotlib
+    import matplotlib  # heavy (~0.5 s): only when a picture is drawn
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy (~0.5 s): only when a picture is drawn
 
     return plt
 

@@ -25,7 +25,10 @@ from archkit.io import atomic_write_bytes, write_folder
 __all__ = ["cache_dir", "cache_key", "load", "store", "store_verification"]
 
 _LIBRARIES = ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "numpy", "protobuf", "onnxconverter-common")
-_SOURCES = ("archkit/keras/export.py", "archkit/verify.py", "archkit/pipeline.py", "archkit/deploy.py")
+# What an export and its cached verification depend on, besides the architecture files.
+_SOURCES = ("archkit/keras/export.py", "archkit/keras/parity.py", "archkit/keras/pipeline.py", "archkit/deploy/__init__.py",
+            "archkit/deploy/convert.py",
+            "archkit/metadata.py", "archkit/runtime/parity.py", "archkit/runtime/child.py")
 
 
 def cache_dir() -> Path | None:

@@ -10,7 +10,6 @@ them and writes an invalid model without raising).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import re
@@ -21,16 +20,19 @@ import numpy as np
 import onnx
 
 from archkit import __version__
+from archkit.deploy import DeployOptions
+from archkit.deploy.convert import fold_transpose_pairs
 from archkit.errors import ExportError, UsageError
 from archkit.io import atomic_write_bytes
+from archkit.metadata import write as write_metadata
 
-__all__ = ["import_keras", "export_keras", "keras_layers", "seed_weights", "default_opset", "max_opset"]
+__all__ = ["quiet_stderr", "import_keras", "export_keras", "keras_layers", "seed_weights", "default_opset", "max_opset"]
 
 
 @contextlib.contextmanager
-def _quiet_stderr():
+def quiet_stderr():
     """TensorFlow's C++ side writes start-up notices straight to fd 2; keep them off the terminal."""
-    if os.environ.get("ARCHKIT_DEBUG"):
+    if logging.getLogger("archkit").isEnabledFor(logging.DEBUG):  # archkit --debug
         yield
         return
     saved = os.dup(2)
@@ -46,10 +48,10 @@ def _quiet_stderr():
 def import_keras():
     """Import TensorFlow and Keras quietly; returns (tf, keras)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    with _quiet_stderr():
-        import tensorflow as tf
-        import keras
-    import absl.logging
+    with quiet_stderr():
+        import keras  # heavy: as tensorflow
+        import tensorflow as tf  # heavy: imported when a model is built or exported, not for a cached export
+    import absl.logging  # comes with tensorflow
 
     absl.logging.set_verbosity(absl.logging.ERROR)
     tf.get_logger().setLevel(logging.ERROR)
@@ -80,7 +82,7 @@ def _optimizer_copies(enabled: bool):
 
 def max_opset() -> int:
     """The newest opset tf2onnx emits; onnxruntime runs every opset up to onnx's newest."""
-    from tf2onnx import constants
+    from tf2onnx import constants  # heavy: importing tf2onnx imports tensorflow
 
     return min(max(constants.OPSET_TO_IR_VERSION), onnx.defs.onnx_opset_version())
 
@@ -147,30 +149,25 @@ def export_keras(
     removes the pairs it leaves around Split and Gather). batch=N fixes the batch dimension (default: a
     symbolic dimension named `batch`).
     """
-    from archkit.deploy import LAYOUTS, fold_transpose_pairs
-
+    DeployOptions(layout=layout, batch=batch)  # checks them
     tf, _ = import_keras()
     opset = opset or default_opset()
     if not 9 <= opset <= max_opset():
         raise UsageError(f"--opset {opset}: tf2onnx here supports opsets 9 to {max_opset()}")
-    if layout not in LAYOUTS:
-        raise UsageError(f"--layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
-    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
-        raise UsageError(f"--batch {batch!r}: expected 'dynamic' or a positive integer")
 
-    from keras.src.export.tf2onnx_lib import patch_tf2onnx
+    from keras.src.export.tf2onnx_lib import patch_tf2onnx  # heavy: keras
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         patch_tf2onnx()  # tf2onnx still uses numpy aliases removed in numpy 2
-    import tf2onnx
+    import tf2onnx  # heavy: imports tensorflow
 
     input_names = [t.name for t in model.inputs]
     signature = [tf.TensorSpec((batch, *t.shape[1:]), t.dtype, name=n) for t, n in zip(model.inputs, input_names)]
     function = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False))
     nchw = [n for t, n in zip(model.inputs, input_names) if len(t.shape) == 4] if layout == "nchw" else None
     try:
-        with _quiet_stderr(), _optimizer_copies(copy_graphs):
+        with quiet_stderr(), _optimizer_copies(copy_graphs):
             proto, _ = tf2onnx.convert.from_function(function, input_signature=signature, opset=opset,
                                                      inputs_as_nchw=nchw)
     except Exception as e:  # tf2onnx raises assorted kinds; all mean the same to the user
@@ -183,23 +180,11 @@ def export_keras(
     _name_outputs(proto, list(model.output_names))
     _name_batch_dim(proto)
     layers = keras_layers(model, block_of)
-    meta = {
-        "archkit.version": __version__,
-        "archkit.architecture": name,
-        "archkit.config": json.dumps(dict(config or {}), sort_keys=True, default=list),
-        "archkit.keras_params": json.dumps({
-            "total": int(model.count_params()),
-            "trainable": sum(l["trainable"] for l in layers),
-            "non_trainable": sum(l["non_trainable"] for l in layers),
-        }),
-        "archkit.layers": json.dumps(layers, separators=(",", ":")),
-        "archkit.layout": layout,
-        "archkit.batch": "dynamic" if batch is None else str(batch),
-        "archkit.precision": "fp32",
-    }
-    del proto.metadata_props[:]
-    for k, v in meta.items():
-        proto.metadata_props.add(key=k, value=v)
+    write_metadata(proto, replace=True, version=__version__, architecture=name, config=dict(config or {}),
+                   keras_params={"total": int(model.count_params()),
+                                 "trainable": sum(l["trainable"] for l in layers),
+                                 "non_trainable": sum(l["non_trainable"] for l in layers)},
+                   layers=layers, layout=layout, batch=batch, precision="fp32")
     proto.graph.name = name
     proto.graph.doc_string = ""  # tf2onnx writes the traced function's run-specific name here
     proto.doc_string = f"{name} exported by archkit {__version__}"

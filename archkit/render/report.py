@@ -19,12 +19,21 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from archkit.render import escape as esc
-from archkit.render.escape import Markdown, md, md_code
-from archkit.render.formats import FILE_NAMES, FORMATS, INDEX_MARKER  # noqa: F401 (FILE_NAMES: its old home)
-from archkit.onnxfile import branches_json, formulas_text, generated_line, totals_for
-from archkit.pipeline import Analysis
+from archkit.analysis import Analysis
 from archkit.io import png_bytes
+from archkit.render import escape as esc
+from archkit.render.drawing import files as connectivity_files
+from archkit.render.drawing import markdown as connectivity_markdown
+from archkit.render.escape import Markdown, md, md_code
+from archkit.render.formats import FORMATS, INDEX_MARKER
+from archkit.render.text import (
+    branch_lines,
+    branches_json,
+    formulas_text,
+    generated_line,
+    totals_for,
+)
+from archkit.runtime.parity import TOLERANCES
 
 __all__ = ["FORMATS", "render", "index", "block_chart", "layer_table", "reference_rows", "summary", "versions"]
 
@@ -276,8 +285,6 @@ def _markdown(a: Analysis, arch=None, *, chart: bool = False) -> str:
         line = generated_line(a.costs)
         out += [_own(line[:1].upper() + line[1:] + "."), ""]
     if a.costs.branches:
-        from archkit.onnxfile import branch_lines
-
         out += ["If branches: each If counts one branch (the one taken where the condition is known, else the one "
                 "with more MACs); the other's ops are listed, marked not summed, and are in no total.", ""]
         out += [f"- {line}" for line in branch_lines(a.costs)] + [""]
@@ -359,8 +366,6 @@ def _markdown(a: Analysis, arch=None, *, chart: bool = False) -> str:
     if v is not None:
         out += _parity_section(v, measured=getattr(a, "bench", None) is not None)
     if a.connectivity is not None:
-        from archkit.render.drawing import markdown as connectivity_markdown
-
         out += [connectivity_markdown(a.connectivity, a.name, images=chart), ""]
     if getattr(a, "bench", None) is not None:
         out += deployment_section(a.bench)
@@ -377,8 +382,6 @@ def _markdown(a: Analysis, arch=None, *, chart: bool = False) -> str:
 # by, never the measured floats; `verify` and `report --bench` show those.
 
 def _allowance(precision: str) -> str:
-    from archkit.verify import TOLERANCES
-
     t = TOLERANCES[precision]
     return f"max |onnx − keras| ≤ {_bound(t.atol)} + {_bound(t.rtol)} · max |keras|"
 
@@ -399,8 +402,6 @@ def _parity_verdict(v) -> str:
 
 
 def _parity_summary(v, *, measured: bool) -> dict[str, Any]:
-    from archkit.verify import TOLERANCES
-
     t = TOLERANCES[v.precision]
     out: dict[str, Any] = {
         "ok": v.ok, "runtime": v.runtime, "precision": v.precision,
@@ -512,10 +513,10 @@ def _chart_rows(a: Analysis) -> tuple[list[str], list[int], list[int], str, str]
 def block_chart(a: Analysis) -> bytes:
     """PNG: MACs and parameters per block, side by side, blocks in network order (at most
     CHART_BARS bars; per op type where the file names no scopes)."""
-    import matplotlib
+    import matplotlib  # heavy: only the png format draws
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: as matplotlib
 
     names, macs, params, params_label, what = _chart_rows(a)
     height = max(2.5, 0.28 * len(names) + 1.2)
@@ -584,8 +585,6 @@ def render(a: Analysis, formats: Iterable[str] = FORMATS, *, arch=None) -> dict[
     if "png" in formats:
         files["blocks.png"] = block_chart(a)
     if a.connectivity is not None:
-        from archkit.render.drawing import files as connectivity_files
-
         files.update(connectivity_files(a.connectivity, a.name, formats))
     if "json" in formats:
         files["summary.json"] = (json.dumps(summary(a, arch.references if arch else ()), indent=2, sort_keys=True,

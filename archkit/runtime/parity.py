@@ -1,4 +1,4 @@
-"""Parity: does onnxruntime compute what the Keras model computes?
+"""Parity: does onnxruntime compute what the reference computes?
 
 Both run on the same seeded inputs at several batch sizes. Per output: the largest absolute
 error, the largest error relative to the output's own scale, and top-1 agreement. The check
@@ -26,35 +26,28 @@ A file without a Keras source (`verify_onnx`) is checked for loading and running
 outputs with graph optimizations on against onnxruntime with graph optimizations off.
 
 onnxruntime runs in a child process (`run_isolated`) with a timeout: a crash (a signal) or a
-hang becomes a ResourceError naming the signal, not a dead or stuck archkit.
+hang becomes a ResourceError naming the signal, not a dead or stuck archkit
+(archkit.runtime.child). The Keras side of parity is archkit.keras.parity.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
-import sys
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import onnx
 
-from archkit.errors import MalformedModelError, ParityError, ResourceError, UnsupportedError
+from archkit.errors import ParityError
+from archkit.metadata import read as read_metadata
+from archkit.runtime.child import run_isolated
 
-__all__ = ["OutputParity", "Verification", "Tolerance", "TOLERANCES", "decided", "verify_keras", "verify_onnx", "run_isolated",
-           "seeded_inputs", "ATOL", "RTOL", "BATCH_SIZES", "ORT_TIMEOUT"]
+__all__ = ["OutputParity", "Verification", "Tolerance", "TOLERANCES", "decided", "verify_onnx", "seeded_inputs",
+           "fixed_batch", "compare", "seeded_runs", "precision_of", "ATOL", "RTOL", "BATCH_SIZES"]
 
 ATOL = 1e-5
 RTOL = 1e-4
 BATCH_SIZES = (1, 3)
-# How long one child process may take to load and run a model (ARCHKIT_ORT_TIMEOUT overrides).
-ORT_TIMEOUT = 600.0
-
 
 @dataclass(frozen=True)
 class Tolerance:
@@ -153,6 +146,14 @@ class Verification:
         """Are there enough decided samples of `output` for its agreement to be judged?"""
         return self.agreement()[output][2] >= TOLERANCES[self.precision].min_decided
 
+    def output_ok(self, output: str) -> bool:
+        """The verdict on one output: its error bound at every batch and seed, and its agreement
+        where there are enough decided samples to judge it."""
+        t = TOLERANCES[self.precision]
+        top1, top5, d, _ = self.agreement()[output]
+        return all(o.ok for o in self.outputs if o.output == output) and (
+            d < t.min_decided or (top1 >= t.top1 and top5 >= t.top5))
+
     def _agreement_failures(self) -> list[str]:
         t = TOLERANCES[self.precision]
         bad = []
@@ -193,14 +194,20 @@ class Verification:
             raise ParityError(f"{name}: {what} disagrees with {self.reference} on {agreement[0]}")
 
 
-def session(proto: onnx.ModelProto, *, threads: int = 1):
-    import onnxruntime as ort
+_QUANTIZED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "ConvInteger",
+                            "MatMulInteger", "QLinearConv", "QLinearMatMul"})
 
-    opts = ort.SessionOptions()
-    # One thread: the same summation order on every run, so reported errors are reproducible.
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    return ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+def precision_of(proto: onnx.ModelProto) -> str:
+    """fp32, fp16 or int8: from archkit's metadata, else from what the file holds."""
+    recorded = read_metadata(proto).precision
+    if recorded is not None:
+        return recorded
+    if any(n.op_type in _QUANTIZED_OPS for n in proto.graph.node):
+        return "int8"
+    if any(t.data_type == onnx.TensorProto.FLOAT16 for t in proto.graph.initializer):
+        return "fp16"
+    return "fp32"
 
 
 def seeded_inputs(proto: onnx.ModelProto, batch: int, *, seed: int = 0) -> dict[str, np.ndarray]:
@@ -226,7 +233,7 @@ def seeded_inputs(proto: onnx.ModelProto, batch: int, *, seed: int = 0) -> dict[
     return feeds
 
 
-def _fixed_batch(proto: onnx.ModelProto) -> int | None:
+def fixed_batch(proto: onnx.ModelProto) -> int | None:
     init = {t.name for t in proto.graph.initializer}
     for inp in proto.graph.input:
         if inp.name not in init:
@@ -235,7 +242,7 @@ def _fixed_batch(proto: onnx.ModelProto) -> int | None:
     return None
 
 
-def _compare(name: str, got: np.ndarray, want: np.ndarray, batch: int, seed: int, precision: str) -> OutputParity:
+def compare(name: str, got: np.ndarray, want: np.ndarray, batch: int, seed: int, precision: str) -> OutputParity:
     g = np.asarray(got).astype(np.float64)
     w = np.asarray(want)
     diff = float(np.max(np.abs(g - w))) if g.size else 0.0
@@ -254,37 +261,11 @@ def _compare(name: str, got: np.ndarray, want: np.ndarray, batch: int, seed: int
                         float(top5.mean()) if np.size(top5) else 1.0, precision, **counted)
 
 
-def _runs(proto: onnx.ModelProto, batch_sizes, seeds, seed: int):
-    fixed = _fixed_batch(proto)
+def seeded_runs(proto: onnx.ModelProto, batch_sizes, seeds, seed: int):
+    fixed = fixed_batch(proto)
     batches = (fixed,) if fixed else tuple(batch_sizes)
     return [(s, b, seeded_inputs(proto, b, seed=seed + 1000 * s + b)) for s in seeds for b in batches]
 
-
-def verify_keras(model, proto: onnx.ModelProto, *, batch_sizes=BATCH_SIZES, seed: int = 0, seeds=(0,),
-                 timeout: float | None = None) -> Verification:
-    """The ONNX model in onnxruntime (a child process, one thread) against the float32 Keras model
-    on the same seeded inputs, at each batch size for each seed. NCHW inputs are transposed to
-    Keras' NHWC; fp16 inputs are given to Keras as the same values in float32."""
-    from archkit.deploy import metadata, precision_of
-
-    precision = precision_of(proto)
-    layout = metadata(proto).get("archkit.layout", "nhwc")
-    runs = _runs(proto, batch_sizes, seeds, seed)
-    names, got_all, runtime = run_isolated(proto, [f for _, _, f in runs], what=proto.graph.name or "the model",
-                                           timeout=timeout)
-    results = []
-    for (s, batch, feeds), got in zip(runs, got_all):
-        args = [_to_keras(x, layout) for x in feeds.values()]
-        want = model(args if len(args) > 1 else args[0], training=False)
-        want = [np.asarray(w) for w in (want if isinstance(want, (list, tuple)) else [want])]
-        for name, g, w in zip(names, got, want):
-            results.append(_compare(name, g, w, batch, s, precision))
-    return Verification(tuple(results), runtime, precision, "Keras (float32)", layout)
-
-
-def _to_keras(x: np.ndarray, layout: str) -> np.ndarray:
-    x = x.astype(np.float32) if np.issubdtype(x.dtype, np.floating) else x
-    return np.transpose(x, (0, 2, 3, 1)) if layout == "nchw" and x.ndim == 4 else x
 
 
 def verify_onnx(model: onnx.ModelProto, *, path: str | os.PathLike | None = None, batch_sizes=BATCH_SIZES,
@@ -292,153 +273,17 @@ def verify_onnx(model: onnx.ModelProto, *, path: str | os.PathLike | None = None
     """A model without a Keras source: it must load and run in onnxruntime, and with graph
     optimizations on agree with onnxruntime with them off (the plainest execution of the graph),
     within the tolerance of its precision. `path`: run the file itself (external data beside it)."""
-    from archkit.deploy import metadata, precision_of
-
     precision = precision_of(model)
-    runs = _runs(model, batch_sizes, seeds, seed)
+    runs = seeded_runs(model, batch_sizes, seeds, seed)
     what = str(path) if path else (model.graph.name or "the model")
     source = path if path is not None else model
     feeds = [f for _, _, f in runs]
     names, want_all, runtime = run_isolated(source, feeds, optimization="off", what=f"{what} (graph optimizations off)",
                                             timeout=timeout)
     _, got_all, _ = run_isolated(source, feeds, optimization="all", what=what, timeout=timeout)
-    results = [_compare(name, g, w, batch, s, precision)
+    results = [compare(name, g, w, batch, s, precision)
                for (s, batch, _), got, want in zip(runs, got_all, want_all) for name, g, w in zip(names, got, want)]
     return Verification(tuple(results), runtime, precision, "onnxruntime with graph optimizations off",
-                        metadata(model).get("archkit.layout", "?"))
+                        read_metadata(model).layout or "?")
 
 
-# --- onnxruntime in a child process ----------------------------------------------------------
-
-_CHILD_CODE = "import sys; from archkit.verify import _child_main; sys.exit(_child_main(sys.argv[1]))"
-_OPT_LEVELS = ("off", "basic", "extended", "all")
-
-
-def _child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env
-
-
-def spawn(model, request: Mapping, feeds: Sequence[Mapping[str, np.ndarray]], *, what: str,
-          timeout: float | None = None) -> tuple[dict, list[list[np.ndarray]]]:
-    """Run `request` (a task for _child_main) on `model` (a ModelProto, bytes or a path) in a
-    child process; returns its result and the outputs of each feed. A child killed by a signal,
-    or still running after `timeout` seconds, is a ResourceError."""
-    timeout = float(timeout or os.environ.get("ARCHKIT_ORT_TIMEOUT") or ORT_TIMEOUT)
-    with tempfile.TemporaryDirectory(prefix="archkit-ort-") as tmp:
-        work = Path(tmp)
-        if isinstance(model, onnx.ModelProto):
-            model = model.SerializeToString()
-        if isinstance(model, bytes):
-            (work / "model.onnx").write_bytes(model)
-            model_path = work / "model.onnx"
-        else:
-            model_path = Path(model).resolve()
-        for i, f in enumerate(feeds):
-            np.savez(work / f"in{i}.npz", **{f"i{k}": v for k, v in enumerate(f.values())})
-        request = {**request, "model": str(model_path), "feeds": [list(f) for f in feeds]}
-        (work / "request.json").write_text(json.dumps(request))
-        proc = subprocess.Popen([sys.executable, "-c", _CHILD_CODE, str(work)], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_child_env())
-        try:
-            _, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-            raise ResourceError(f"onnxruntime did not finish {what} within {timeout:g} s (ARCHKIT_ORT_TIMEOUT): "
-                                f"its child process was stopped with SIGKILL") from None
-        rc = proc.returncode
-        if rc < 0:
-            try:
-                sig = signal.Signals(-rc)
-                named = f"{sig.name} ({signal.strsignal(sig)})"
-            except ValueError:
-                named = f"signal {-rc}"
-            raise ResourceError(f"onnxruntime crashed on {what}: its child process was killed by {named}")
-        if (work / "error.json").is_file():
-            e = json.loads((work / "error.json").read_text())
-            message = e["message"].strip().splitlines()[0] if e["message"].strip() else e["type"]
-            if e["stage"] == "load":
-                unsupported = any(m in e["message"] for m in ("NOT_IMPLEMENTED", "No Op registered",
-                                                               "Could not find an implementation"))
-                kind = UnsupportedError if unsupported else MalformedModelError
-                raise kind(f"onnxruntime cannot load {what}: {message}")
-            raise MalformedModelError(f"onnxruntime cannot run {what}: {message}")
-        if rc != 0 or not (work / "result.json").is_file():
-            tail = err.decode(errors="replace").strip().splitlines()
-            raise ResourceError(f"onnxruntime's child process for {what} exited with status {rc}"
-                                + (f": {tail[-1]}" if tail else ""))
-        result = json.loads((work / "result.json").read_text())
-        outputs = []
-        for i in range(len(feeds)):
-            if (work / f"out{i}.npz").is_file():
-                with np.load(work / f"out{i}.npz") as z:
-                    outputs.append([z[f"o{j}"] for j in range(len(z.files))])
-    return result, outputs
-
-
-def run_isolated(model, feeds: Sequence[Mapping[str, np.ndarray]], *, threads: int = 1, optimization: str = "all",
-                 what: str = "the model", timeout: float | None = None) -> tuple[list[str], list[list[np.ndarray]], str]:
-    """Each feed through one onnxruntime session in a child process: (output names, outputs per
-    feed, runtime description)."""
-    if optimization not in _OPT_LEVELS:
-        raise ValueError(f"optimization {optimization!r}: expected one of {_OPT_LEVELS}")
-    result, outputs = spawn(model, {"task": "run", "threads": threads, "optimization": optimization}, feeds,
-                            what=what, timeout=timeout)
-    return result["outputs"], outputs, result["runtime"]
-
-
-def child_session(request: Mapping):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = int(request.get("threads", 1))
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.log_severity_level = 3
-    if "spinning" in request:  # idle worker threads spin-wait for work (onnxruntime's default: on)
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if request["spinning"] else "0")
-    opts.graph_optimization_level = {
-        "off": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    }[request.get("optimization", "all")]
-    return ort.InferenceSession(request["model"], opts, providers=["CPUExecutionProvider"])
-
-
-def _child_main(workdir: str) -> int:
-    """The child: load the model once, run every feed (or the benchmark), write the results."""
-    work = Path(workdir)
-    request = json.loads((work / "request.json").read_text())
-
-    def fail(stage: str, e: BaseException) -> int:
-        (work / "error.json").write_text(json.dumps({"stage": stage, "type": type(e).__name__, "message": str(e)}))
-        return 3
-
-    import onnxruntime as ort
-
-    try:
-        sess = child_session(request)
-    except Exception as e:
-        return fail("load", e)
-    feeds = []
-    for i, names in enumerate(request["feeds"]):
-        with np.load(work / f"in{i}.npz") as z:
-            feeds.append({n: z[f"i{k}"] for k, n in enumerate(names)})
-    result = {"outputs": [o.name for o in sess.get_outputs()], "runtime": f"onnxruntime {ort.__version__}"}
-    try:
-        if request["task"] == "run":
-            for i, f in enumerate(feeds):
-                outs = sess.run(None, f)
-                np.savez(work / f"out{i}.npz", **{f"o{j}": o for j, o in enumerate(outs)})
-        elif request["task"] == "bench":
-            from archkit.bench import child_bench
-
-            result.update(child_bench(sess, feeds, request))
-        else:
-            raise ValueError(f"unknown task {request['task']!r}")
-    except Exception as e:
-        return fail("run", e)
-    (work / "result.json").write_text(json.dumps(result))
-    return 0

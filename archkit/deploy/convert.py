@@ -21,140 +21,30 @@ onnxconverter-common's float16 converter. No TensorFlow.
 
 Every converted model is checked by the ONNX checker and carries archkit metadata
 (`archkit.precision`, and `archkit.quantization` for int8). That it runs in onnxruntime is
-checked by the caller, in a child process (archkit.verify.run_isolated).
+checked by the caller, in a child process (archkit.runtime.child.run_isolated).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import os
 import tempfile
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 import onnx
 
+from archkit.deploy import CALIBRATION_SEED, EVAL_SAMPLES, EVAL_SEED, QUANTIZATIONS, DeployOptions, digest
 from archkit.errors import ExportError, InputError, UsageError
+from archkit.metadata import write as write_metadata
+from archkit.runtime.child import run_isolated
+from archkit.runtime.parity import compare, precision_of
 
-__all__ = ["LAYOUTS", "PRECISIONS", "QUANTIZATIONS", "DeployOptions", "fold_transpose_pairs", "count_transposes",
-           "to_fp16", "quantize_int8", "convert_precision", "load_calibration", "generated_inputs", "precision_of",
-           "input_specs", "metadata", "set_metadata", "precision_deltas", "CALIBRATION_SEED", "EVAL_SEED",
-           "EVAL_SAMPLES"]
-
-LAYOUTS = ("nhwc", "nchw")
-PRECISIONS = ("fp32", "fp16", "int8")
-QUANTIZATIONS = ("static", "dynamic")
-# Generated calibration inputs are drawn from seeds far from the ones verification uses
-# (archkit.verify: 1000 * seed + batch), so that int8 is not checked on its own calibration set.
-CALIBRATION_SEED = 1_000_000
-# Evaluation inputs for the deltas of a fp16/int8 export against its fp32 export: other seeds again.
-EVAL_SEED = 2_000_000
-EVAL_SAMPLES = 64
-
-
-@dataclass(frozen=True)
-class DeployOptions:
-    """How an architecture is exported beyond its config. The defaults are the plain export."""
-
-    layout: str = "nhwc"
-    batch: int | None = None  # None: a symbolic batch dimension
-    precision: str = "fp32"
-    quantization: str = "static"  # int8 only: "static" (calibrated QDQ) or "dynamic"
-    calibration: str | None = None  # int8 static: a folder of .npy files or an .npz; None: generated
-    calibration_samples: int = 32  # int8 static with generated data: how many samples
-    keep_io_types: bool = False  # fp16: keep float32 inputs and outputs
-
-    def __post_init__(self):
-        if self.layout not in LAYOUTS:
-            raise UsageError(f"--layout {self.layout!r}: expected one of {', '.join(LAYOUTS)}")
-        if self.precision not in PRECISIONS:
-            raise UsageError(f"--precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
-        if self.quantization not in QUANTIZATIONS:
-            raise UsageError(f"--quantization {self.quantization!r}: expected one of {', '.join(QUANTIZATIONS)}")
-        if self.batch is not None and (isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1):
-            raise UsageError(f"--batch {self.batch!r}: expected 'dynamic' or a positive integer")
-        if self.calibration_samples < 1:
-            raise UsageError(f"--calibration-samples {self.calibration_samples}: expected a positive integer")
-        if self.calibration is not None and (self.precision != "int8" or self.quantization != "static"):
-            raise UsageError("--calibration applies to --precision int8 with static quantization only")
-
-    @property
-    def plain(self) -> bool:
-        return self == DeployOptions()
-
-    def cache_fields(self) -> dict[str, Any]:
-        """What the export depends on, for the export cache: only the options that apply,
-        and user calibration data by content (a digest), not by path."""
-        out: dict[str, Any] = {"layout": self.layout, "batch": self.batch, "precision": self.precision}
-        if self.precision == "fp16":
-            out["keep_io_types"] = self.keep_io_types
-        if self.precision == "int8":
-            out["quantization"] = self.quantization
-            if self.quantization == "static":
-                out["calibration"] = (_digest(self.calibration) if self.calibration
-                                      else f"generated:{self.calibration_samples}")
-        return out
-
-    def describe(self) -> str:
-        text = f"layout {self.layout}, batch {self.batch or 'dynamic'}, precision {self.precision}"
-        if self.precision == "fp16" and self.keep_io_types:
-            text += " (float32 I/O)"
-        if self.precision == "int8":
-            text += f" ({self.quantization}"
-            if self.quantization == "static":
-                text += f", calibrated on {self.calibration}" if self.calibration else \
-                    f", calibrated on {self.calibration_samples} generated samples"
-            text += ")"
-        return text
-
-
-def _digest(path: str) -> str:
-    p = Path(path)
-    h = hashlib.sha256()
-    files = sorted(p.glob("*.npy")) if p.is_dir() else [p]
-    for f in files:
-        try:
-            h.update(f.name.encode() + b"\0" + f.read_bytes())
-        except OSError as e:
-            raise InputError(f"{f}: cannot read calibration data ({e.strerror})") from None
-    return "sha256:" + h.hexdigest()[:16]
-
-
-# --- metadata -----------------------------------------------------------------------------
-
-def metadata(proto: onnx.ModelProto) -> dict[str, str]:
-    return {p.key: p.value for p in proto.metadata_props}
-
-
-def set_metadata(proto: onnx.ModelProto, **items: str) -> None:
-    """Set archkit.<key> metadata entries (underscores in keys stay), keeping the others in order."""
-    wanted = {f"archkit.{k}": v for k, v in items.items()}
-    for p in proto.metadata_props:
-        if p.key in wanted:
-            p.value = wanted.pop(p.key)
-    for k, v in wanted.items():
-        proto.metadata_props.add(key=k, value=v)
-
-
-def precision_of(proto: onnx.ModelProto) -> str:
-    """fp32, fp16 or int8: from archkit's metadata, else from what the file holds."""
-    meta = metadata(proto).get("archkit.precision")
-    if meta in PRECISIONS:
-        return meta
-    quant_ops = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "ConvInteger", "MatMulInteger",
-                 "QLinearConv", "QLinearMatMul"}
-    if any(n.op_type in quant_ops for n in proto.graph.node):
-        return "int8"
-    if any(t.data_type == onnx.TensorProto.FLOAT16 for t in proto.graph.initializer):
-        return "fp16"
-    return "fp32"
-
+__all__ = ["fold_transpose_pairs", "count_transposes", "to_fp16", "quantize_int8", "convert_precision",
+           "load_calibration", "generated_inputs", "input_specs", "precision_deltas"]
 
 # --- inputs -------------------------------------------------------------------------------
 
@@ -334,7 +224,7 @@ def _finish(proto: onnx.ModelProto, source: onnx.ModelProto, name: str, **meta: 
         proto.metadata_props.extend(source.metadata_props)
         proto.graph.name = source.graph.name
         proto.doc_string = source.doc_string
-    set_metadata(proto, **meta)
+    write_metadata(proto, **meta)
     try:
         onnx.checker.check_model(proto, full_check=True)
     except Exception as e:
@@ -345,7 +235,7 @@ def _finish(proto: onnx.ModelProto, source: onnx.ModelProto, name: str, **meta: 
 
 def to_fp16(proto: onnx.ModelProto, *, keep_io_types: bool = False, name: str = "model") -> onnx.ModelProto:
     """Weights and compute in float16 (onnxconverter-common). Returns a new model."""
-    from onnxconverter_common import float16
+    from onnxconverter_common import float16  # heavy: only the fp16 conversion needs it
 
     model = onnx.ModelProto()
     model.CopyFrom(proto)
@@ -356,7 +246,7 @@ def to_fp16(proto: onnx.ModelProto, *, keep_io_types: bool = False, name: str = 
             model = float16.convert_float_to_float16(model, keep_io_types=keep_io_types)
         except Exception as e:
             raise ExportError(f"{name}: float16 conversion failed: {str(e).strip().splitlines()[0]}") from e
-    return _finish(model, proto, name, precision="fp16", fp16=json.dumps({"keep_io_types": keep_io_types}))
+    return _finish(model, proto, name, precision="fp16", fp16={"keep_io_types": keep_io_types})
 
 
 @contextlib.contextmanager
@@ -388,7 +278,10 @@ def _float_head(proto: onnx.ModelProto) -> list[str]:
 
 def _static_op_types() -> list[str]:
     """onnxruntime's default op types for static quantization, less _FLOAT_OPS."""
-    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+    from onnxruntime.quantization.registry import (  # heavy (~0.3 s): only where a session runs
+        QDQRegistry,
+        QLinearOpsRegistry,
+    )
 
     return sorted((set(QLinearOpsRegistry) | set(QDQRegistry)) - _FLOAT_OPS)
 
@@ -399,7 +292,13 @@ def quantize_int8(proto: onnx.ModelProto, *, quantization: str = "static",
     """int8 with onnxruntime.quantization. static: QDQ, per-channel int8 weights, int8
     activations with MinMax ranges from `calibration`; dynamic: int8 weights, activations
     quantized at run time. Returns a new model."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
+    from onnxruntime.quantization import (  # heavy (~0.3 s): only where a session runs
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
 
     if quantization not in QUANTIZATIONS:
         raise UsageError(f"--quantization {quantization!r}: expected one of {', '.join(QUANTIZATIONS)}")
@@ -444,7 +343,7 @@ def quantize_int8(proto: onnx.ModelProto, *, quantization: str = "static",
         except Exception as e:
             raise ExportError(f"{name}: int8 quantization failed: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from e
         model = onnx.load(dst)
-    return _finish(model, proto, name, precision="int8", quantization=json.dumps(info, sort_keys=True))
+    return _finish(model, proto, name, precision="int8", quantization=info)
 
 
 def convert_precision(proto: onnx.ModelProto, options: DeployOptions, *, name: str = "model") -> onnx.ModelProto:
@@ -456,7 +355,7 @@ def convert_precision(proto: onnx.ModelProto, options: DeployOptions, *, name: s
     calibration, source = None, ""
     if options.quantization == "static":
         if options.calibration:
-            calibration, source = load_calibration(options.calibration, proto), f"user ({_digest(options.calibration)})"
+            calibration, source = load_calibration(options.calibration, proto), f"user ({digest(options.calibration)})"
         else:
             calibration = generated_inputs(proto, options.calibration_samples, seed=CALIBRATION_SEED)
             source = f"generated (seeded standard normal, seed {CALIBRATION_SEED})"
@@ -469,8 +368,6 @@ def precision_deltas(reference: onnx.ModelProto, candidate: onnx.ModelProto, *, 
     """Size and accuracy of `candidate` (fp16/int8) against `reference` (its fp32 export), both run
     in onnxruntime (child processes) on `samples` seeded standard-normal evaluation inputs:
     per output the largest absolute and relative error and top-1 / top-5 agreement."""
-    from archkit.verify import _compare, run_isolated
-
     ref_feeds = generated_inputs(reference, samples, seed=seed)
     n = len(next(iter(ref_feeds.values())))
     specs = input_specs(reference)
@@ -484,7 +381,7 @@ def precision_deltas(reference: onnx.ModelProto, candidate: onnx.ModelProto, *, 
     for j, out in enumerate(names):
         w = np.concatenate([o[j] for o in want])
         g = np.concatenate([o[j] for o in got])
-        p = _compare(out, g, w, len(w), 0, precision_of(candidate))
+        p = compare(out, g, w, len(w), 0, precision_of(candidate))
         outputs[out] = {"max_abs_error": p.max_abs, "max_rel_error": p.max_rel, "top1_agreement": p.argmax_agreement,
                         "top5_agreement": p.top5_agreement}
     ref_size, cand_size = reference.ByteSize(), candidate.ByteSize()

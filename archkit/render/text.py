@@ -1,158 +1,30 @@
-"""Any ONNX file → the Analysis archkit's own reports use (`archkit analyse FILE.onnx`).
-
-    from archkit.onnxfile import analyse_file
-    a = analyse_file("resnet50.onnx", input_shapes={"input": (8, 3, 224, 224)})
-    a.costs.total(), a.costs.by_block(), a.costs.complete
-
-No TensorFlow is imported, no weight is read (external data files are never opened: dims
-suffice), and the result is the same `archkit.pipeline.Analysis` that `archkit report` renders.
-This module also holds the plain-text views the command prints (a table per --by).
-"""
+"""What the commands print: the --by tables and the summary of `archkit analyse`, sweeps,
+parity, export and bench lines. Pure: text (markdown, CSV, JSON) and PNG bytes, no I/O.
+Names from a file are escaped for the format they go into (archkit.render.escape)."""
 
 from __future__ import annotations
 
-import gc
 import io
-import numbers
 import json
-import math
-import os
-from dataclasses import replace
-from typing import Mapping
+import numbers
 
 import numpy as np
 import pandas as pd
 
-from archkit.costs import analyse
-from archkit.errors import MalformedModelError, ResourceError, UnsafeModelError, UnsupportedError, UsageError
-from archkit.onnx.graph import build_graph, free_dims
-from archkit.onnx.load import Loaded, archkit_metadata, load_model
-from archkit.pipeline import Analysis, ModelInfo, _shape_text, analyse_model
+from archkit.analysis import Analysis
+from archkit.errors import UsageError
+from archkit.io import png_bytes
 from archkit.onnx.symbolic import is_expr, pretty
+from archkit.render import escape as esc
+from archkit.render.escape import NAME_LIMIT, csv_frame, md, md_code
+from archkit.runtime.bench import Bench
+from archkit.runtime.parity import TOLERANCES, Verification
 
-__all__ = ["analyse_file", "analyse_loaded", "VIEWS", "view", "shown_view", "render_view", "summary_lines", "branch_lines",
-           "totals_for", "formulas_text", "formula_lines", "parse_input_shape", "parse_input_value", "parse_sweep", "sweep", "sweep_chart", "render_sweep"]
+__all__ = ["VIEWS", "view", "shown_view", "render_view", "summary_lines", "branch_lines", "branches_json", "totals_for",
+           "formulas_text", "formula_lines", "generated_line", "sweep_chart", "render_sweep", "verification_lines",
+           "export_lines", "bench_lines"]
 
 VIEWS = ("op", "layer", "block", "type")
-UNSCOPED = ("no scopes in the node names (such as /layer1/conv1/Conv): layers and blocks are unknown, each op is its "
-            "own; views by layer or block show op types instead")
-
-
-def analyse_file(path: str | os.PathLike, *, input_shapes: Mapping[str, object] | None = None,
-                 name: str | None = None, connectivity: bool = False, max_bytes: int | None = None,
-                 strict: bool = False, input_values: Mapping[str, tuple[float, ...]] | None = None) -> Analysis:
-    """Analyse an ONNX file. `input_shapes`: graph input name → full shape, or a symbolic dim's
-    name (as the file declares it) → its value; for symbolic dims left free the figures are at 1 (per
-    sample) and `costs.formulas` gives the totals as formulas in them.
-    `input_values`: graph input name → its value (elements in order): an If whose condition
-    follows from it counts only the branch taken.
-
-    `connectivity=True` adds the wiring analysis (archkit.pipeline.analyse_model: it reads the
-    weights held inside the file and takes time superlinear in the graph's size); by default
-    only costs are computed, and no weight is read. The file is checked first (archkit.onnx.load:
-    size limit `max_bytes`, structure, external data); `strict`: an op without a cost rule, or
-    whose cost is unknown, is an error instead of a lower bound. Raises archkit errors only,
-    each naming the file."""
-    return analyse_loaded(load_model(path, max_bytes=max_bytes), input_shapes=input_shapes, name=name,
-                          connectivity=connectivity, strict=strict, input_values=input_values)
-
-
-def analyse_loaded(loaded: Loaded, *, input_shapes: Mapping[str, object] | None = None, name: str | None = None,
-                   connectivity: bool = False, strict: bool = False,
-                   input_values: Mapping[str, tuple[float, ...]] | None = None) -> Analysis:
-    """analyse_file for a model already read and checked by archkit.onnx.load.load_model."""
-    p, proto = loaded.path, loaded.proto
-    name = name or proto.graph.name or p.stem
-    enabled = gc.isenabled()
-    gc.disable()  # one pass of the collector over the result at the end, not one per stage
-    try:
-        if connectivity:
-            a = analyse_model(proto, name=name, size_bytes=loaded.size_bytes, input_shapes=input_shapes,
-                              input_values=input_values)
-        else:
-            a = costs_only(proto, name=name, size_bytes=loaded.size_bytes, input_shapes=input_shapes,
-                           input_values=input_values)
-    except (MalformedModelError, ResourceError, UnsafeModelError) as e:
-        raise type(e)(f"{p}: {e}") from None
-    except RecursionError:
-        raise MalformedModelError(f"{p}: the graph nests too deeply to analyse") from None
-    finally:
-        if enabled:
-            gc.enable()
-    if not a.costs.scoped:
-        a = replace(a, warnings=a.warnings + (UNSCOPED,))
-    if loaded.warnings:
-        a = replace(a, warnings=loaded.warnings + a.warnings)
-    if strict and not a.costs.complete:
-        c = a.costs
-        what = ([f"no cost rule for {', '.join(c.unsupported)}"] if c.unsupported else []) + \
-               ([f"cost unknown for {len(c.unknown)} ops (e.g. {c.unknown[0]})"] if c.unknown else [])
-        raise UnsupportedError(f"{p}: {'; '.join(what)} (--strict)")
-    return a
-
-
-def costs_only(proto, *, name: str, size_bytes: int, input_shapes: Mapping[str, object] | None = None,
-               input_values: Mapping[str, tuple[float, ...]] | None = None) -> Analysis:
-    """analyse_model's Analysis without the connectivity pass."""
-    G = build_graph(proto, input_shapes=input_shapes, input_values=input_values)
-    init = set(G.graph["initializers"])
-    info = ModelInfo(
-        opset=G.graph["opset"].get("ai.onnx", 0), ir_version=proto.ir_version, producer=G.graph["producer"],
-        size_bytes=size_bytes,
-        inputs=tuple((i.name, _shape_text(i)) for i in proto.graph.input if i.name not in init),
-        outputs=tuple((o.name, _shape_text(o)) for o in proto.graph.output),
-    )
-    meta = G.graph["metadata"]
-    own = archkit_metadata(meta)
-    costs = analyse(G)
-    return Analysis(
-        name=name, info=info, costs=costs,
-        keras_layers=own.layers, keras_params=own.keras_params, config=own.config,
-        warnings=tuple(f"metadata {k!r} ignored: not what archkit writes" for k in own.problems)
-        + G.graph["warnings"] + costs.formula_warnings,
-    )
-
-
-def parse_input_shape(text: str) -> tuple[str, tuple[int, ...]]:
-    """`NAME=1,3,224,224` (a graph input's shape) or `N=8` (a symbolic dim's value)."""
-    name, sep, dims = text.rpartition("=")
-    try:
-        if not sep or not name:
-            raise ValueError
-        shape = tuple(int(d) for d in dims.replace("x", ",").split(","))
-        if any(d < 0 for d in shape):
-            raise ValueError
-    except ValueError:
-        raise UsageError(f"--input-shape {text!r}: expected NAME=D1,D2,... with non-negative integers "
-                         "(NAME: a graph input, or a symbolic dimension such as N=8)") from None
-    return name, shape
-
-
-def parse_input_value(text: str) -> tuple[str, tuple[int | float, ...]]:
-    """`NAME=V` or `NAME=V1,V2,...`: a graph input's value, a scalar or a small tensor's elements
-    in order (numbers; integers stay ints). Whether NAME is an input, and the count and type of
-    the values, are checked against the model (archkit.onnx.graph)."""
-    name, sep, text_values = text.rpartition("=")
-    try:
-        if not sep or not name or not text_values:
-            raise ValueError
-        values = tuple(_number(v) for v in text_values.split(","))
-    except ValueError:
-        raise UsageError(f"--input-value {text!r}: expected NAME=V or NAME=V1,V2,... with numbers "
-                         "(NAME: a graph input, e.g. sr=16000)") from None
-    return name, values
-
-
-def _number(text: str) -> int | float:
-    text = text.strip()
-    try:
-        return int(text)
-    except ValueError:
-        v = float(text)
-        if not math.isfinite(v):
-            raise ValueError(text) from None
-        return v
-
 
 def shown_view(a: Analysis, by: str) -> str:
     """The view `--by` asks for, or op types where layers and blocks are single ops (no scopes)."""
@@ -195,8 +67,6 @@ def totals_for(c) -> str:
 def summary_lines(a: Analysis) -> list[str]:
     """What the totals mean, one fact per line (markdown; printed as is by `analyse -o`). Names
     from the file are escaped (archkit.render.escape.md/md_code): no markup, no control character."""
-    from archkit.render.escape import md, md_code
-
     c = a.costs
     t = c.total()
     per = totals_for(c)
@@ -244,8 +114,6 @@ def formulas_text(c, name=str) -> dict[str, str] | None:
 
 def formula_lines(c) -> list[str]:
     """`MACs = 4,089,184,256·N`: the totals in the free dims (markdown), or why there is none."""
-    from archkit.render.escape import md
-
     shown = formulas_text(c, md)
     if shown:
         return [f"{label} = {shown[k]}" for k, label in (("macs", "MACs"), ("flops", "other flops")) if k in shown]
@@ -259,8 +127,6 @@ MAX_BRANCH_LINES = 10  # Ifs described one by one; the rest are counted
 
 def branch_lines(c) -> list[str]:
     """Which branch of each If the totals count and why, and what they leave out (markdown)."""
-    from archkit.render.escape import md, md_code
-
     lines = []
     # Ifs whose branches cost the same (often: both unknown) change no total: one line for them all
     hidden = {o.node for o in c.not_summed}  # an If inside a branch not counted: its choice changes nothing
@@ -305,8 +171,6 @@ def generated_line(c) -> str:
 def render_view(a: Analysis, by: str, fmt: str) -> str:
     """The --by table for the terminal: markdown (with the summary), CSV, or JSON (with the summary).
     Names from the file are escaped for the format (archkit.render.escape; JSON escapes them itself)."""
-    from archkit.render.escape import NAME_LIMIT, csv_frame, md
-
     df = view(a, by)
     if fmt == "csv":
         buf = io.StringIO()
@@ -340,57 +204,14 @@ def render_view(a: Analysis, by: str, fmt: str) -> str:
 
 # --- sweeps: the costs at several values of free dims ---------------------------------------
 
-SWEEP_COLUMNS = ("macs", "flops", "params")
-
-
-def parse_sweep(text: str) -> tuple[str, tuple[int, ...]]:
-    """`width=128,256,512`: a symbolic dim of the file and the values it takes (positive)."""
-    name, sep, values = text.partition("=")
-    try:
-        if not sep or not name:
-            raise ValueError
-        out = tuple(int(v) for v in values.split(","))
-        if not out or any(v < 1 for v in out) or len(set(out)) != len(out):
-            raise ValueError
-    except ValueError:
-        raise UsageError(f"--sweep {text!r}: expected DIM=V1,V2,... with distinct positive integers "
-                         "(DIM: a symbolic dimension of the file, such as N or width)") from None
-    return name, out
-
-
-def sweep(loaded: Loaded, dims: Mapping[str, tuple[int, ...]], *, input_shapes: Mapping[str, object] | None = None,
-          input_values: Mapping[str, tuple[float, ...]] | None = None) -> pd.DataFrame:
-    """One row per combination of the swept dims' values: the totals the file costs there, and
-    whether they are complete. Every row is a full analysis at those values (exact: no fit)."""
-    import itertools
-
-    given = dict(input_shapes or {})
-    clash = sorted(set(dims) & set(given))
-    if clash:
-        raise UsageError(f"--sweep {clash[0]}: also fixed by --input-shape; give one or the other")
-    free = free_dims(loaded.proto)
-    unknown = sorted(set(dims) - free)
-    if unknown:
-        raise UsageError(f"--sweep {unknown[0]}: not a free dim of the file"
-                         + (f"; its free dims: {', '.join(sorted(free))}" if free else "; it has none (all fixed)"))
-    rows = []
-    for combo in itertools.product(*dims.values()):
-        at = dict(zip(dims, combo))
-        c = analyse_loaded(loaded, input_shapes={**given, **at}, input_values=input_values).costs
-        t = c.total()
-        rows.append({**at, **{k: t[k] for k in SWEEP_COLUMNS}, "complete": c.complete})
-    return pd.DataFrame(rows)
 
 
 def sweep_chart(df: pd.DataFrame, dims: tuple[str, ...], name: str) -> bytes:
     """PNG: MACs (and other flops) against the first swept dim, one line per value of the others."""
-    import matplotlib
+    import matplotlib  # heavy: only a sweep written to a folder draws
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from archkit.render import escape as esc
-    from archkit.io import png_bytes
+    import matplotlib.pyplot as plt  # heavy: as matplotlib
 
     x, rest = dims[0], list(dims[1:])
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -418,8 +239,6 @@ def render_sweep(df: pd.DataFrame, fmt: str) -> str:
         return df.to_csv(index=False, lineterminator="\n")
     if fmt == "json":
         return df.to_json(orient="records", indent=1) + "\n"
-    from archkit.render.escape import md
-
     header = list(df.columns)
     lines = ["| " + " | ".join(md(h) for h in header) + " |",
              "|" + "|".join("---" if h == "complete" else "---:" for h in header) + "|"]
@@ -427,3 +246,91 @@ def render_sweep(df: pd.DataFrame, fmt: str) -> str:
         lines.append("| " + " | ".join(("yes" if v else "**no**") if isinstance(v, (bool, np.bool_)) else f"{int(v):,}"
                                        for v in row) + " |")
     return "\n".join(lines) + "\n"
+
+
+def verification_lines(v: Verification, label: str) -> list[str]:
+    t = TOLERANCES[v.precision]
+    seeds = sorted({o.seed for o in v.outputs})
+    batches = sorted({o.batch for o in v.outputs})
+    lines = [f"{label}: onnxruntime vs {v.reference}; seeds {', '.join(map(str, seeds))}; "
+             f"batch sizes {', '.join(map(str, batches))}",
+             f"thresholds ({v.precision}): max abs error <= {t.atol:g} + {t.rtol:g} x max |reference| per batch and seed; "
+             f"top-1 agreement >= {t.top1:.0%}, top-5 >= {t.top5:.0%} over "
+             + ("all samples" if not t.margin else
+                f"the samples whose reference top-1 leads the runner-up by >= {t.margin:g} sd of their scores "
+                f"(judged from {t.min_decided})")]
+    agreement = v.agreement()
+    for out in dict.fromkeys(o.output for o in v.outputs):
+        rows = [o for o in v.outputs if o.output == out]
+        top1, top5, d, n = agreement[out]
+        worst = max(rows, key=lambda o: o.max_abs / o.allowed if o.allowed else float("inf"))
+        judged = v.judged(out)
+        ok = v.output_ok(out)
+        over = f"{n} samples" if d == n and judged else f"{d} of {n} samples decided"
+        lines.append(f"output {out!r}: max abs {max(o.max_abs for o in rows):.2g} (allowed {worst.allowed:.2g} at batch "
+                     f"{worst.batch}), max rel {max(o.max_rel for o in rows):.2g}, "
+                     + (f"top-1 {top1:.1%}, top-5 {top5:.1%} ({over})" if judged else
+                        f"agreement not judged ({over}, needs {t.min_decided}: more --seeds or --batch-sizes)")
+                     + f"  {'ok' if ok else 'FAIL'}")
+        for batch in batches:
+            b = [o for o in rows if o.batch == batch]
+            lines.append(f"  batch {batch}: max abs {max(o.max_abs for o in b):.2g}, max rel {max(o.max_rel for o in b):.2g}, "
+                         f"top-1 {sum(o.argmax_agreement for o in b) / len(b):.0%}, "
+                         f"top-5 {sum(o.top5_agreement for o in b) / len(b):.0%}")
+    return lines
+
+
+def export_lines(analysis: Analysis, deploy, output, command_seconds: float) -> list[str]:
+    d = analysis.deployment or {}
+    lines = [f"wrote {output} (opset {analysis.info.opset}, {deploy.describe()}, "
+             f"{analysis.info.size_bytes:,} bytes, {analysis.costs.total()['ops']:,} ops)"]
+    inputs = ", ".join(f"{n} {s}" for n, s in analysis.info.inputs)
+    lines.append(f"inputs: {inputs}; Transpose ops left: {d.get('transposes', '?')}")
+    deltas = d.get("deltas")
+    if deltas:
+        lines.append(f"size: {deltas['size_bytes']:,} bytes vs {deltas['fp32_size_bytes']:,} in fp32: "
+                     f"{deltas['size_ratio']:.2f}x smaller ({deltas['size_bytes'] - deltas['fp32_size_bytes']:+,} bytes)")
+        for out, o in deltas["outputs"].items():
+            lines.append(f"accuracy vs fp32 on {deltas['samples']} seeded inputs, output {out!r}: top-1 agreement "
+                         f"{o['top1_agreement']:.1%}, top-5 {o['top5_agreement']:.1%}, max abs error "
+                         f"{o['max_abs_error']:.2g}, max rel {o['max_rel_error']:.2g}")
+    # export_seconds: Keras -> ONNX alone (trace, tf2onnx, checker); the command also starts
+    # TensorFlow, builds the model and runs the file in onnxruntime.
+    took = (f"Keras -> ONNX conversion (trace, tf2onnx, ONNX checker) {d.get('export_seconds', 0):.1f} s"
+            + (f", {deploy.precision} conversion {d['convert_seconds']:.1f} s" if deploy.precision != "fp32" else ""))
+    whole = f"whole command {command_seconds:.1f} s"
+    if d.get("cached"):
+        lines.append(f"export: taken from the cache (unchanged; when made: {took}); {whole}")
+    else:
+        lines.append(f"export: {took}; {whole} (TensorFlow start-up, build, checks in onnxruntime included)")
+    return lines
+
+
+def bench_lines(b: Bench) -> list[str]:
+    """What `archkit bench` prints."""
+    m = b.machine
+    lines = [f"{b.name}: {m.get('cpu')}, {m.get('usable_cores')} usable cores, onnxruntime threads {b.threads} "
+             f"(spin-waiting {'on' if b.spinning else 'off'}), "
+             f"TensorFlow intra-op threads {b.keras_threads or 'default (all cores)'}"
+             + (f", load average {m['load_average_1min']:.1f}" if m.get("load_average_1min") is not None else "")]
+    macs = f"{b.macs_per_sample:,}" if b.macs_per_sample else "unknown"
+    lines.append(f"MACs per sample (archkit's count{'' if b.macs_complete else ', a lower bound'}): {macs}; "
+                 "GFLOP/s = 2 flops per MAC x MACs x batch / median latency")
+    lines.append(f"float32 matmul peak ({b.peak.n}x{b.peak.n}, same threads): numpy {b.peak.numpy_gflops:.1f} GFLOP/s, "
+                 f"onnxruntime {b.peak.onnxruntime_gflops:.1f} GFLOP/s")
+    for lat in b.latencies:
+        frac = b.fraction(lat)
+        perf = f", {lat.gflops:.1f} GFLOP/s ({frac:.0%} of peak)" if lat.gflops is not None and frac is not None else ""
+        lines.append(f"  {lat.runtime:<12} batch {lat.batch:>3}: median {lat.median_ms:.2f} ms, p90 {lat.p90_ms:.2f} ms "
+                     f"({lat.runs} runs){perf}")
+    for batch in sorted({l.batch for l in b.latencies}):
+        s = b.speedup(batch)
+        if s is not None:
+            lines.append(f"  onnxruntime vs Keras at batch {batch}: {s:.2f}x {'faster' if s >= 1 else 'slower'}")
+    d = b.deployment
+    if d.get("export_seconds") is not None:
+        lines.append(f"export: {d['export_seconds']:.1f} s"
+                     + (f" + {d['convert_seconds']:.1f} s {d['precision']} conversion" if d.get("precision", "fp32") != "fp32"
+                        and d.get("convert_seconds") is not None else "")
+                     + (" (the cached export was reused)" if d.get("cached") else ""))
+    return lines

@@ -1,0 +1,47 @@
+"""archkit verify NAME|FILE: onnxruntime against Keras (NAME), or against onnxruntime without
+graph optimizations (FILE)."""
+
+from __future__ import annotations
+
+import argparse
+
+from archkit.cli.common import Progress, architecture, file_only, is_file_target
+from archkit.cli.options import check_opset, config, deploy_options, positive_ints
+from archkit.errors import UsageError
+from archkit.render.escape import terminal
+
+
+def run(args: argparse.Namespace) -> int:
+    seeds = tuple(range(args.seeds)) if args.seeds >= 1 else None
+    if not seeds:
+        raise UsageError(f"--seeds {args.seeds}: expected a positive integer")
+    batch_sizes = positive_ints(args.batch_sizes, "--batch-sizes")
+    if is_file_target(args.name):
+        file_only(args)
+        from archkit.onnx.load import load_model  # after the checks: a usage error loads nothing heavy
+        from archkit.runtime.parity import verify_onnx  # after the checks: a usage error loads nothing heavy
+
+        loaded = load_model(args.name, max_bytes=args.max_bytes)
+        loaded.require_weights("verify")
+        v = verify_onnx(loaded.proto, path=args.name, seeds=seeds, batch_sizes=batch_sizes, timeout=args.timeout)
+        name = label = args.name
+    else:
+        arch = architecture(args.name)  # every check before TensorFlow loads
+        overrides = config(args, arch)
+        check_opset(args.opset)
+        deploy = deploy_options(args)
+        from archkit.keras.pipeline import run_architecture  # after the checks: a usage error loads nothing heavy
+
+        analysis, _ = run_architecture(arch.name, opset=args.opset, verify=True, deploy=deploy, seeds=seeds,
+                                       batch_sizes=batch_sizes, timeout=args.timeout,
+                                       progress=Progress(arch.name, args.started), **overrides)
+        v = analysis.verification
+        name = arch.name
+        label = f"{arch.name} ({deploy.describe()}{''.join(f', {k}={x!r}' for k, x in overrides.items())})"
+    from archkit.render.text import verification_lines  # after the checks: a usage error loads nothing heavy
+
+    for line in verification_lines(v, label):  # output names come from the file
+        print(terminal(line))
+    v.raise_for_failure(name)
+    print(f"{name}: parity ok ({v.runtime}, {v.precision} vs {v.reference})")
+    return 0

@@ -1,0 +1,118 @@
+"""From a registered architecture to its Analysis: build (seeded weights) → export (or the
+cache) → deployment form → archkit.analysis, and what only Keras can tell (parity).
+
+A cache hit imports no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import onnx
+
+import architectures
+from archkit.analysis import Analysis, analyse_model
+from archkit.deploy import DeployOptions
+from archkit.deploy.convert import convert_precision, count_transposes, precision_deltas
+from archkit.errors import UsageError
+from archkit.io import atomic_write_bytes
+from archkit.keras import cache as export_cache
+from archkit.keras.export import export_keras, import_keras, seed_weights
+from archkit.keras.parity import verify_keras
+from archkit.onnx.load import parse_model
+from archkit.runtime.child import run_isolated
+from archkit.runtime.parity import BATCH_SIZES, Verification, seeded_inputs
+
+__all__ = ["run_architecture", "build_seeded"]
+
+
+def _quiet(stage: str) -> None:
+    pass
+
+
+def build_seeded(name: str, *, seed: int = 0, **overrides):
+    """Build a registered architecture with reproducible weights (see export.seed_weights)."""
+    arch = architectures.get(name)
+    config = arch.config(**overrides)
+    tf, keras = import_keras()
+    keras.utils.set_random_seed(seed)
+    try:
+        model = arch.builder(**config)
+    except (ValueError, TypeError) as e:
+        if not overrides:
+            raise  # the registered defaults failing is a bug
+        raise UsageError(f"{name}: config {', '.join(f'{k}={v!r}' for k, v in overrides.items())}: {e}") from None
+    seed_weights(model, seed=seed)
+    return arch, config, model
+
+
+def run_architecture(name: str, *, opset: int | None = None, verify: bool = True, path=None, cache: bool = True,
+                     deploy: DeployOptions | None = None, seeds=(0,), batch_sizes=None, timeout: float | None = None,
+                     progress=_quiet, **overrides) -> tuple[Analysis, onnx.ModelProto]:
+    """Export (or take from the cache), analyse and, if asked, verify a registered architecture.
+
+    deploy: the deployment form (layout, batch, precision; default: the plain export).
+    seeds, batch_sizes: the verification setting (default seed 0 at batch 1 and 3); each setting's
+    result is cached beside the export. timeout: seconds each onnxruntime child may take. The
+    Analysis' `deployment` says how the file was made: the options, the export time (of the export
+    that made it, and whether it came from the cache), Transposes left, sizes, and for fp16/int8
+    the size and accuracy deltas against the fp32 export on seeded evaluation inputs. progress:
+    called with each stage's name as it starts."""
+    deploy = deploy or DeployOptions()
+    seeds, batch_sizes = tuple(seeds), tuple(batch_sizes or BATCH_SIZES)
+    tag = "" if (seeds, batch_sizes) == ((0,), BATCH_SIZES) else \
+        f"s{'-'.join(map(str, seeds))}_b{'-'.join(map(str, batch_sizes))}"
+    arch = architectures.get(name)
+    config = arch.config(**overrides)
+    key = export_cache.cache_key(name, config, opset, deploy.cache_fields()) if cache else None
+    hit = export_cache.load(key, tag) if key else None
+    model = verification = None
+    if hit is not None:
+        progress("export taken from the cache")
+        data, cached, info = hit
+        proto = parse_model(data, origin=f"cache entry {key}")
+        info = {**info, "cached": True}
+        verification = Verification.from_dict(cached) if cached else None
+    else:
+        progress("build")
+        arch, config, model = build_seeded(name, **overrides)
+        progress("export")
+        start = time.perf_counter()
+        fp32 = export_keras(model, name=name, config=config, opset=opset, block_of=arch.block,
+                            layout=deploy.layout, batch=deploy.batch)
+        exported = time.perf_counter()
+        if deploy.precision != "fp32":
+            progress(f"{deploy.precision} conversion")
+        proto = convert_precision(fp32, deploy, name=name)
+        converted = time.perf_counter()
+        data = proto.SerializeToString()
+        info = {"options": dataclasses.asdict(deploy), "export_seconds": round(exported - start, 2),
+                "convert_seconds": round(converted - exported, 2), "transposes": count_transposes(proto),
+                "size_bytes": len(data), "fp32_size_bytes": fp32.ByteSize(), "cached": False}
+        if deploy.precision != "fp32":
+            progress(f"{deploy.precision} vs fp32 in onnxruntime")
+            info["deltas"] = precision_deltas(fp32, proto, name=name)  # runs both in onnxruntime
+        elif not verify:
+            progress("check in onnxruntime")
+            run_isolated(proto, [seeded_inputs(proto, deploy.batch or 1)], what=name, timeout=timeout)  # it runs
+    if verify and verification is None:
+        if model is None:
+            progress("build")
+            arch, config, model = build_seeded(name, **overrides)
+        progress("parity")
+        verification = verify_keras(model, proto, seeds=seeds, batch_sizes=batch_sizes, timeout=timeout)
+        if key and hit is not None:
+            export_cache.store_verification(key, verification, tag)
+    if model is not None:
+        # Keras/TensorFlow keep every traced function alive; an `archkit report --all` (or a test
+        # session) exporting the whole zoo in one process would otherwise grow past 15 GB.
+        _, keras = import_keras()
+        del model
+        keras.utils.clear_session(free_memory=True)
+    if key and hit is None:
+        export_cache.store(key, data, verification, tag, info)
+    if path is not None:
+        atomic_write_bytes(path, data)
+    result = analyse_model(proto, name=name, size_bytes=len(data), progress=progress)
+    return dataclasses.replace(result, verification=verification if verify else None, deployment=info), proto
