@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import difflib
 import importlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from archkit.errors import UsageError
 
-__all__ = ["Architecture", "Reference", "register", "get", "names", "all_architectures", "closest"]
+__all__ = ["Architecture", "Reference", "all_architectures", "closest", "get", "names", "register"]
 
 
 @dataclass(frozen=True)

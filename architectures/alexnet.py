@@ -88,8 +88,8 @@ VARIANTS = {
 @functools.cache
 def custom_layers():
     """The two layers Keras lacks, defined on first use (importing this module stays Keras-free)."""
-    import keras  # heavy (seconds): only where a model is built or run in Keras
-    from keras import (  # heavy (seconds): only where a model is built or run in Keras
+    import keras  # heavy: the registry loads without TensorFlow
+    from keras import (  # heavy: the registry loads without TensorFlow
         layers,
         ops,
     )
@@ -117,7 +117,7 @@ def custom_layers():
             self.depth_radius, self.bias, self.alpha, self.beta = depth_radius, bias, alpha, beta
 
         def call(self, x):
-            import tensorflow as tf  # heavy (seconds): only where a model is built or run in Keras
+            import tensorflow as tf  # heavy: the registry loads without TensorFlow
 
             return tf.nn.local_response_normalization(
                 x, depth_radius=self.depth_radius, bias=self.bias, alpha=self.alpha, beta=self.beta)
@@ -134,10 +134,8 @@ def custom_layers():
 
 def alexnet(*, variant: str = "two_tower", input_shape=(227, 227, 3), classes=1000):
     """AlexNet as in the paper ("two_tower", 227x227) or torchvision's ("one_tower", 224x224)."""
-    import keras  # heavy (seconds): only where a model is built or run in Keras
-    from keras import (
-        layers,  # heavy (seconds): only where a model is built or run in Keras
-    )
+    import keras  # heavy: the registry loads without TensorFlow
+    from keras import layers  # heavy: the registry loads without TensorFlow
 
     if variant not in VARIANTS:
         raise ValueError(f"alexnet: variant {variant!r} unknown; choose one of {sorted(VARIANTS)}")

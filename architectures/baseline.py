@@ -13,10 +13,8 @@ NOTES = "the course notes \"Redes de Convolução\" (Portuguese, TensorFlow 1 / 
 
 
 def baseline_cnn(*, input_shape=(28, 28, 1), classes=10, dropout=False):
-    import keras  # heavy (seconds): only where a model is built or run in Keras
-    from keras import (
-        layers,  # heavy (seconds): only where a model is built or run in Keras
-    )
+    import keras  # heavy: the registry loads without TensorFlow
+    from keras import layers  # heavy: the registry loads without TensorFlow
 
     x = inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Conv2D(8, 3, activation="relu", name="conv2d_1")(x)                          # 26x26x8

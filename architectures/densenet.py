@@ -48,9 +48,7 @@ BN_EPSILON = 1.001e-5  # keras.applications'; torchvision uses 1e-5 (no effect o
 
 
 def _bn_relu(x, name):
-    from keras import (
-        layers,  # heavy (seconds): only where a model is built or run in Keras
-    )
+    from keras import layers  # heavy: the registry loads without TensorFlow
 
     x = layers.BatchNormalization(axis=-1, epsilon=BN_EPSILON, name=f"{name}_bn")(x)
     return layers.Activation("relu", name=f"{name}_relu")(x)
@@ -58,9 +56,7 @@ def _bn_relu(x, name):
 
 def dense_layer(x, *, growth_rate, bn_size, name):
     """BN-ReLU-1x1(bn_size·k)-BN-ReLU-3x3(k), concatenated to the input: m → m + k maps."""
-    from keras import (
-        layers,  # heavy (seconds): only where a model is built or run in Keras
-    )
+    from keras import layers  # heavy: the registry loads without TensorFlow
 
     y = _bn_relu(x, f"{name}_0")
     y = layers.Conv2D(bn_size * growth_rate, 1, use_bias=False, name=f"{name}_1_conv")(y)
@@ -77,9 +73,7 @@ def dense_block(x, layers_in_block, *, growth_rate, bn_size, name):
 
 def transition(x, *, compression, name):
     """BN-ReLU-1x1 conv to θ·m maps, then 2x2 average pooling, stride 2."""
-    from keras import (
-        layers,  # heavy (seconds): only where a model is built or run in Keras
-    )
+    from keras import layers  # heavy: the registry loads without TensorFlow
 
     x = _bn_relu(x, name)
     x = layers.Conv2D(int(x.shape[-1] * compression), 1, use_bias=False, name=f"{name}_conv")(x)
@@ -88,10 +82,8 @@ def transition(x, *, compression, name):
 
 def densenet(*, depth: int, input_shape=(224, 224, 3), classes=1000):
     """DenseNet-`depth` (121, 169, 201) as in Table 1."""
-    import keras  # heavy (seconds): only where a model is built or run in Keras
-    from keras import (
-        layers,  # heavy (seconds): only where a model is built or run in Keras
-    )
+    import keras  # heavy: the registry loads without TensorFlow
+    from keras import layers  # heavy: the registry loads without TensorFlow
 
     if depth not in DEPTHS:
         raise ValueError(f"densenet: depth {depth!r} is not in Table 1; choose one of {sorted(DEPTHS)}")

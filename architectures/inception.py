@@ -33,16 +33,30 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 from architectures import Architecture, Reference, register
 from archkit.errors import UsageError
 
 __all__ = [
-    "InceptionRow", "BNInceptionRow", "ModuleA", "ModuleB", "ModuleC", "ReductionA", "ReductionB",
-    "TABLE_1", "BN_INCEPTION", "INCEPTION_V3", "UNFACTORISED",
-    "inception_v1", "inception_v1_module", "inception_v2", "inception_v2_module",
-    "inception_v3", "inception_v3_module",
+    "BN_INCEPTION",
+    "INCEPTION_V3",
+    "TABLE_1",
+    "UNFACTORISED",
+    "BNInceptionRow",
+    "InceptionRow",
+    "ModuleA",
+    "ModuleB",
+    "ModuleC",
+    "ReductionA",
+    "ReductionB",
+    "inception_v1",
+    "inception_v1_module",
+    "inception_v2",
+    "inception_v2_module",
+    "inception_v3",
+    "inception_v3_module",
 ]
 
 GOOGLENET = "Szegedy et al. 2014: Going deeper with convolutions (arXiv:1409.4842), Table 1"
@@ -86,8 +100,8 @@ def _local_response_normalization():
     the window size; TensorFlow does not, so alpha/size goes to tf.nn.local_response_normalization.
     tf2onnx exports it as one ONNX LRN (size 5, alpha 1e-4), the data moved to channels-first.
     """
-    import keras  # heavy (seconds): only where a model is built or run in Keras
-    import tensorflow as tf  # heavy (seconds): only where a model is built or run in Keras
+    import keras  # heavy: the registry loads without TensorFlow
+    import tensorflow as tf  # heavy: the registry loads without TensorFlow
 
     @keras.saving.register_keras_serializable(package="archkit")
     class LocalResponseNormalization(keras.layers.Layer):
@@ -110,25 +124,19 @@ def _local_response_normalization():
 
 def _conv(x, filters, kernel, *, name, strides=1, padding="same"):
     """GoogLeNet's convolution: bias and ReLU, no normalisation."""
-    from keras import (
-        layers,  # heavy (seconds): only where a model is built or run in Keras
-    )
+    from keras import layers  # heavy: the registry loads without TensorFlow
 
     return layers.Conv2D(filters, kernel, strides=strides, padding=padding, activation="relu", name=name)(x)
 
 
 def _max_pool(x, *, name, size=3, strides=2):
-    from keras import (
-        layers,  # heavy (seconds): only where a model is built or run in Keras
-    )
+    from keras import layers  # heavy: the registry loads without TensorFlow
 
     return layers.MaxPooling2D(size, strides=strides, padding="same", name=name)(x)
 
 
 def _concat(branches, *, name):
-    from keras import (
-        layers,  # heavy (seconds): only where a model is built or run in Keras
-    )
+    from keras import layers  # heavy: the registry loads without TensorFlow
 
     return layers.Concatenate(name=name)(branches)
 
@@ -150,9 +158,7 @@ def inception_v1_block(x, row: InceptionRow, *, name, reduce=True):
 def _aux_classifier(x, *, classes, name):
     """The auxiliary classifier on 4a and 4d (Section 5): 5x5/3 average pool, 1x1 conv 128,
     FC 1024, dropout 70%, linear, softmax."""
-    from keras import (
-        layers,  # heavy (seconds): only where a model is built or run in Keras
-    )
+    from keras import layers  # heavy: the registry loads without TensorFlow
 
     x = layers.AveragePooling2D(5, strides=3, name=f"{name}_pool")(x)      # 4x4x512 (4a), 4x4x528 (4d)
     x = _conv(x, 128, 1, name=f"{name}_1x1")                               # 4x4x128
@@ -165,9 +171,7 @@ def _aux_classifier(x, *, classes, name):
 
 def _classifier(x, *, classes, dropout):
     """Table 1's last rows: avg pool 7x7/1 (the whole final map), dropout, linear, softmax."""
-    from keras import (
-        layers,  # heavy (seconds): only where a model is built or run in Keras
-    )
+    from keras import layers  # heavy: the registry loads without TensorFlow
 
     x = layers.AveragePooling2D(tuple(x.shape[1:3]), name="pool5_avg")(x)   # 1x1xC
     x = layers.Flatten(name="classifier_flatten")(x)                       # C
@@ -180,7 +184,7 @@ def _classifier(x, *, classes, dropout):
 def inception_v1(*, input_shape=(224, 224, 3), classes=1000, lrn=True, aux_heads=False):
     """GoogLeNet, Table 1 and Figure 3. aux_heads=True adds the two auxiliary classifiers as
     extra outputs (main, aux1 on 4a, aux2 on 4d); lrn=False drops both LocalRespNorm layers."""
-    import keras  # heavy (seconds): only where a model is built or run in Keras
+    import keras  # heavy: the registry loads without TensorFlow
 
     LRN = _local_response_normalization()
     x = inputs = keras.Input(shape=input_shape, name="image")                # 224x224x3
@@ -217,7 +221,7 @@ def inception_v1(*, input_shape=(224, 224, 3), classes=1000, lrn=True, aux_heads
 def inception_v1_module(*, input_shape=(28, 28, 192), variant="reduced"):
     """Figure 2 on inception (3a)'s input (28x28x192) with 3a's filters: variant "reduced"
     is Figure 2(b) (= Table 1's 3a), "naive" Figure 2(a)."""
-    import keras  # heavy (seconds): only where a model is built or run in Keras
+    import keras  # heavy: the registry loads without TensorFlow
 
     if variant not in ("naive", "reduced"):
         raise UsageError(f"inception_v1_module: variant must be 'naive' or 'reduced', not {variant!r}")
@@ -229,9 +233,7 @@ def inception_v1_module(*, input_shape=(28, 28, 192), variant="reduced"):
 # === BatchNorm convolutions (v2, v3) ==========================================================
 
 def _bn_relu(x, *, name, scale):
-    from keras import (
-        layers,  # heavy (seconds): only where a model is built or run in Keras
-    )
+    from keras import layers  # heavy: the registry loads without TensorFlow
 
     x = layers.BatchNormalization(scale=scale, name=f"{name}_bn")(x)
     return layers.Activation("relu", name=f"{name}_relu")(x)
@@ -239,9 +241,7 @@ def _bn_relu(x, *, name, scale):
 
 def _conv_bn(x, filters, kernel, *, name, strides=1, padding="same", scale):
     """`{name}_conv` (no bias: BatchNorm's shift replaces it) → `{name}_bn` → `{name}_relu`."""
-    from keras import (
-        layers,  # heavy (seconds): only where a model is built or run in Keras
-    )
+    from keras import layers  # heavy: the registry loads without TensorFlow
 
     x = layers.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=False, name=f"{name}_conv")(x)
     return _bn_relu(x, name=name, scale=scale)
@@ -286,9 +286,7 @@ BN_INCEPTION = {
 
 
 def _pool(x, kind, *, strides, name):
-    from keras import (
-        layers,  # heavy (seconds): only where a model is built or run in Keras
-    )
+    from keras import layers  # heavy: the registry loads without TensorFlow
 
     pool = {"max": layers.MaxPooling2D, "avg": layers.AveragePooling2D}[kind]
     return pool(3, strides=strides, padding="same", name=name)(x)
@@ -322,10 +320,8 @@ def bn_inception_block(x, row: BNInceptionRow, *, name, factorised=True):
 def inception_v2(*, input_shape=(224, 224, 3), classes=1000, factorised=True, separable_conv1=True):
     """BN-Inception, the BN paper's Figure 5. separable_conv1: the table's "convolution*", a
     separable 7x7/2 conv with depth multiplier 8 (the paper's footnote); False: a plain 7x7/2."""
-    import keras  # heavy (seconds): only where a model is built or run in Keras
-    from keras import (
-        layers,  # heavy (seconds): only where a model is built or run in Keras
-    )
+    import keras  # heavy: the registry loads without TensorFlow
+    from keras import layers  # heavy: the registry loads without TensorFlow
 
     x = inputs = keras.Input(shape=input_shape, name="image")                # 224x224x3
     if separable_conv1:
@@ -348,7 +344,7 @@ def inception_v2(*, input_shape=(224, 224, 3), classes=1000, factorised=True, se
 
 def inception_v2_module(*, input_shape=(28, 28, 192), factorised=True):
     """BN-Inception's inception (3a) on its input, 28x28x192 (the input of GoogLeNet's 3a)."""
-    import keras  # heavy (seconds): only where a model is built or run in Keras
+    import keras  # heavy: the registry loads without TensorFlow
 
     x = inputs = keras.Input(shape=input_shape, name="image")
     x = bn_inception_block(x, BN_INCEPTION["3a"], name="inception_3a", factorised=factorised)
@@ -412,9 +408,7 @@ class ModuleC(NamedTuple):
 
 def module_a(x, row: ModuleA, *, name, factorised=True):
     """Figure 5. factorised=False: the 3x3 → 3x3 stack as one 5x5."""
-    from keras import (
-        layers,  # heavy (seconds): only where a model is built or run in Keras
-    )
+    from keras import layers  # heavy: the registry loads without TensorFlow
 
     b1 = _conv_bn_v3(x, row.ch1x1, 1, name=f"{name}_b1_1x1")
     b2 = _conv_bn_v3(x, row.ch5x5red, 1, name=f"{name}_b2_reduce")
@@ -432,9 +426,7 @@ def module_a(x, row: ModuleA, *, name, factorised=True):
 
 def reduction_a(x, row: ReductionA, *, name, factorised=True):
     """35x35 → 17x17. factorised=False: the 3x3 → 3x3/2 stack as one 5x5/2."""
-    from keras import (
-        layers,  # heavy (seconds): only where a model is built or run in Keras
-    )
+    from keras import layers  # heavy: the registry loads without TensorFlow
 
     b1 = _conv_bn_v3(x, row.ch3x3, 3, strides=2, padding="valid", name=f"{name}_b1_3x3")
     b2 = _conv_bn_v3(x, row.ch3x3dblred, 1, name=f"{name}_b2_reduce")
@@ -466,9 +458,7 @@ def _1xn_nx1(x, filters, n, *, name, order, factorised, last=None):
 
 def module_b(x, row: ModuleB, *, name, factorised=True, n=7):
     """Figure 6. factorised=False: each 1xn/nx1 pair as one nxn."""
-    from keras import (
-        layers,  # heavy (seconds): only where a model is built or run in Keras
-    )
+    from keras import layers  # heavy: the registry loads without TensorFlow
 
     b1 = _conv_bn_v3(x, row.ch1x1, 1, name=f"{name}_b1_1x1")
     b2 = _conv_bn_v3(x, row.ch7x7red, 1, name=f"{name}_b2_reduce")
@@ -482,9 +472,7 @@ def module_b(x, row: ModuleB, *, name, factorised=True, n=7):
 
 def reduction_b(x, row: ReductionB, *, name, factorised=True):
     """17x17 → 8x8. factorised=False: the 1x7 → 7x1 pair as one 7x7."""
-    from keras import (
-        layers,  # heavy (seconds): only where a model is built or run in Keras
-    )
+    from keras import layers  # heavy: the registry loads without TensorFlow
 
     b1 = _conv_bn_v3(x, row.ch3x3red, 1, name=f"{name}_b1_reduce")
     b1 = _conv_bn_v3(b1, row.ch3x3, 3, strides=2, padding="valid", name=f"{name}_b1_3x3")
@@ -506,9 +494,7 @@ def _expanded(x, filters, *, name, factorised):
 
 def module_c(x, row: ModuleC, *, name, factorised=True):
     """Figure 7. factorised=False: each 1x3 ‖ 3x1 pair as one 3x3."""
-    from keras import (
-        layers,  # heavy (seconds): only where a model is built or run in Keras
-    )
+    from keras import layers  # heavy: the registry loads without TensorFlow
 
     b1 = _conv_bn_v3(x, row.ch1x1, 1, name=f"{name}_b1_1x1")
     b2 = _conv_bn_v3(x, row.ch3x3red, 1, name=f"{name}_b2_reduce")
@@ -546,10 +532,8 @@ def inception_v3(*, input_shape=(299, 299, 3), classes=1000, factorised=True):
     """Inception v3 as keras.applications.InceptionV3 (= TF-slim's): the stem, 3 x Figure 5,
     grid reduction, 4 x Figure 6, grid reduction, 2 x Figure 7, global average pool, softmax.
     factorised=False replaces every factorised stack as the modules describe."""
-    import keras  # heavy (seconds): only where a model is built or run in Keras
-    from keras import (
-        layers,  # heavy (seconds): only where a model is built or run in Keras
-    )
+    import keras  # heavy: the registry loads without TensorFlow
+    from keras import layers  # heavy: the registry loads without TensorFlow
 
     x = inputs = keras.Input(shape=input_shape, name="image")                # 299x299x3
     x = _conv_bn_v3(x, 32, 3, strides=2, padding="valid", name="conv1")      # 149x149x32  conv 3x3/2
@@ -569,7 +553,7 @@ def inception_v3(*, input_shape=(299, 299, 3), classes=1000, factorised=True):
 
 def inception_v3_module(*, module, input_shape, factorised=True):
     """One Inception v3 module (`module`: its Keras block name, e.g. "mixed4") on its input."""
-    import keras  # heavy (seconds): only where a model is built or run in Keras
+    import keras  # heavy: the registry loads without TensorFlow
 
     row = V3_MODULE[module]
     x = inputs = keras.Input(shape=input_shape, name="image")

@@ -23,18 +23,14 @@ _DEFAULTS = {"input_shape": (28, 28, 192), "maps": 32, "reduce_to": 16}
 
 
 def _conv(x, filters, size, name):
-    from keras import (
-        layers,  # heavy (seconds): only where a model is built or run in Keras
-    )
+    from keras import layers  # heavy: the registry loads without TensorFlow
 
     return layers.Conv2D(filters, size, padding="same", activation="relu", name=name)(x)
 
 
 def inception_cost(*, variant, input_shape=(28, 28, 192), maps=32, reduce_to=16):
-    import keras  # heavy (seconds): only where a model is built or run in Keras
-    from keras import (
-        layers,  # heavy (seconds): only where a model is built or run in Keras
-    )
+    import keras  # heavy: the registry loads without TensorFlow
+    from keras import layers  # heavy: the registry loads without TensorFlow
 
     x = inputs = keras.Input(shape=input_shape, name="image")
     if variant == "naive":

@@ -87,9 +87,7 @@ VARIANTS = {
 def _conv_bn(x, filters, size, *, stride, name, variant, relu):
     """`{name}_conv` → `{name}_bn` (→ `{name}_relu`). A strided 3x3 is padded 1 on each side
     (`{name}_pad`), as PyTorch does; Keras' "same" would pad (0, 1) at even sizes."""
-    from keras import (
-        layers,  # heavy (seconds): only where a model is built or run in Keras
-    )
+    from keras import layers  # heavy: the registry loads without TensorFlow
 
     padding = "valid" if size == 1 else "same"
     if size > 1 and stride > 1:
@@ -104,9 +102,7 @@ def _conv_bn(x, filters, size, *, stride, name, variant, relu):
 
 
 def _residual(x, shortcut, name):
-    from keras import (
-        layers,  # heavy (seconds): only where a model is built or run in Keras
-    )
+    from keras import layers  # heavy: the registry loads without TensorFlow
 
     x = layers.Add(name=f"{name}_add")([shortcut, x])
     return layers.Activation("relu", name=f"{name}_out")(x)
@@ -142,10 +138,8 @@ BLOCKS = {"basic": basic_block, "bottleneck": bottleneck_block}
 
 def resnet(*, depth: int, input_shape=(224, 224, 3), classes=1000, variant="v1"):
     """ResNet-`depth` (18, 34, 50, 101, 152) as in Table 1; `variant` "v1" (paper, Keras) or "v1.5"."""
-    import keras  # heavy (seconds): only where a model is built or run in Keras
-    from keras import (
-        layers,  # heavy (seconds): only where a model is built or run in Keras
-    )
+    import keras  # heavy: the registry loads without TensorFlow
+    from keras import layers  # heavy: the registry loads without TensorFlow
 
     if depth not in DEPTHS:
         raise ValueError(f"resnet: depth {depth!r} is not in Table 1; choose one of {sorted(DEPTHS)}")

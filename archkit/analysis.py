@@ -15,8 +15,9 @@ from __future__ import annotations
 import gc
 import itertools
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import onnx
 import pandas as pd
@@ -27,18 +28,20 @@ from archkit.connectivity import Connectivity
 from archkit.connectivity import analyse as connectivity_of
 from archkit.costs import CostReport
 from archkit.costs import analyse as costs_of
-from archkit.errors import (
-    MalformedModelError,
-    ResourceError,
-    UnsafeModelError,
-    UnsupportedError,
-    UsageError,
-)
+from archkit.errors import MalformedModelError, ResourceError, UnsafeModelError, UnsupportedError, UsageError
 from archkit.onnx.graph import build_graph, free_dims
 from archkit.onnx.load import Loaded, has_data, load_model
 
-__all__ = ["ModelInfo", "Analysis", "analyse_model", "analyse_file", "analyse_loaded", "sweep", "SWEEP_COLUMNS",
-           "UNSCOPED"]
+__all__ = [
+    "SWEEP_COLUMNS",
+    "UNSCOPED",
+    "Analysis",
+    "ModelInfo",
+    "analyse_file",
+    "analyse_loaded",
+    "analyse_model",
+    "sweep",
+]
 
 UNSCOPED = ("no scopes in the node names (such as /layer1/conv1/Conv): layers and blocks are unknown, each op is its "
             "own; views by layer or block show op types instead")
@@ -118,7 +121,7 @@ def _connectivity(G, costs: CostReport, proto: onnx.ModelProto, trained: bool) -
         # A file from elsewhere may hold trained weights: dense-block matrices then also show how
         # strongly each layer uses each source (archkit's own exports are seeded: structure only).
         inits = {t.name: t for t in proto.graph.initializer if has_data(t)}
-        kernels = lambda name: numpy_helper.to_array(inits[name]) if name in inits else None  # noqa: E731
+        kernels = lambda name: numpy_helper.to_array(inits[name]) if name in inits else None
     return connectivity_of(G, costs, kernel_values=kernels)  # pad amounts etc.: the graph's own constants
 
 

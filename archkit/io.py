@@ -6,8 +6,8 @@ import io
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from archkit.errors import OutputError
 

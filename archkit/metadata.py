@@ -10,12 +10,13 @@ the others are listed in `problems` and ignored.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     import onnx
 
-__all__ = ["LAYOUTS", "PRECISIONS", "ArchkitMetadata", "read", "write", "entries"]
+__all__ = ["LAYOUTS", "PRECISIONS", "ArchkitMetadata", "entries", "read", "write"]
 
 LAYOUTS = ("nhwc", "nchw")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -90,12 +91,12 @@ _READERS = {
 _CHECKED = ("config", "keras_params", "layers")  # the keys a malformed value of is reported
 
 
-def entries(proto: "onnx.ModelProto") -> dict[str, str]:
+def entries(proto: onnx.ModelProto) -> dict[str, str]:
     """All of a model's metadata_props, archkit's and others'."""
     return {p.key: p.value for p in proto.metadata_props}
 
 
-def read(meta: "Mapping[str, str] | onnx.ModelProto") -> ArchkitMetadata:
+def read(meta: Mapping[str, str] | onnx.ModelProto) -> ArchkitMetadata:
     """The archkit.* metadata of a model (or of its metadata_props as a mapping), each key kept
     only if it has the form archkit writes."""
     if hasattr(meta, "metadata_props"):  # a ModelProto (onnx is not imported here: the CLI loads this first)
@@ -118,7 +119,7 @@ def read(meta: "Mapping[str, str] | onnx.ModelProto") -> ArchkitMetadata:
     return ArchkitMetadata(**out, problems=tuple(problems))
 
 
-def write(proto: "onnx.ModelProto", *, replace: bool = False, **items: Any) -> None:
+def write(proto: onnx.ModelProto, *, replace: bool = False, **items: Any) -> None:
     """Set archkit.<key> entries, keeping the others in order; `replace`: drop every entry first.
     Structured values (config, keras_params, layers, quantization, fp16, batch) are encoded
     here, the way `read` expects them."""

@@ -24,11 +24,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import onnx  # noqa: E402
+import onnx
 
-from archkit.errors import ArchkitError  # noqa: E402
-from archkit.analysis import analyse_file  # noqa: E402
-from archkit.onnx.symbolic import pretty  # noqa: E402
+from archkit.analysis import analyse_file
+from archkit.errors import ArchkitError
+from archkit.onnx.symbolic import pretty
 
 DATA = Path(onnx.__file__).parent / "backend" / "test" / "data"
 # shared/REFERENCES.md, "Beyond CNNs": Conv+Gemm MACs by an independent recount.

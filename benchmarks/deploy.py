@@ -68,10 +68,10 @@ def main() -> None:
     p.add_argument("--spinning", action="store_true", help="onnxruntime's idle threads spin-wait (its default)")
     args = p.parse_args()
 
-    from archkit.keras import bench as keras_bench
-    from archkit.runtime import bench
     from archkit.deploy import DeployOptions
     from archkit.deploy.convert import convert_precision, precision_deltas
+    from archkit.keras import bench as keras_bench
+    from archkit.runtime import bench
 
     threads = args.threads or bench.default_threads()
     print(f"{args.name} on {bench.machine()['cpu']}, {bench.default_threads()} usable cores, "

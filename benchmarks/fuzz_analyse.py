@@ -28,7 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.hostile_models import OWN_CODES, conv_weight_bytes, mutate_bytes, mutate_fields, seeds  # noqa: E402
+from tests.hostile_models import OWN_CODES, conv_weight_bytes, mutate_bytes, mutate_fields, seeds
+
 
 def run_case(path: Path, timeout: float) -> tuple[str, str]:
     """(outcome, detail): 'ok' / 'error N' / 'internal' / 'signal NAME' / 'timeout'."""
@@ -81,7 +82,7 @@ def main() -> int:
     p.add_argument("--keep", type=Path, default=None, help="copy failing inputs into this folder")
     args = p.parse_args()
 
-    import archkit.cli  # noqa: F401  (imported once, before forking: children start warm)
+    import archkit.cli
     import archkit.cli.analyse  # noqa: F401
 
     rng = random.Random(args.seed)

@@ -53,7 +53,7 @@ def main() -> int:
         ok &= met
         goal = f">= {accuracy_goal:.1%}" + (f" in < {seconds_goal:.0f} s" if seconds_goal else "") if accuracy_goal else "-"
         print(f"{seed:>4} {m['epochs_run']:>6} {m['keras_accuracy']:>9.4f} {m['onnx_accuracy']:>9.4f} "
-              f"{str(m['predictions_identical']):>9} {m['train_seconds']:>8.1f} {wall:>7.1f}  {goal}: {'met' if met else 'MISSED'}")
+              f"{m['predictions_identical']!s:>9} {m['train_seconds']:>8.1f} {wall:>7.1f}  {goal}: {'met' if met else 'MISSED'}")
     print(f"load average while running: {os.getloadavg()[0]:.1f} (1 min) on {os.cpu_count()} cores")
     return 0 if ok else 1
 

@@ -18,7 +18,7 @@ from archkit.cli.parser import build
 from archkit.errors import ArchkitError, UsageError
 from archkit.render.escape import terminal
 
-__all__ = ["main", "COMMANDS", "EXIT_PIPE"]
+__all__ = ["COMMANDS", "EXIT_PIPE", "main"]
 
 # command → the module that runs it
 COMMANDS = {"list": "listing", "export": "export", "verify": "verify", "bench": "bench", "report": "report",

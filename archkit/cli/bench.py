@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 def bench(target: str, args: argparse.Namespace, *, deploy=None, opset=None, overrides=None,
-          progress=None) -> tuple["Bench", "Analysis"]:
+          progress=None) -> tuple[Bench, Analysis]:
     """Bench a registered architecture (vs Keras unless told not to) or an ONNX file."""
     threads, batch_sizes = bench_settings(args)
     from archkit.runtime.bench import RUNS, bench_model  # after the checks: a usage error loads nothing heavy

@@ -14,8 +14,18 @@ from archkit.errors import OutputError, UsageError
 from archkit.render.escape import terminal
 from archkit.render.formats import FILE_NAMES
 
-__all__ = ["registered", "architecture", "is_file_target", "file_only", "Progress", "writable", "report_folder",
-           "connectivity_folder", "warn", "warn_line"]
+__all__ = [
+    "Progress",
+    "architecture",
+    "connectivity_folder",
+    "file_only",
+    "is_file_target",
+    "registered",
+    "report_folder",
+    "warn",
+    "warn_line",
+    "writable",
+]
 
 
 def registered(name: str) -> str | None:

@@ -9,13 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from archkit.cli.common import (
-    Progress,
-    architecture,
-    connectivity_folder,
-    is_file_target,
-    warn,
-)
+from archkit.cli.common import Progress, architecture, connectivity_folder, is_file_target, warn
 from archkit.cli.options import input_shapes
 from archkit.errors import UsageError
 from archkit.io import atomic_write_bytes

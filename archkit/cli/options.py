@@ -14,8 +14,19 @@ from typing import Any
 from archkit.deploy import DeployOptions
 from archkit.errors import UsageError
 
-__all__ = ["parse_input_shape", "parse_input_value", "parse_sweep", "positive_ints", "config",
-           "config_text", "check_opset", "deploy_options", "input_shapes", "input_values", "bench_settings"]
+__all__ = [
+    "bench_settings",
+    "check_opset",
+    "config",
+    "config_text",
+    "deploy_options",
+    "input_shapes",
+    "input_values",
+    "parse_input_shape",
+    "parse_input_value",
+    "parse_sweep",
+    "positive_ints",
+]
 
 
 def parse_input_shape(text: str) -> tuple[str, tuple[int, ...]]:

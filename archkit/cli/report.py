@@ -9,19 +9,20 @@ import json
 import os
 import stat
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import architectures
+from archkit.cli.bench import bench
 from archkit.cli.common import Progress, architecture, report_folder, writable
 from archkit.cli.options import check_opset, config, config_text
 from archkit.cli.parser import formats
-from archkit.cli.bench import bench
 from archkit.errors import ParityError, UsageError
 from archkit.io import atomic_write_bytes, write_folder
 from archkit.render.formats import INDEX_MARKER
 
-__all__ = ["run", "is_index", "write_index"]
+__all__ = ["is_index", "run", "write_index"]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -89,7 +90,7 @@ def is_index(path: Path) -> bool:
 
 def _indexable(summary: Mapping[str, Any]) -> bool:
     """A summary.json the index can show (another tool's summary.json is left out)."""
-    from archkit.render.report import index  # pandas: only when an index is written
+    from archkit.render.report import index  # after the checks: a usage error loads nothing heavy (pandas)
 
     try:
         index([summary])
@@ -115,6 +116,6 @@ def write_index(out: Path) -> None:
         if _indexable(s):
             summaries.append({**s, "folder": folder.name})
     if summaries:
-        from archkit.render.report import index  # pandas: only when an index is written
+        from archkit.render.report import index  # after the checks: a usage error loads nothing heavy (pandas)
 
         atomic_write_bytes(readme, index(summaries).encode())

@@ -19,8 +19,8 @@ No TensorFlow is imported here.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import onnx
@@ -30,10 +30,27 @@ from archkit.io import png_bytes
 from archkit.runtime.child import session
 
 __all__ = [
-    "EX0", "EX1", "K0", "K3X3", "NOTES_CONV0", "conv0", "block_reduce_max", "conv0_examples",
-    "conv2d", "max_pool", "line_kernels", "load_photo", "PHOTO_SHAPE",
-    "onnx_conv2d", "onnx_max_pool", "onnx_residual", "run_onnx",
-    "PrimitiveCheck", "checks", "plot_figs", "figures",
+    "EX0",
+    "EX1",
+    "K0",
+    "K3X3",
+    "NOTES_CONV0",
+    "PHOTO_SHAPE",
+    "PrimitiveCheck",
+    "block_reduce_max",
+    "checks",
+    "conv0",
+    "conv0_examples",
+    "conv2d",
+    "figures",
+    "line_kernels",
+    "load_photo",
+    "max_pool",
+    "onnx_conv2d",
+    "onnx_max_pool",
+    "onnx_residual",
+    "plot_figs",
+    "run_onnx",
 ]
 
 # In [6]-[8] of the notes.

@@ -38,9 +38,23 @@ from archkit.keras.export import export_keras, import_keras
 from archkit.runtime.child import session
 
 __all__ = [
-    "TRAINABLE", "BATCH_SIZE", "VALIDATION_SPLIT", "PATIENCE", "Dataset", "load_dataset", "load_digits",
-    "mnist_cache_path", "default_epochs", "TrainResult", "TrainRun", "train", "export_with_embeddings",
-    "onnx_outputs", "nearest_neighbours", "kernel_grid", "neighbour_strip",
+    "BATCH_SIZE",
+    "PATIENCE",
+    "TRAINABLE",
+    "VALIDATION_SPLIT",
+    "Dataset",
+    "TrainResult",
+    "TrainRun",
+    "default_epochs",
+    "export_with_embeddings",
+    "kernel_grid",
+    "load_dataset",
+    "load_digits",
+    "mnist_cache_path",
+    "nearest_neighbours",
+    "neighbour_strip",
+    "onnx_outputs",
+    "train",
 ]
 
 TRAINABLE = ("baseline_cnn", "baseline_cnn_dropout")
@@ -73,14 +87,14 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
 
-    def subset(self, n_train: int, n_test: int) -> "Dataset":
+    def subset(self, n_train: int, n_test: int) -> Dataset:
         return Dataset(self.name, f"{self.source}, first {n_train} train / {n_test} test",
                        self.x_train[:n_train], self.y_train[:n_train], self.x_test[:n_test], self.y_test[:n_test])
 
     def to_npz(self) -> bytes:
         """The same four arrays as keras' mnist.npz (uint8 images 0-255, integer labels)."""
         buf = io.BytesIO()
-        as_uint8 = lambda x: np.round(x[..., 0] * 255).astype(np.uint8)  # noqa: E731
+        as_uint8 = lambda x: np.round(x[..., 0] * 255).astype(np.uint8)
         np.savez_compressed(buf, x_train=as_uint8(self.x_train), y_train=self.y_train,
                             x_test=as_uint8(self.x_test), y_test=self.y_test)
         return buf.getvalue()

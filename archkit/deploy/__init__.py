@@ -14,7 +14,7 @@ from typing import Any
 from archkit.errors import InputError, UsageError
 from archkit.metadata import LAYOUTS, PRECISIONS
 
-__all__ = ["LAYOUTS", "PRECISIONS", "QUANTIZATIONS", "DeployOptions", "CALIBRATION_SEED", "EVAL_SEED", "EVAL_SAMPLES"]
+__all__ = ["CALIBRATION_SEED", "EVAL_SAMPLES", "EVAL_SEED", "LAYOUTS", "PRECISIONS", "QUANTIZATIONS", "DeployOptions"]
 
 QUANTIZATIONS = ("static", "dynamic")
 # Generated calibration inputs are drawn from seeds far from the ones verification uses

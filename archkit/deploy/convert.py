@@ -31,8 +31,9 @@ import logging
 import os
 import tempfile
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import onnx
@@ -43,8 +44,17 @@ from archkit.metadata import write as write_metadata
 from archkit.runtime.child import run_isolated
 from archkit.runtime.parity import compare, precision_of
 
-__all__ = ["fold_transpose_pairs", "count_transposes", "to_fp16", "quantize_int8", "convert_precision",
-           "load_calibration", "generated_inputs", "input_specs", "precision_deltas"]
+__all__ = [
+    "convert_precision",
+    "count_transposes",
+    "fold_transpose_pairs",
+    "generated_inputs",
+    "input_specs",
+    "load_calibration",
+    "precision_deltas",
+    "quantize_int8",
+    "to_fp16",
+]
 
 # --- inputs -------------------------------------------------------------------------------
 

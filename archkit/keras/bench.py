@@ -5,7 +5,8 @@ intra-op threads set the same where TensorFlow has not started yet."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import onnx
@@ -30,7 +31,7 @@ from archkit.runtime.bench import (
 from archkit.runtime.parity import seeded_inputs
 from archkit.runtime.timing import timed
 
-__all__ = ["keras_latency", "set_keras_threads", "bench_with_keras", "bench_architecture"]
+__all__ = ["bench_architecture", "bench_with_keras", "keras_latency", "set_keras_threads"]
 
 
 def keras_latency(model, feeds_by_batch: Mapping[int, Sequence[np.ndarray]], *, warmup: int = WARMUP, runs: int = RUNS,

@@ -14,10 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from archkit.errors import ArchkitError
 from archkit.io import atomic_write_bytes, write_folder

@@ -14,7 +14,8 @@ import logging
 import os
 import re
 import warnings
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import onnx
@@ -26,7 +27,7 @@ from archkit.errors import ExportError, UsageError
 from archkit.io import atomic_write_bytes
 from archkit.metadata import write as write_metadata
 
-__all__ = ["quiet_stderr", "import_keras", "export_keras", "keras_layers", "seed_weights", "default_opset", "max_opset"]
+__all__ = ["default_opset", "export_keras", "import_keras", "keras_layers", "max_opset", "quiet_stderr", "seed_weights"]
 
 
 @contextlib.contextmanager

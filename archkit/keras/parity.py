@@ -10,7 +10,7 @@ from archkit.metadata import read as read_metadata
 from archkit.runtime.child import run_isolated
 from archkit.runtime.parity import BATCH_SIZES, Verification, compare, precision_of, seeded_runs
 
-__all__ = ["verify_keras", "to_keras"]
+__all__ = ["to_keras", "verify_keras"]
 
 
 def verify_keras(model, proto: onnx.ModelProto, *, batch_sizes=BATCH_SIZES, seed: int = 0, seeds=(0,),

@@ -24,7 +24,7 @@ from archkit.onnx.load import parse_model
 from archkit.runtime.child import run_isolated
 from archkit.runtime.parity import BATCH_SIZES, Verification, seeded_inputs
 
-__all__ = ["run_architecture", "build_seeded"]
+__all__ = ["build_seeded", "run_architecture"]
 
 
 def _quiet(stage: str) -> None:

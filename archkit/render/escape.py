@@ -23,13 +23,25 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import TYPE_CHECKING, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["NAME_LIMIT", "TERMINAL_LIMIT", "CSV_LIMIT", "Markdown", "name", "terminal", "md", "md_code",
-           "csv_cell", "csv_frame", "plot"]
+__all__ = [
+    "CSV_LIMIT",
+    "NAME_LIMIT",
+    "TERMINAL_LIMIT",
+    "Markdown",
+    "csv_cell",
+    "csv_frame",
+    "md",
+    "md_code",
+    "name",
+    "plot",
+    "terminal",
+]
 
 NAME_LIMIT = 200  # characters of a name shown in markdown, text, DOT and pictures
 TERMINAL_LIMIT = 1_000  # characters of a one-line terminal message
@@ -146,8 +158,8 @@ def csv_cell(s: str, limit: int | None = CSV_LIMIT) -> str:
     return shown
 
 
-def csv_frame(df: "pd.DataFrame", *, limit: int | None = CSV_LIMIT,
-              limits: Mapping[object, int | None] | None = None) -> "pd.DataFrame":
+def csv_frame(df: pd.DataFrame, *, limit: int | None = CSV_LIMIT,
+              limits: Mapping[object, int | None] | None = None) -> pd.DataFrame:
     """`df` with csv_cell applied to every str cell of its text (object/string) columns;
     numbers, missing values and numeric columns are left alone. `limits`: column → its own
     limit (None: no cut, for a column of names each already cut by name()). Returns `df` itself

@@ -6,7 +6,7 @@ before it imports anything heavy.
 
 from __future__ import annotations
 
-__all__ = ["FORMATS", "FILE_NAMES", "INDEX_MARKER"]
+__all__ = ["FILE_NAMES", "FORMATS", "INDEX_MARKER"]
 
 FORMATS = ("md", "csv", "json", "png")
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from importlib import metadata
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 from urllib.parse import quote
 
 import pandas as pd
@@ -26,16 +27,10 @@ from archkit.render.drawing import files as connectivity_files
 from archkit.render.drawing import markdown as connectivity_markdown
 from archkit.render.escape import Markdown, md, md_code
 from archkit.render.formats import FORMATS, INDEX_MARKER
-from archkit.render.text import (
-    branch_lines,
-    branches_json,
-    formulas_text,
-    generated_line,
-    totals_for,
-)
+from archkit.render.text import branch_lines, branches_json, formulas_text, generated_line, totals_for
 from archkit.runtime.parity import TOLERANCES
 
-__all__ = ["FORMATS", "render", "index", "block_chart", "layer_table", "reference_rows", "summary", "versions"]
+__all__ = ["FORMATS", "block_chart", "index", "layer_table", "reference_rows", "render", "summary", "versions"]
 
 _VERSIONED = ("archkit", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime")
 
@@ -311,7 +306,7 @@ def _markdown(a: Analysis, arch=None, *, chart: bool = False) -> str:
         shown = [c for c in table.columns if c != "note"]
         marks, notes = [], []
         for r in table.itertuples(index=False):
-            note = getattr(r, "note")
+            note = r.note
             if note:
                 notes.append(note)
                 marks.append(f"{r.block} [{len(notes)}]")

@@ -20,9 +20,24 @@ from archkit.render.escape import NAME_LIMIT, csv_frame, md, md_code
 from archkit.runtime.bench import Bench
 from archkit.runtime.parity import TOLERANCES, Verification
 
-__all__ = ["VIEWS", "view", "shown_view", "render_view", "summary_lines", "branch_lines", "branches_json", "totals_for",
-           "formulas_text", "formula_lines", "generated_line", "sweep_chart", "render_sweep", "verification_lines",
-           "export_lines", "bench_lines"]
+__all__ = [
+    "VIEWS",
+    "bench_lines",
+    "branch_lines",
+    "branches_json",
+    "export_lines",
+    "formula_lines",
+    "formulas_text",
+    "generated_line",
+    "render_sweep",
+    "render_view",
+    "shown_view",
+    "summary_lines",
+    "sweep_chart",
+    "totals_for",
+    "verification_lines",
+    "view",
+]
 
 VIEWS = ("op", "layer", "block", "type")
 

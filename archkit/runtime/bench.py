@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import onnx
@@ -36,8 +37,20 @@ from archkit.runtime.child import spawn
 from archkit.runtime.parity import fixed_batch, seeded_inputs
 from archkit.runtime.timing import PEAK_N
 
-__all__ = ["Latency", "Peak", "Bench", "bench_model", "bench_batches", "machine", "default_threads", "BATCH_SIZES", "WARMUP", "RUNS",
-           "BUDGET_S", "PEAK_N"]
+__all__ = [
+    "BATCH_SIZES",
+    "BUDGET_S",
+    "PEAK_N",
+    "RUNS",
+    "WARMUP",
+    "Bench",
+    "Latency",
+    "Peak",
+    "bench_batches",
+    "bench_model",
+    "default_threads",
+    "machine",
+]
 
 BATCH_SIZES = (1, 32)
 WARMUP = 3
@@ -55,7 +68,7 @@ class Latency:
     gflops: float | None  # achieved, from archkit's MAC count
 
     @classmethod
-    def of(cls, runtime: str, batch: int, seconds: Sequence[float], macs_per_sample: int | None) -> "Latency":
+    def of(cls, runtime: str, batch: int, seconds: Sequence[float], macs_per_sample: int | None) -> Latency:
         median = float(np.median(seconds))
         gflops = 2 * macs_per_sample * batch / median / 1e9 if macs_per_sample and median > 0 else None
         return cls(runtime, batch, median * 1e3, float(np.percentile(seconds, 90)) * 1e3, len(seconds), gflops)

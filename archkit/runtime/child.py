@@ -14,8 +14,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -23,7 +23,7 @@ import onnx
 from archkit.errors import MalformedModelError, ResourceError, UnsupportedError
 from archkit.runtime.timing import child_bench
 
-__all__ = ["ORT_TIMEOUT", "OPT_LEVELS", "session", "spawn", "run_isolated", "child_session", "child_env", "main"]
+__all__ = ["OPT_LEVELS", "ORT_TIMEOUT", "child_env", "child_session", "main", "run_isolated", "session", "spawn"]
 
 # How long one child process may take to load and run a model (ARCHKIT_ORT_TIMEOUT overrides).
 ORT_TIMEOUT = 600.0

@@ -42,8 +42,22 @@ from archkit.errors import ParityError
 from archkit.metadata import read as read_metadata
 from archkit.runtime.child import run_isolated
 
-__all__ = ["OutputParity", "Verification", "Tolerance", "TOLERANCES", "decided", "verify_onnx", "seeded_inputs",
-           "fixed_batch", "compare", "seeded_runs", "precision_of", "ATOL", "RTOL", "BATCH_SIZES"]
+__all__ = [
+    "ATOL",
+    "BATCH_SIZES",
+    "RTOL",
+    "TOLERANCES",
+    "OutputParity",
+    "Tolerance",
+    "Verification",
+    "compare",
+    "decided",
+    "fixed_batch",
+    "precision_of",
+    "seeded_inputs",
+    "seeded_runs",
+    "verify_onnx",
+]
 
 ATOL = 1e-5
 RTOL = 1e-4
@@ -177,7 +191,7 @@ class Verification:
         return max(o.max_rel for o in self.outputs)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Verification":
+    def from_dict(cls, d: dict) -> Verification:
         extra = {k: d[k] for k in ("precision", "reference", "layout") if k in d}
         return cls(tuple(OutputParity(**o) for o in d["outputs"]), d["runtime"], **extra)
 

@@ -9,12 +9,13 @@ Latency: `warmup` runs first (excluded: they load, trace and allocate), then tim
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from onnx import TensorProto, helper
 
-__all__ = ["MIN_RUNS", "PEAK_N", "timed", "child_bench", "matmul_peak"]
+__all__ = ["MIN_RUNS", "PEAK_N", "child_bench", "matmul_peak", "timed"]
 
 MIN_RUNS = 5
 PEAK_N = 2048
