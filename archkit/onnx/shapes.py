@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from typing import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import onnx
@@ -43,7 +43,7 @@ from archkit.onnx.symbolic import Dim, Expr, Symbols, TooLarge
 from archkit.onnx.symbolic_shapes import Merge, Value
 from archkit.onnx.tensors import has_data
 
-__all__ = ["BOUND", "VALUE_INPUTS", "resolve", "initializer_values"]
+__all__ = ["BOUND", "VALUE_INPUTS", "initializer_values", "resolve"]
 
 BOUND = 2**16  # the most elements a tensor evaluated by the engine may hold
 
@@ -347,9 +347,9 @@ def _better(new: onnx.TypeProto, old: onnx.TypeProto | None, known: Mapping[str,
     if old is None or not old.HasField("tensor_type") or not old.tensor_type.HasField("shape"):
         return True
     if known:
-        count = lambda t: sum(d.HasField("dim_value") or d.dim_param in known for d in t.tensor_type.shape.dim)  # noqa: E731
+        count = lambda t: sum(d.HasField("dim_value") or d.dim_param in known for d in t.tensor_type.shape.dim)
     else:
-        count = lambda t: sum(d.HasField("dim_value") for d in t.tensor_type.shape.dim)  # noqa: E731
+        count = lambda t: sum(d.HasField("dim_value") for d in t.tensor_type.shape.dim)
     return count(new) > count(old)
 
 

@@ -18,9 +18,10 @@ Free dims are taken to be at least 1.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Mapping, TypeGuard, Union
+from collections.abc import Callable, Iterable, Mapping
+from typing import TypeGuard, Union
 
-__all__ = ["Expr", "Floor", "Symbols", "TooLarge", "symbol", "exact_div", "value", "pretty", "is_expr", "MAX_TERMS"]
+__all__ = ["MAX_TERMS", "Expr", "Floor", "Symbols", "TooLarge", "exact_div", "is_expr", "pretty", "symbol", "value"]
 
 MAX_TERMS = 64  # terms of one formula
 MAX_DEGREE = 12  # total degree of a monomial

@@ -18,18 +18,19 @@ the merge is reported, as onnxruntime's `auto_merge` does silently.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from fractions import Fraction
 from math import prod
-from typing import Any, Callable, Mapping, Sequence, TypeGuard, Union
+from typing import Any, TypeGuard
 
 import onnx
 
 from archkit.onnx.symbolic import Dim, Expr, TooLarge, exact_div
 
-__all__ = ["SHAPES", "VALUES", "BROADCAST", "Context", "Dims", "Scalar", "Value", "Merge", "ShapeFn", "ValueFn"]
+__all__ = ["BROADCAST", "SHAPES", "VALUES", "Context", "Dims", "Merge", "Scalar", "ShapeFn", "Value", "ValueFn"]
 
 Dims = tuple[Dim, ...]  # a shape whose every dim is known
-Scalar = Union[int, float, Expr]  # an element of a value: a float tensor's elements may be fractions
+Scalar = int | float | Expr  # an element of a value: a float tensor's elements may be fractions
 Value = tuple[Scalar, ...]  # a tensor's elements in order
 Merge = tuple[str, str, Dim, Dim, Dim]  # (op, op_type, a, b, kept): two dims taken as equal
 ShapeFn = Callable[["Context"], "list[Dims] | None"]  # the op's output shapes, None where it gives none
