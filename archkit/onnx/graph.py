@@ -1,4 +1,6 @@
-"""ONNX model → networkx.DiGraph with resolved shapes.
+"""The analysis graph: a checked ONNX model (from archkit.onnx.load) → a networkx.DiGraph of typed
+op records with resolved shapes, the one input of archkit.costs and archkit.connectivity. The
+shapes come from onnx's inference, then archkit's shape engine (archkit.onnx.shapes), then onnxruntime's.
 
 A node per ONNX op (an OpNode, kind "op"), a pseudo-node per graph input ("input") and output
 ("output", both TensorNode): frozen records, read as `data.op_type` (or, for code that reads node

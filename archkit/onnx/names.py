@@ -1,4 +1,6 @@
-"""From ONNX node names back to framework layers.
+"""From ONNX node names back to framework layers and the paper's blocks. archkit.costs uses it to
+roll per-op rows up into layers and blocks; it reads names only (strings in, strings out), never
+the graph.
 
 Exporters keep the layer name as one component of the node's scope path, often with a
 uniquifying suffix: tf2onnx writes `baseline_cnn_1/FC1_1/MatMul` for Keras layer `FC1`.

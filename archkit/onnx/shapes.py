@@ -1,4 +1,6 @@
 """The shape engine: the shapes onnx's whole-graph inference leaves unknown, found op by op.
+archkit.onnx.graph calls it while it builds the graph; where dims are formulas in free dims it
+asks archkit.onnx.symbolic_shapes, which computes in archkit.onnx.symbolic's formulas.
 
 onnx's inference gives every shape that follows from shapes alone. What it cannot give are
 shapes that depend on values the graph computes: a Reshape whose target is PyTorch's

@@ -1,4 +1,6 @@
 """Dims and costs as exact formulas in a file's free dims (`N`, `height`, `p2o.DynamicDimension.0`).
+The base of the ONNX stage (it imports nothing of archkit): the shape engine (archkit.onnx.shapes,
+.symbolic_shapes) finds shapes in these formulas, and archkit.costs counts in them.
 
 An `Expr` is a polynomial with integer coefficients whose variables ("atoms") are the free dims
 and floor terms ⌊P / d⌋ (P an Expr, d a positive integer): what a stride or an integer division

@@ -1,4 +1,6 @@
-"""Shapes and shape values in a file's free dims, for the ops where onnx's inference drops them.
+"""Shapes and shape values in a file's free dims, for the ops where onnx's inference drops them:
+one function per op, which the shape engine (archkit.onnx.shapes) calls, computing with
+archkit.onnx.symbolic's formulas. It reads an op's attributes, dims and values, never the graph.
 
 onnx's per-op inference carries a free dim (an ONNX dim_param) through every op that copies it:
 elementwise ops, MatMul, Transpose, the batch axis of a Conv. It drops it where the output dim
