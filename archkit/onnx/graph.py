@@ -59,11 +59,14 @@ from archkit.onnx.symbolic import Dim, Expr, Symbols, value
 from archkit.onnx.symbolic_shapes import Merge
 from archkit.onnx.tensors import has_data
 
-__all__ = ["FLOAT_TYPES", "SUBGRAPH_OPS", "InputShapes", "OpNode", "Shape", "ShapeDim", "TensorInfo", "TensorNode",
-           "build_graph", "dtype_name", "free_dims", "op_nodes"]
+__all__ = ["FLOAT_TYPES", "SUBGRAPH_OPS", "FreeDims", "InputShapes", "OpNode", "Shape", "ShapeDim", "TensorInfo",
+           "TensorNode", "build_graph", "dtype_name", "free_dims", "op_nodes"]
 
 ShapeDim = int | str | None  # int: known; str: a symbolic name (not one of the free dims); None: unknown
 Shape = tuple[ShapeDim, ...]
+ShapeRecord = tuple[Shape | None, str, bool]  # a tensor's (shape, dtype, whether every dim is known)
+_Converted = tuple[tuple[Dim, ...], ShapeRecord, bool]  # FreeDims._convert's answer
+Edge = dict[str, tuple[str, ...]]  # edge data: {"tensors": the tensors it carries}
 # graph input name → its full shape, or a symbolic dim's name → its value
 InputShapes = Mapping[str, "int | Sequence[int]"]
 
@@ -204,7 +207,8 @@ def _initializers(g: onnx.GraphProto) -> tuple[dict[str, Described], list[onnx.T
     """name → (dims, dtype); the small ones inference may need the values of (shapes, axes,
     scales: a few bytes); and, serialized, a GraphProto.input entry declaring each other one's
     dtype and dims."""
-    types: dict[tuple[int, tuple[int, ...]], tuple[bytes, Described]] = {}  # (dtype, dims) → (its TypeProto field, ...)
+    # (dtype, dims) → (the serialized ValueInfoProto.type field, how the graph describes it)
+    types: dict[tuple[int, tuple[int, ...]], tuple[bytes, Described]] = {}
     described: dict[str, Described] = {}
     shape_data = []
     parts: list[bytes] = []
@@ -420,7 +424,7 @@ def _infer_bounded(model: onnx.ModelProto, skeleton: bytes) -> tuple[onnx.ModelP
 
 
 def _engine(model: onnx.ModelProto, inferred: onnx.ModelProto, shapes: dict[str, ShapeRecord],
-            cache: dict[bytes, ShapeRecord], values: dict[str, np.ndarray], free: _Free | None = None) -> int:
+            cache: dict[bytes, ShapeRecord], values: dict[str, np.ndarray], free: FreeDims | None = None) -> int:
     """archkit's shape engine (archkit.onnx.shapes) over what onnx left unknown; `shapes` gains what
     it finds, `values` (tensor name → array, given inputs' values to start with) the values it
     computes. `free`: the free dims kept as formulas. Returns how many op outputs it resolved."""
@@ -441,7 +445,7 @@ def _engine(model: onnx.ModelProto, inferred: onnx.ModelProto, shapes: dict[str,
     return len(better)
 
 
-class _Free:
+class FreeDims:
     """The free dims kept free: every shape is found as formulas in them (archkit.onnx.symbolic), the
     analysis sees their values at `point` (each free dim 1: per sample), and `formulas` keeps
     the formulas of every tensor whose shape depends on a free dim."""
@@ -542,9 +546,6 @@ def _symbolic_infer(inferred: onnx.ModelProto) -> tuple[onnx.ModelProto | None, 
 # --- the graph ------------------------------------------------------------------------------
 
 _A = onnx.AttributeProto
-ShapeRecord = tuple[Shape | None, str, bool]  # a tensor's (shape, dtype, whether every dim is known)
-_Converted = tuple[tuple[Dim, ...], ShapeRecord, bool]  # _Free._convert's answer
-Edge = dict[str, tuple[str, ...]]  # edge data: {"tensors": the tensors it carries}
 _UNKNOWN: ShapeRecord = (None, "undefined", False)
 _new = tuple.__new__  # TensorInfo(...) without its Python-level __new__: they are many
 _NO_ATTRS: Mapping[str, Any] = MappingProxyType({})  # shared by the many nodes without attributes (read-only)
@@ -653,7 +654,7 @@ class _Builder:
         self.unread: set[str] = set()  # outputs without a shape that nothing has read yet
         self.index = 0
         self.ifs: list[str] = []  # If node ids: their conditions may be known (_conditions)
-        self.free: _Free | None = None  # free dims kept as formulas (subgraph shapes are read in them too)
+        self.free: FreeDims | None = None  # free dims kept as formulas (subgraph shapes are read in them too)
         self.producer: dict[str, str] = {}  # main-graph tensor → the node id producing it (set by _walk)
 
     def edge(self, src: str, dst: str, tensor: str) -> None:
@@ -766,8 +767,9 @@ class _Builder:
         self.index = index
         self.unknown |= unknown
 
-    def _subgraph(self, sg: onnx.GraphProto, shapes: MutableMapping[str, ShapeRecord], inits: MutableMapping[str, Described],
-                  producer: Mapping[str, str], parent: str, attr: str) -> list[tuple[str | None, str]]:
+    def _subgraph(self, sg: onnx.GraphProto, shapes: MutableMapping[str, ShapeRecord],
+                  inits: MutableMapping[str, Described], producer: Mapping[str, str], parent: str,
+                  attr: str) -> list[tuple[str | None, str]]:
         local_shapes: dict[str, ShapeRecord] = {}
         _read_shapes(sg.input, local_shapes, self.cache)
         _read_shapes(sg.value_info, local_shapes, self.cache)
@@ -782,8 +784,8 @@ class _Builder:
         local_inits = {t.name: (tuple(t.dims), dtype_name(t.data_type)) for t in sg.initializer}
         formal = {i.name for i in sg.input}
         local: dict[str, str] = {}
-        self.walk(sg, ChainMap(local_shapes, shapes), ChainMap(local_inits, inits), _Scope(local, formal, producer), local,
-                  f"{parent}/{attr}/", parent, attr)
+        self.walk(sg, ChainMap(local_shapes, shapes), ChainMap(local_inits, inits), _Scope(local, formal, producer),
+                  local, f"{parent}/{attr}/", parent, attr)
         if self.unread and any(o.name in self.unread for o in sg.output):
             self.unknown = True
         return [(local.get(o.name), o.name) for o in sg.output]
@@ -853,7 +855,7 @@ def _build(model: onnx.ModelProto, input_shapes: InputShapes, symbolic: bool,
         # the free dims kept free: shapes and costs as formulas in them, when every shape follows
         names = dict.fromkeys(n or f"{i}:{axis}" for i, axes in fixed.items() for axis, n in axes.items())
         try:
-            return _build_once(model, (inputs, fixed), symbolic, input_values, _Free(list(names)))
+            return _build_once(model, (inputs, fixed), symbolic, input_values, FreeDims(list(names)))
         except (_NotFollowed, MalformedModelError):  # onnx's inference may refuse formulas where it accepts values
             why = "some shapes could not be followed in the free dims"
         inputs, fixed = _fix_inputs(model, input_shapes)
@@ -868,7 +870,7 @@ class _NotFollowed(Exception):
 
 
 def _build_once(model: onnx.ModelProto, fixed_inputs: FixedInputs, symbolic: bool,
-                input_values: Mapping[str, Sequence[float]], free: _Free | None) -> nx.DiGraph:
+                input_values: Mapping[str, Sequence[float]], free: FreeDims | None) -> nx.DiGraph:
     """The graph over the inputs `_fix_inputs` gave (inputs, fixed); with `free` (the free dims
     left free in them), _NotFollowed when some shape read by an op could not be found in formulas."""
     skeleton, fixed, initializers, inline = _skeleton(model, fixed_inputs)
@@ -1047,8 +1049,8 @@ def _not_text(node: onnx.NodeProto) -> None:
                 raise MalformedModelError(f"an op's {what} is not valid UTF-8: {v[:40]!r}")
 
 
-def _walk(model: onnx.ModelProto, g: onnx.GraphProto, shapes: dict[str, ShapeRecord],
-          initializers: dict[str, Described], cache: dict[bytes, ShapeRecord], free: _Free | None = None) -> _Builder:
+def _walk(model: onnx.ModelProto, g: onnx.GraphProto, shapes: dict[str, ShapeRecord], initializers: dict[str, Described],
+          cache: dict[bytes, ShapeRecord], free: FreeDims | None = None) -> _Builder:
     b = _Builder(shapes, initializers, cache)
     b.free = free
     producer: dict[str, str] = {}

@@ -432,7 +432,8 @@ def _size_value(ctx: Context, n: int | None) -> Value | None:
     return None if x is None else (prod(x),)
 
 
-def _same(ctx: Context, n: int | None) -> Value | None:  # elements unchanged: Identity, Cast, Reshape, (Un)Squeeze, Flatten
+def _same(ctx: Context, n: int | None) -> Value | None:
+    """Elements unchanged: Identity, Cast, Reshape, (Un)Squeeze, Flatten."""
     v = ctx.value(0)
     return v if v is not None and (n is None or len(v) == n) else None
 
