@@ -340,3 +340,19 @@ def test_shape_functions_refuse_dims_onnx_cannot_hold(tmp_path, capsys):
     path = tmp_path / "slice.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
     assert main(["analyse", str(path)]) in (0, 4)
+
+
+@pytest.mark.parametrize("op, k", [("Div", [1.5]), ("Max", [1.5, 2.5, 3.5, 4.5]), ("Min", [2.0, 2.5, 3.0, 0.5]),
+                                   ("Equal", [1.5, 2.5, 8.0, 8.0])])
+def test_a_fraction_meeting_a_formula_gives_no_value(op, k):
+    """A float value (a constant 1.5) meets a free dim in shape arithmetic (Shape → Cast → Div →
+    Cast → Reshape): an Expr has integer coefficients, so the element is unknown, the build
+    falls back to the free dims set to 1, and nothing raises (it was an AttributeError)."""
+    nodes = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Cast", ["s"], ["c"], to=TensorProto.FLOAT),
+             helper.make_node(op, ["c", "k"], ["d"]), helper.make_node("Cast", ["d"], ["e"], to=TensorProto.INT64),
+             helper.make_node("Reshape", ["x", "e"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(np.array(k, np.float32), "k")])
+    G = build_graph(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    assert G.graph["formulas"] is None and G.graph["no_formulas"]

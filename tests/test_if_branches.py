@@ -372,3 +372,33 @@ def test_input_value_out_of_the_inputs_type(tmp_path, capsys, dtype, option, mes
     assert main(["analyse", str(f), "--input-value", option]) == 2
     err = capsys.readouterr().err
     assert err.startswith("archkit: error: ") and message in err and len(err.splitlines()) == 1
+
+
+def test_an_if_inside_a_loop_reads_the_loop_body_inputs():
+    """A subgraph inside a subgraph reads the enclosing body's formal input (a Loop's carried
+    value): it is provided, by no op (the file was refused as malformed)."""
+    then_b = h.make_graph([h.make_node("Identity", ["v"], ["t"], name="t/Identity")], "then", [],
+                          [h.make_tensor_value_info("t", F, [2])])
+    else_b = h.make_graph([h.make_node("Neg", ["v"], ["e"], name="e/Neg")], "else", [],
+                          [h.make_tensor_value_info("e", F, [2])])
+    body = h.make_graph([h.make_node("Identity", ["c"], ["c_out"], name="keep"),
+                         h.make_node("If", ["c"], ["v_out"], name="choose", then_branch=then_b, else_branch=else_b)],
+                        "body", [h.make_tensor_value_info("i", T.INT64, []), h.make_tensor_value_info("c", T.BOOL, []),
+                                 h.make_tensor_value_info("v", F, [2])],
+                        [h.make_tensor_value_info("c_out", T.BOOL, []), h.make_tensor_value_info("v_out", F, [2])])
+    g = h.make_graph([h.make_node("Loop", ["n", "go", "x"], ["y"], name="loop", body=body)], "g",
+                     [h.make_tensor_value_info("x", F, [2])], [h.make_tensor_value_info("y", F, [2])],
+                     [nh.from_array(np.array(3, np.int64), "n"), nh.from_array(np.array(True), "go")])
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+    onnx.checker.check_model(m, full_check=True)  # a valid file
+    G = build_graph(m)
+    assert {"loop/body/choose/then_branch/t/Identity", "loop/body/choose/else_branch/e/Neg"} <= set(G.nodes)
+
+
+def test_input_value_of_an_input_with_free_dims(tmp_path, capsys):
+    m = _model([h.make_node("Relu", ["x"], ["y"], name="relu")], [h.make_tensor_value_info("x", F, ["N", 3])])
+    f = tmp_path / "m.onnx"
+    onnx.save(m, f)
+    assert main(["analyse", str(f), "--input-value", "x=1,2,3"]) == 2
+    assert "--input-value x: the input's shape ['N', 3] has free dims: fix them with --input-shape" \
+        in capsys.readouterr().err

@@ -1,4 +1,6 @@
-"""ONNX model → networkx.DiGraph with resolved shapes.
+"""The analysis graph: a checked ONNX model (from archkit.onnx.load) → a networkx.DiGraph of typed
+op records with resolved shapes, the one input of archkit.costs and archkit.connectivity. The
+shapes come from onnx's inference, then archkit's shape engine (archkit.onnx.shapes), then onnxruntime's.
 
 A node per ONNX op (an OpNode, kind "op"), a pseudo-node per graph input ("input") and output
 ("output", both TensorNode): frozen records, read as `data.op_type` (or, for code that reads node
@@ -35,30 +37,45 @@ value the shape engine computed, or a graph input's value given in `input_values
 from __future__ import annotations
 
 import gc
-import logging
 import math
+import os
+import subprocess
+import sys
+import tempfile
 from collections import ChainMap
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Iterable, Mapping, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import networkx as nx
+import numpy as np
 import onnx
-from onnx import helper
+from onnx import helper, numpy_helper
 
 from archkit.errors import MalformedModelError, UsageError
-from archkit.onnx.symbolic import Symbols, value
+from archkit.onnx import shapes as engine
+from archkit.onnx.symbolic import Dim, Expr, Symbols, value
+from archkit.onnx.symbolic_shapes import Merge
+from archkit.onnx.tensors import has_data
 
-__all__ = ["TensorInfo", "OpNode", "TensorNode", "build_graph", "free_dims", "op_nodes", "dtype_name", "FLOAT_TYPES", "SUBGRAPH_OPS"]
+__all__ = ["FLOAT_TYPES", "SUBGRAPH_OPS", "FreeDims", "InputShapes", "OpNode", "Shape", "ShapeDim", "TensorInfo",
+           "TensorNode", "build_graph", "dtype_name", "free_dims", "op_nodes"]
 
-Dim = int | str | None  # int: known; str: symbolic name; None: unknown
+ShapeDim = int | str | None  # int: known; str: a symbolic name (not one of the free dims); None: unknown
+Shape = tuple[ShapeDim, ...]
+ShapeRecord = tuple[Shape | None, str, bool]  # a tensor's (shape, dtype, whether every dim is known)
+_Converted = tuple[tuple[Dim, ...], ShapeRecord, bool]  # FreeDims._convert's answer
+Edge = dict[str, tuple[str, ...]]  # edge data: {"tensors": the tensors it carries}
+# graph input name → its full shape, or a symbolic dim's name → its value
+InputShapes = Mapping[str, "int | Sequence[int]"]
 
 
 class TensorInfo(NamedTuple):
     """A tensor as the analysis sees it: name, shape, element type, whether an initializer."""
 
     name: str
-    shape: tuple[Dim, ...] | None  # None: rank unknown
+    shape: Shape | None  # None: rank unknown
     dtype: str
     initializer: bool = False
 
@@ -69,34 +86,34 @@ class TensorInfo(NamedTuple):
 
     @property
     def size(self) -> int:
-        n = 1
-        for d in self.shape or ():
-            n *= d
-        return n
+        """The element count, of a known shape."""
+        if not self.known:
+            raise ValueError(f"tensor {self.name!r} has no known size: shape {self.shape}")
+        return math.prod(d for d in self.shape or () if isinstance(d, int))
 
 
-class _Record(Mapping):
+class _Record(Mapping[str, object]):
     """Read-only `record["field"]` access to a node record's fields, for code that still reads
     node data as a dict (networkx hands the record out as a node's data)."""
 
     __slots__ = ()
 
-    def __getitem__(self, key: str):
+    def __getitem__(self, key: str) -> object:
         try:
             return getattr(self, key)
         except AttributeError:
             raise KeyError(key) from None
 
-    def get(self, key: str, default=None):
+    def get(self, key: str, default: object = None) -> object:
         return getattr(self, key, default)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(("kind", *self.__slots__))
 
     def __len__(self) -> int:
         return 1 + len(self.__slots__)
 
-    def copy(self):  # what networkx calls when it copies a graph; a record is immutable
+    def copy(self) -> _Record:  # what networkx calls when it copies a graph; a record is immutable
         return self
 
 
@@ -109,7 +126,7 @@ class OpNode(_Record):
     name: str
     op_type: str
     domain: str  # "ai.onnx" for the default domain
-    attrs: Mapping
+    attrs: Mapping[str, Any]  # the types are the op schema's: ints, floats, strings, tuples of them, TensorInfo
     inputs: tuple[TensorInfo | None, ...]
     outputs: tuple[TensorInfo, ...]
     parent: str | None = None
@@ -139,20 +156,21 @@ def dtype_name(elem_type: int) -> str:
     return _DTYPES.get(elem_type) or "undefined"
 
 
-def _type_shape(t: onnx.TypeProto) -> tuple[tuple[Dim, ...] | None, str]:
+def _type_shape(t: onnx.TypeProto) -> tuple[Shape | None, str]:
     if not t.HasField("tensor_type"):
         return None, t.WhichOneof("value") or "undefined"
     tt = t.tensor_type
     if not tt.HasField("shape"):
         return None, dtype_name(tt.elem_type)
-    dims = []
+    dims: list[ShapeDim] = []
     for d in tt.shape.dim:
         v = d.dim_value
         if not v:
-            v = d.dim_param or (0 if d.HasField("dim_value") else None)
+            dims.append(d.dim_param or (0 if d.HasField("dim_value") else None))
         elif v < 0:
-            v = None  # inferred from free dims set to 1 where a kernel is larger: no size at all
-        dims.append(v)
+            dims.append(None)  # inferred from free dims set to 1 where a kernel is larger: no size at all
+        else:
+            dims.append(v)
     return tuple(dims), dtype_name(tt.elem_type)
 
 
@@ -180,15 +198,20 @@ _GRAPH_TAG = 7 << 3 | 2  # ModelProto.graph
 _INPUT_TAG = 11 << 3 | 2  # GraphProto.input
 _INLINE = 64  # initializers of at most this many elements (1-D or scalar) stay in the skeleton
 
+Described = tuple[tuple[int, ...], str]  # an initializer as the graph describes it: (dims, dtype)
+FixedDims = dict[str, dict[int, "str | None"]]  # input → axis → the symbolic dim's name there (None: unnamed)
+FixedInputs = tuple[list[onnx.ValueInfoProto], FixedDims]  # what _fix_inputs gives
 
-def _initializers(g: onnx.GraphProto) -> tuple[dict, list, bytes]:
+
+def _initializers(g: onnx.GraphProto) -> tuple[dict[str, Described], list[onnx.TensorProto], bytes]:
     """name → (dims, dtype); the small ones inference may need the values of (shapes, axes,
     scales: a few bytes); and, serialized, a GraphProto.input entry declaring each other one's
     dtype and dims."""
-    types: dict[tuple, bytes] = {}
-    described: dict[str, tuple] = {}
+    # (dtype, dims) → (the serialized ValueInfoProto.type field, how the graph describes it)
+    types: dict[tuple[int, tuple[int, ...]], tuple[bytes, Described]] = {}
+    described: dict[str, Described] = {}
     shape_data = []
-    parts = []
+    parts: list[bytes] = []
     append = parts.append
     external = onnx.TensorProto.EXTERNAL
     for t in g.initializer:
@@ -203,8 +226,7 @@ def _initializers(g: onnx.GraphProto) -> tuple[dict, list, bytes]:
             tp.tensor_type.shape.SetInParent()
             for d in dims:
                 tp.tensor_type.shape.dim.add().dim_value = d
-            tb = _field(2 << 3 | 2, tp.SerializeToString())
-            types[key] = tb = (tb, (dims, _DTYPES.get(dt) or "undefined"))
+            types[key] = tb = (_field(2 << 3 | 2, tp.SerializeToString()), (dims, _DTYPES.get(dt) or "undefined"))
         described[name] = tb[1]
         if len(dims) <= 1 and (not dims or dims[0] <= _INLINE) and t.data_location != external:
             shape_data.append(t)  # Reshape targets, Slice bounds, Resize scales: inference needs the values
@@ -222,7 +244,7 @@ def free_dims(model: onnx.ModelProto) -> set[str]:
             for d in i.type.tensor_type.shape.dim if d.dim_param and not d.HasField("dim_value")}
 
 
-def _fix_inputs(model: onnx.ModelProto, input_shapes: Mapping[str, object], keep_free: bool = False):
+def _fix_inputs(model: onnx.ModelProto, input_shapes: InputShapes, keep_free: bool = False) -> FixedInputs:
     """Graph inputs (not initializers) with fixed dims, and which symbolic dims were set to 1
     (`keep_free`: left free, as formulas whose value is 1; a dim without a name is named
     `input:axis`)."""
@@ -236,14 +258,15 @@ def _fix_inputs(model: onnx.ModelProto, input_shapes: Mapping[str, object], keep
         raise UsageError(f"--input-shape names no graph input or symbolic dim: {sorted(unknown)}; inputs are "
                          f"{sorted(names)}" + (f", symbolic dims {sorted(params)}" if params else ""))
     by_param = {k: _one_dim(k, v) for k, v in input_shapes.items() if k not in names}
-    fixed: dict[str, dict[int, str | None]] = {}
+    fixed: FixedDims = {}
     out = []
     for inp in inputs:
         vi = onnx.ValueInfoProto()
         vi.CopyFrom(inp)
         dims = vi.type.tensor_type.shape.dim if vi.type.HasField("tensor_type") else []
         if inp.name in input_shapes:
-            want = tuple(input_shapes[inp.name])
+            given = input_shapes[inp.name]
+            want = (given,) if isinstance(given, int) else tuple(given)
             if len(want) != len(dims):
                 raise UsageError(f"--input-shape {inp.name}: rank {len(want)} given, the model's input has rank {len(dims)}")
             for d, v in zip(dims, want):
@@ -267,23 +290,24 @@ def _fix_inputs(model: onnx.ModelProto, input_shapes: Mapping[str, object], keep
     return out, fixed
 
 
-def _set_dim(d, v: int) -> None:
+def _set_dim(d: onnx.TensorShapeProto.Dimension, v: int) -> None:
     if not isinstance(v, int) or v < 0:
         raise UsageError(f"--input-shape: dimension {v!r} is not a non-negative integer")
     d.Clear()
     d.dim_value = v
 
 
-def _one_dim(name: str, v) -> int:
+def _one_dim(name: str, v: int | Sequence[int]) -> int:
     if isinstance(v, int):
         return v
-    v = tuple(v)
-    if len(v) != 1:
-        raise UsageError(f"--input-shape {name}: a symbolic dimension takes one value, not {len(v)}")
-    return v[0]
+    values = tuple(v)
+    if len(values) != 1:
+        raise UsageError(f"--input-shape {name}: a symbolic dimension takes one value, not {len(values)}")
+    return values[0]
 
 
-def _skeleton(model: onnx.ModelProto, fixed_inputs: tuple) -> tuple[bytes, dict, dict, list]:
+def _skeleton(model: onnx.ModelProto, fixed_inputs: FixedInputs) -> tuple[bytes, FixedDims, dict[str, Described],
+                                                                          list[onnx.TensorProto]]:
     """A weight-free copy for shape inference, serialized, over the inputs `_fix_inputs` gave
     (inputs, fixed): symbolic input dims fixed (given, else 1) or left free.
 
@@ -327,7 +351,7 @@ _GENERATORS = frozenset({"Range", "ConstantOfShape", "Tile", "Expand", "Pad", "R
 _PROPAGATED = 2**16  # the largest tensor whose values propagation may compute
 
 
-def _graphs(g: onnx.GraphProto):
+def _graphs(g: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
     yield g
     for n in g.node:
         if n.attribute:
@@ -399,13 +423,11 @@ def _infer_bounded(model: onnx.ModelProto, skeleton: bytes) -> tuple[onnx.ModelP
     return _infer(skeleton), True
 
 
-def _engine(model: onnx.ModelProto, inferred: onnx.ModelProto, shapes: dict, cache: dict, values: dict,
-            free: "_Free | None" = None) -> int:
+def _engine(model: onnx.ModelProto, inferred: onnx.ModelProto, shapes: dict[str, ShapeRecord],
+            cache: dict[bytes, ShapeRecord], values: dict[str, np.ndarray], free: FreeDims | None = None) -> int:
     """archkit's shape engine (archkit.onnx.shapes) over what onnx left unknown; `shapes` gains what
     it finds, `values` (tensor name → array, given inputs' values to start with) the values it
     computes. `free`: the free dims kept as formulas. Returns how many op outputs it resolved."""
-    from archkit.onnx import shapes as engine
-
     g = inferred.graph
     types = {vi.name: vi.type for vi in (*g.input, *g.value_info, *g.output)}
     engine.initializer_values((*model.graph.initializer, *g.initializer), types, values)
@@ -414,7 +436,7 @@ def _engine(model: onnx.ModelProto, inferred: onnx.ModelProto, shapes: dict, cac
     if not engine.resolve(g, types, opsets, values=values, ir_version=model.ir_version, symbols=symbols,
                           merged=merged):
         return 0
-    found: dict = {}
+    found: dict[str, ShapeRecord] = {}
     _read_shapes((helper.make_value_info(k, v) for k, v in types.items()), found, cache)
     if free is not None:
         free.concrete(found)
@@ -423,52 +445,57 @@ def _engine(model: onnx.ModelProto, inferred: onnx.ModelProto, shapes: dict, cac
     return len(better)
 
 
-class _Free:
+class FreeDims:
     """The free dims kept free: every shape is found as formulas in them (archkit.onnx.symbolic), the
     analysis sees their values at `point` (each free dim 1: per sample), and `formulas` keeps
     the formulas of every tensor whose shape depends on a free dim."""
 
-    def __init__(self, names):
+    def __init__(self, names: list[str]) -> None:
         self.symbols = Symbols(names)
         self.point = {n: 1 for n in names}
-        self.formulas: dict[str, tuple] = {}
-        self.merged: list = []  # (op, op_type, a, b, kept): two formulas taken as equal
-        self._done: dict = {}
-        self._kept: list = []
+        self.formulas: dict[str, tuple[Dim, ...]] = {}
+        self.merged: list[Merge] = []  # two formulas taken as equal
+        self._done: dict[int, _Converted | None] = {}
+        self._kept: list[ShapeRecord] = []
         # tensors whose formula is negative at the point (a kernel wider than 1): empty there, the
         # formula still right for larger values
         self.invalid: set[str] = set()
 
-    def concrete(self, shapes: dict) -> None:
+    def concrete(self, shapes: dict[str, ShapeRecord]) -> None:
         """Shapes read with formula dims (dim_params the build knows) → their values at the point,
         the formulas kept; a shape with a dim no formula gives stays unknown."""
         get, point, formulas, done = self.symbols.exprs.get, self.point, self.formulas, self._done
         for k, r in shapes.items():
-            if r[2] or r[0] is None:
+            shape, dtype, known = r
+            if known or shape is None:
                 continue
-            hit = done.get(id(r))  # shapes repeat (one shared record per type, _read_shapes): converted once
-            if hit is None:
-                hit = done[id(r)] = self._convert(r, get, point)
+            key = id(r)  # shapes repeat (one shared record per type, _read_shapes): converted once
+            if key in done:
+                hit = done[key]
+            else:
+                hit = done[key] = self._convert(shape, dtype, get, point)
                 self._kept.append(r)  # its id stays its own
-            if hit is not _UNKNOWN:
+            if hit is not None:
                 formulas[k] = hit[0]
                 shapes[k] = hit[1]
                 if hit[2]:
                     self.invalid.add(k)
 
     @staticmethod
-    def _convert(r, get, point):
-        dims = []
-        for d in r[0]:
-            if d.__class__ is str:
-                d = get(d)
-            if d is None:
-                return _UNKNOWN
-            dims.append(d)
+    def _convert(shape: Shape, dtype: str, get: Callable[[str], Expr | None],
+                 point: Mapping[str, int]) -> _Converted | None:
+        """(the formulas, the record of their values at the point, whether one is negative there);
+        None where a dim is no formula of the build's."""
+        dims: list[Dim] = []
+        for d in shape:
+            e = get(d) if isinstance(d, str) else d
+            if e is None:
+                return None
+            dims.append(e)
         ints = tuple(value(d, point) for d in dims)
         if any(i < 0 for i in ints):  # a window wider than the free dims' value: no frames there
-            return tuple(dims), (tuple(max(i, 0) for i in ints), r[1], True), True
-        return tuple(dims), (ints, r[1], True), False
+            return tuple(dims), (tuple(max(i, 0) for i in ints), dtype, True), True
+        return tuple(dims), (ints, dtype, True), False
 
 
 # onnxruntime's symbolic shape inference propagates values with no bound of its own: it runs in a
@@ -491,11 +518,6 @@ SSI_TIMEOUT = 120.0  # seconds (ARCHKIT_SSI_TIMEOUT overrides)
 def _symbolic_infer(inferred: onnx.ModelProto) -> tuple[onnx.ModelProto | None, str | None]:
     """onnxruntime's symbolic shape inference (auto_merge: dims that meet are taken as equal), in
     a child process: (the inferred model, None), or (None, why it gave nothing)."""
-    import os
-    import subprocess
-    import sys
-    import tempfile
-
     memory = int(os.environ.get("ARCHKIT_SSI_MEMORY") or SSI_MEMORY)
     timeout = float(os.environ.get("ARCHKIT_SSI_TIMEOUT") or SSI_TIMEOUT)
     with tempfile.TemporaryDirectory(prefix="archkit-ssi-") as tmp:
@@ -524,18 +546,19 @@ def _symbolic_infer(inferred: onnx.ModelProto) -> tuple[onnx.ModelProto | None, 
 # --- the graph ------------------------------------------------------------------------------
 
 _A = onnx.AttributeProto
-_UNKNOWN = (None, "undefined", False)
+_UNKNOWN: ShapeRecord = (None, "undefined", False)
 _new = tuple.__new__  # TensorInfo(...) without its Python-level __new__: they are many
-_NO_ATTRS = MappingProxyType({})  # shared by the many nodes without attributes (read-only)
+_NO_ATTRS: Mapping[str, Any] = MappingProxyType({})  # shared by the many nodes without attributes (read-only)
 
 
-def _attrs(node: onnx.NodeProto) -> tuple[dict, bool]:
+def _attrs(node: onnx.NodeProto) -> tuple[dict[str, Any], bool]:
     """Plain Python values, and whether some attribute holds a graph. Tensors and graphs are
     described, not copied."""
-    out = {}
+    out: dict[str, Any] = {}
     graphs = False
     for a in node.attribute:
         t = a.type
+        v: Any
         if t == _A.INT:
             v = a.i
         elif t == _A.INTS:
@@ -561,46 +584,48 @@ def _attrs(node: onnx.NodeProto) -> tuple[dict, bool]:
     return out, graphs
 
 
-class _LazyAttrs(Mapping):
+class _LazyAttrs(Mapping[str, Any]):
     """A node's attributes (as _attrs decodes them), decoded on first access: most are never
     read, and decoding them all is a quarter of the graph build. Read-only."""
 
     __slots__ = ("_node", "_d")
 
-    def __init__(self, node: onnx.NodeProto):
-        self._node = node
-        self._d = None
+    def __init__(self, node: onnx.NodeProto) -> None:
+        self._node: onnx.NodeProto | None = node
+        self._d: dict[str, Any] | None = None
 
-    def _load(self) -> dict:
+    def _load(self) -> dict[str, Any]:
         d = self._d
         if d is None:
-            d = self._d = _attrs(self._node)[0] if len(self._node.attribute) else {}
+            node = self._node
+            d = self._d = _attrs(node)[0] if node is not None and len(node.attribute) else {}
             self._node = None  # the model's nodes need not stay alive for this one
         return d
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: str) -> Any:
         return self._load()[key]
 
-    def get(self, key, default=None):
+    def get(self, key: str, default: Any = None) -> Any:
         return self._load().get(key, default)
 
-    def __contains__(self, key) -> bool:
+    def __contains__(self, key: object) -> bool:
         return key in self._load()
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(self._load())
 
     def __len__(self) -> int:
         return len(self._load())
 
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other: object) -> bool:
         return self._load() == (other._load() if isinstance(other, _LazyAttrs) else other)
 
     def __repr__(self) -> str:
         return repr(self._load())
 
 
-def _read_shapes(vis, into: dict, cache: dict) -> None:
+def _read_shapes(vis: Iterable[onnx.ValueInfoProto], into: dict[str, ShapeRecord],
+                 cache: dict[bytes, ShapeRecord]) -> None:
     """name → (shape, dtype, known), the decoding shared between equal types."""
     for vi in vis:
         t = vi.type
@@ -616,11 +641,12 @@ class _Builder:
     """One pass over the (inferred) graph and its subgraphs, in file order, straight into the
     networkx adjacency dicts: node id → data, successors, predecessors."""
 
-    def __init__(self, shapes: Mapping, initializers: Mapping, shape_cache: dict):
-        self.node: dict[str, dict] = {}
-        self.succ: dict[str, dict] = {}
-        self.pred: dict[str, dict] = {}
-        self.late: list[tuple[str, str, Mapping]] = []  # inputs not produced earlier in file order
+    def __init__(self, shapes: Mapping[str, ShapeRecord], initializers: Mapping[str, Described],
+                 shape_cache: dict[bytes, ShapeRecord]) -> None:
+        self.node: dict[str, OpNode | TensorNode] = {}
+        self.succ: dict[str, dict[str, Edge]] = {}
+        self.pred: dict[str, dict[str, Edge]] = {}
+        self.late: list[tuple[str, str, Mapping[str, str]]] = []  # inputs not produced earlier in file order
         self.cache = shape_cache
         self.shapes = shapes
         self.inits = initializers
@@ -628,7 +654,8 @@ class _Builder:
         self.unread: set[str] = set()  # outputs without a shape that nothing has read yet
         self.index = 0
         self.ifs: list[str] = []  # If node ids: their conditions may be known (_conditions)
-        self.free: _Free | None = None  # free dims kept as formulas (subgraph shapes are read in them too)
+        self.free: FreeDims | None = None  # free dims kept as formulas (subgraph shapes are read in them too)
+        self.producer: dict[str, str] = {}  # main-graph tensor → the node id producing it (set by _walk)
 
     def edge(self, src: str, dst: str, tensor: str) -> None:
         e = self.succ[src].get(dst)
@@ -639,13 +666,14 @@ class _Builder:
         elif tensor not in e["tensors"]:
             e["tensors"] += (tensor,)
 
-    def add(self, nid: str, data: dict) -> None:
+    def add(self, nid: str, data: OpNode | TensorNode) -> None:
         self.node[nid] = data
         self.succ[nid] = {}
         self.pred[nid] = {}
 
-    def walk(self, g: onnx.GraphProto, shapes: Mapping, inits: Mapping, producer, local: dict, prefix: str,
-             parent: str | None, sub: str | None, originals=None) -> None:
+    def walk(self, g: onnx.GraphProto, shapes: MutableMapping[str, ShapeRecord], inits: MutableMapping[str, Described],
+             producer: Mapping[str, str], local: dict[str, str], prefix: str, parent: str | None, sub: str | None,
+             originals: Sequence[onnx.NodeProto] | None = None) -> None:
         """`originals`: the same nodes in the caller's model, which the lazy attributes then hold
         (so that the inferred copy can be freed once the graph is built)."""
         node_d, succ, pred, late = self.node, self.succ, self.pred, self.late
@@ -667,6 +695,7 @@ class _Builder:
             if nid in node_d or (not prefix and nid.startswith(("input:", "output:"))):
                 nid = f"{nid}#{position}"
             sub_outputs = None
+            attrs: Mapping[str, Any]
             if not domain and op_type not in SUBGRAPH_OPS:
                 # most are never read (a Conv's cost needs shapes only)
                 attrs = _LazyAttrs(node if originals is None else originals[position])
@@ -685,8 +714,8 @@ class _Builder:
                     index = self.index
             else:
                 attrs = _NO_ATTRS
-            ins = []
-            p = {}
+            ins: list[TensorInfo | None] = []
+            p: dict[str, Edge] = {}
             for n in node.input:
                 t = infos_get(n)
                 if unread and n in unread:
@@ -697,9 +726,9 @@ class _Builder:
                         continue
                     if n.__class__ is not str:
                         _not_text(node)
-                    r = inits_get(n)
-                    if r is not None:
-                        ins.append(_new(TensorInfo, (n, r[0], r[1], True)))  # an initializer: no producer
+                    init = inits_get(n)
+                    if init is not None:
+                        ins.append(_new(TensorInfo, (n, init[0], init[1], True)))  # an initializer: no producer
                         continue
                     r = shapes_get(n) or _UNKNOWN
                     t = infos[n] = _new(TensorInfo, (n, r[0], r[1], False))
@@ -738,8 +767,10 @@ class _Builder:
         self.index = index
         self.unknown |= unknown
 
-    def _subgraph(self, sg: onnx.GraphProto, shapes, inits, producer, parent: str, attr: str) -> list:
-        local_shapes: dict = {}
+    def _subgraph(self, sg: onnx.GraphProto, shapes: MutableMapping[str, ShapeRecord],
+                  inits: MutableMapping[str, Described], producer: Mapping[str, str], parent: str,
+                  attr: str) -> list[tuple[str | None, str]]:
+        local_shapes: dict[str, ShapeRecord] = {}
         _read_shapes(sg.input, local_shapes, self.cache)
         _read_shapes(sg.value_info, local_shapes, self.cache)
         _read_shapes(sg.output, local_shapes, self.cache)
@@ -753,42 +784,48 @@ class _Builder:
         local_inits = {t.name: (tuple(t.dims), dtype_name(t.data_type)) for t in sg.initializer}
         formal = {i.name for i in sg.input}
         local: dict[str, str] = {}
-        # formal inputs shadow outer names: they have no producer
-        scope_producer = ChainMap(local, {n: None for n in formal}, producer)
-        self.walk(sg, ChainMap(local_shapes, shapes), ChainMap(local_inits, inits), _NoNone(scope_producer), local,
-                  f"{parent}/{attr}/", parent, attr)
+        self.walk(sg, ChainMap(local_shapes, shapes), ChainMap(local_inits, inits), _Scope(local, formal, producer),
+                  local, f"{parent}/{attr}/", parent, attr)
         if self.unread and any(o.name in self.unread for o in sg.output):
             self.unknown = True
         return [(local.get(o.name), o.name) for o in sg.output]
 
 
-class _NoNone(Mapping):
-    """A producer map view in which shadowed names (value None) read as absent."""
+class _Scope(Mapping[str, str]):
+    """A subgraph's producer map: tensor → the id of the op producing it, its own ops first, then
+    the enclosing scope's; its formal inputs shadow outer names and have no producer."""
 
-    def __init__(self, m):
-        self.m = m
+    def __init__(self, local: Mapping[str, str], formal: set[str], outer: Mapping[str, str]) -> None:
+        self.local, self.formal, self.outer = local, formal, outer
 
-    def get(self, k, default=None):
-        v = self.m.get(k)
-        return default if v is None else v
+    def get(self, k: str, default: Any = None) -> Any:
+        v = self.local.get(k)
+        if v is not None:
+            return v
+        return default if k in self.formal else self.outer.get(k, default)
 
-    def __getitem__(self, k):
-        v = self.m[k]
+    def __getitem__(self, k: str) -> str:
+        v = self.get(k)
         if v is None:
             raise KeyError(k)
         return v
 
-    def __contains__(self, k):
-        return self.m.get(k) is not None
+    def __contains__(self, k: object) -> bool:
+        return isinstance(k, str) and self.get(k) is not None
 
-    def __iter__(self):
-        return (k for k in self.m if self.m[k] is not None)
+    def __iter__(self) -> Iterator[str]:
+        return (k for k in dict.fromkeys((*self.local, *self.outer)) if k in self)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return sum(1 for _ in self)
 
+    def declares(self, k: str) -> bool:
+        """Whether `k` is a formal input here or in an enclosing subgraph (provided, by no op)."""
+        outer = self.outer
+        return k in self.formal or isinstance(outer, _Scope) and outer.declares(k)
 
-def build_graph(model: onnx.ModelProto, *, input_shapes: Mapping[str, object] | None = None,
+
+def build_graph(model: onnx.ModelProto, *, input_shapes: InputShapes | None = None,
                 symbolic: bool = True, input_values: Mapping[str, Sequence[float]] | None = None) -> nx.DiGraph:
     """Build the analysis graph.
 
@@ -810,7 +847,7 @@ def build_graph(model: onnx.ModelProto, *, input_shapes: Mapping[str, object] | 
             gc.enable()
 
 
-def _build(model: onnx.ModelProto, input_shapes: Mapping[str, object], symbolic: bool,
+def _build(model: onnx.ModelProto, input_shapes: InputShapes, symbolic: bool,
            input_values: Mapping[str, Sequence[float]]) -> nx.DiGraph:
     inputs, fixed = _fix_inputs(model, input_shapes, keep_free=True)
     why = None
@@ -818,12 +855,9 @@ def _build(model: onnx.ModelProto, input_shapes: Mapping[str, object], symbolic:
         # the free dims kept free: shapes and costs as formulas in them, when every shape follows
         names = dict.fromkeys(n or f"{i}:{axis}" for i, axes in fixed.items() for axis, n in axes.items())
         try:
-            G = _build_once(model, (inputs, fixed), symbolic, input_values, _Free(list(names)))
-        except MalformedModelError:
-            G = None  # onnx's inference may refuse formulas where it accepts values: the build below says
-        if G is not None:
-            return G
-        why = "some shapes could not be followed in the free dims"
+            return _build_once(model, (inputs, fixed), symbolic, input_values, FreeDims(list(names)))
+        except (_NotFollowed, MalformedModelError):  # onnx's inference may refuse formulas where it accepts values
+            why = "some shapes could not be followed in the free dims"
         inputs, fixed = _fix_inputs(model, input_shapes)
     G = _build_once(model, (inputs, fixed), symbolic, input_values, None)
     G.graph["formulas"] = None
@@ -831,15 +865,19 @@ def _build(model: onnx.ModelProto, input_shapes: Mapping[str, object], symbolic:
     return G
 
 
-def _build_once(model: onnx.ModelProto, fixed_inputs: tuple, symbolic: bool,
-                input_values: Mapping[str, Sequence[float]], free: _Free | None) -> nx.DiGraph | None:
+class _NotFollowed(Exception):
+    """Some shape read by an op could not be found in formulas: the free dims are set to 1 instead."""
+
+
+def _build_once(model: onnx.ModelProto, fixed_inputs: FixedInputs, symbolic: bool,
+                input_values: Mapping[str, Sequence[float]], free: FreeDims | None) -> nx.DiGraph:
     """The graph over the inputs `_fix_inputs` gave (inputs, fixed); with `free` (the free dims
-    left free in them), None when some shape read by an op could not be found in formulas."""
+    left free in them), _NotFollowed when some shape read by an op could not be found in formulas."""
     skeleton, fixed, initializers, inline = _skeleton(model, fixed_inputs)
     inferred, propagated = _infer_bounded(model, skeleton)
     g = inferred.graph
-    cache: dict = {}
-    shapes: dict = {}
+    cache: dict[bytes, ShapeRecord] = {}
+    shapes: dict[str, ShapeRecord] = {}
     # the graph's own inputs come first; the typed inputs after them are the initializers
     n_inputs = sum(1 for i in model.graph.input if i.name not in initializers)
     graph_inputs = g.input[:n_inputs] if n_inputs < len(g.input) else g.input
@@ -861,17 +899,17 @@ def _build_once(model: onnx.ModelProto, fixed_inputs: tuple, symbolic: bool,
             how += "+archkit"
     if b.ifs and not engine_ran:  # an If's condition may be computed from constants and shapes
         _engine(model, inferred, shapes, cache, values, free)
-    warnings = []
+    warnings: list[str] = []
     if free is not None:
         if b.unknown:
-            return None  # the caller builds again with the free dims set to 1
+            raise _NotFollowed  # the caller builds again with the free dims set to 1
     elif b.unknown and symbolic:
-        better, why = _symbolic_infer(inferred)
-        if why:
+        better, failed = _symbolic_infer(inferred)
+        if failed:
             warnings.append(f"onnxruntime's symbolic shape inference, tried for the shapes archkit could not "
-                            f"find, {why}")
+                            f"find, {failed}")
         if better is not None:
-            override: dict = {}
+            override: dict[str, ShapeRecord] = {}
             _read_shapes(better.graph.value_info, override, cache)
             _read_shapes(better.graph.output, override, cache)
             override = {k: v for k, v in override.items() if v[2] and not (shapes.get(k) or _UNKNOWN)[2]}
@@ -897,8 +935,8 @@ def _build_once(model: onnx.ModelProto, fixed_inputs: tuple, symbolic: bool,
     for nid, name, scope in b.late:
         src = scope.get(name)
         if src is None:
-            if isinstance(scope, _NoNone) and name in scope.m:
-                continue  # a subgraph's formal input
+            if isinstance(scope, _Scope) and scope.declares(name):
+                continue  # a formal input of the subgraph or of one enclosing it
             raise MalformedModelError(f"op {nid!r} reads tensor {name!r}, which no op, graph input or initializer "
                                       "provides")
         sorted_ = False
@@ -925,25 +963,29 @@ def _build_once(model: onnx.ModelProto, fixed_inputs: tuple, symbolic: bool,
 
 # --- If conditions: which branch runs, when the file or the caller says -----------------------
 
-def _input_values(inputs, given: Mapping[str, Sequence[float]]) -> dict:
+def _input_values(inputs: Iterable[onnx.ValueInfoProto], given: Mapping[str, Sequence[float]]) -> dict[str, np.ndarray]:
     """The values given for graph inputs, as arrays of the inputs' element types and (fixed) shapes."""
     if not given:
         return {}
-    import numpy as np
-
     by_name = {i.name: i for i in inputs}
     unknown = sorted(set(given) - set(by_name))
     if unknown:
         raise UsageError(f"--input-value names no graph input: {unknown}; inputs are {sorted(by_name)}")
     out = {}
-    for name, v in given.items():
-        shape, dtype = _type_shape(by_name[name].type)
+    for name, given_v in given.items():
+        declared, dtype = _type_shape(by_name[name].type)
         if dtype not in _NUMBERS:
             raise UsageError(f"--input-value {name}: the input holds {dtype}; values can be given for bool, integer, "
                              "float16, float and double inputs")
-        v = tuple(v)
-        if shape is None:  # rank unknown: a scalar, or a vector of what is given
+        v = tuple(given_v)
+        shape: tuple[int, ...]
+        if declared is None:  # rank unknown: a scalar, or a vector of what is given
             shape = () if len(v) == 1 else (len(v),)
+        elif all(isinstance(d, int) for d in declared):
+            shape = tuple(d for d in declared if isinstance(d, int))
+        else:
+            raise UsageError(f"--input-value {name}: the input's shape {list(declared)} has free dims: fix them with "
+                             "--input-shape")
         if len(v) != math.prod(shape):
             raise UsageError(f"--input-value {name}: {len(v)} value(s) given; the input has shape {list(shape)} "
                              f"({math.prod(shape)} element(s))")
@@ -963,7 +1005,8 @@ _NUMBERS = frozenset({"float", "float16", "double", "bool", "int8", "int16", "in
                       "uint16", "uint32", "uint64"})
 
 
-def _conditions(G: nx.DiGraph, ifs: list[str], values: Mapping, given: Mapping) -> dict[str, tuple[bool, str]]:
+def _conditions(G: nx.DiGraph, ifs: list[str], values: Mapping[str, np.ndarray],
+                given: Mapping[str, Sequence[float]]) -> dict[str, tuple[bool, str]]:
     """If node id → (its condition, how that is known), for the Ifs whose condition is a constant
     or a given input's value, directly or through main-graph ops the shape engine evaluated."""
     nodes, pred = G._node, G._pred
@@ -975,6 +1018,7 @@ def _conditions(G: nx.DiGraph, ifs: list[str], values: Mapping, given: Mapping) 
         if cond is None:
             continue
         src = next((p for p, e in pred[nid].items() if cond.name in e["tensors"]), None)
+        how: str | None
         if src is None:  # an initializer; in a subgraph it may be the subgraph's own, whose value is not read
             if not cond.initializer or data["parent"] is not None:
                 continue
@@ -997,16 +1041,16 @@ def _value_text(v: Sequence[float]) -> str:
     return ",".join(f"{x:g}" if isinstance(x, float) else str(x) for x in v)
 
 
-def _not_text(node: onnx.NodeProto):
+def _not_text(node: onnx.NodeProto) -> None:
     for what, values in (("name", [node.name]), ("op_type", [node.op_type]), ("domain", [node.domain]),
                          ("input", node.input), ("output", node.output)):
         for v in values:
-            if v.__class__ is not str:
-                raise MalformedModelError(f"an op's {what} is not valid UTF-8: {bytes(v)[:40]!r}")
+            if isinstance(v, bytes):  # protobuf's stubs say str, but a string that is not UTF-8 comes as bytes
+                raise MalformedModelError(f"an op's {what} is not valid UTF-8: {v[:40]!r}")
 
 
-def _walk(model: onnx.ModelProto, g: onnx.GraphProto, shapes: dict, initializers: dict, cache: dict,
-          free: _Free | None = None) -> _Builder:
+def _walk(model: onnx.ModelProto, g: onnx.GraphProto, shapes: dict[str, ShapeRecord], initializers: dict[str, Described],
+          cache: dict[bytes, ShapeRecord], free: FreeDims | None = None) -> _Builder:
     b = _Builder(shapes, initializers, cache)
     b.free = free
     producer: dict[str, str] = {}
@@ -1027,10 +1071,6 @@ def _walk(model: onnx.ModelProto, g: onnx.GraphProto, shapes: dict, initializers
 
 def _int_values(tensors: list[onnx.TensorProto]) -> dict[str, tuple[int, ...]]:
     """The values of the small inline int32/int64 initializers (pads, axes, shapes)."""
-    from onnx import numpy_helper
-
-    from archkit.onnx.load import has_data
-
     ints = (onnx.TensorProto.INT64, onnx.TensorProto.INT32)
     return {t.name: tuple(int(v) for v in numpy_helper.to_array(t).ravel())
             for t in tensors if t.data_type in ints and has_data(t)}
@@ -1059,7 +1099,7 @@ def _topological(G: nx.DiGraph) -> tuple[str, ...]:
         raise MalformedModelError(f"the graph has a cycle through {cycle[0][0]!r}") from None
 
 
-def op_nodes(G: nx.DiGraph) -> Iterable[tuple[str, dict]]:
+def op_nodes(G: nx.DiGraph) -> Iterator[tuple[str, OpNode]]:
     """Op nodes in topological order (ties broken by file order)."""
     order = G.graph.get("op_order")
     if order is None:

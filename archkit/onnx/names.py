@@ -1,4 +1,6 @@
-"""From ONNX node names back to framework layers.
+"""From ONNX node names back to framework layers and the paper's blocks. archkit.costs uses it to
+roll per-op rows up into layers and blocks; it reads names only (strings in, strings out), never
+the graph.
 
 Exporters keep the layer name as one component of the node's scope path, often with a
 uniquifying suffix: tf2onnx writes `baseline_cnn_1/FC1_1/MatMul` for Keras layer `FC1`.
@@ -7,7 +9,10 @@ uniquifying suffix: tf2onnx writes `baseline_cnn_1/FC1_1/MatMul` for Keras layer
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
+
+# A PyTorch scope's (module path components, layer name, its block, whether deeper scopes share that block)
+_TorchScope = tuple[tuple[str, ...], "str | None", "str | None", bool]
 
 _SUFFIX = re.compile(r"^(.*)_\d+$")
 
@@ -15,7 +20,7 @@ _SUFFIX = re.compile(r"^(.*)_\d+$")
 class LayerResolver:
     """Maps node names to known layer names; None when no scope component names a layer."""
 
-    def __init__(self, layers: Iterable[str]):
+    def __init__(self, layers: Iterable[str]) -> None:
         self.layers = frozenset(layers)
 
     def __call__(self, node_name: str) -> str | None:
@@ -122,18 +127,16 @@ class ScopeNames:
     `model/conv2_block1_1_conv/Conv2D`) give the scope path; unscoped names give None (the op
     then joins a neighbour's layer)."""
 
-    def __init__(self):
-        # scope "/a/b/" → (module path components, layer name, its block, whether deeper scopes
-        # share that block)
-        self._torch: dict[str, tuple] = {"/": ((), None, None, False)}
-        self._blocks: dict[str, str] = {}  # layer → block, as the scopes gave them
+    def __init__(self) -> None:
+        self._torch: dict[str, _TorchScope] = {"/": ((), None, None, False)}  # by scope "/a/b/"
+        self._blocks: dict[str, str | None] = {}  # layer → block, as the scopes gave them
 
     def layer(self, node_name: str) -> str | None:
         if node_name[:1] == "/":
             return self._torch_scope(node_name[:node_name.rfind("/") + 1])[1]
         return tf_layer(node_name)
 
-    def _torch_scope(self, scope: str) -> tuple:
+    def _torch_scope(self, scope: str) -> _TorchScope:
         """torch_layer and torch_block for a scope ending in "/", memoised on the parent scope
         (siblings share their parent: one step per scope instead of parsing every op's name)."""
         entry = self._torch.get(scope)

@@ -1,4 +1,6 @@
 """The shape engine: the shapes onnx's whole-graph inference leaves unknown, found op by op.
+archkit.onnx.graph calls it while it builds the graph; where dims are formulas in free dims it
+asks archkit.onnx.symbolic_shapes, which computes in archkit.onnx.symbolic's formulas.
 
 onnx's inference gives every shape that follows from shapes alone. What it cannot give are
 shapes that depend on values the graph computes: a Reshape whose target is PyTorch's
@@ -29,17 +31,21 @@ within a smaller bound (1,024 elements) and archkit.onnx.symbolic's bound on a f
 
 from __future__ import annotations
 
+import heapq
 import math
-from typing import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
+from onnx.reference.ops import load_op
 
 from archkit.onnx import symbolic_shapes
-from archkit.onnx.symbolic import Expr, Symbols, TooLarge
+from archkit.onnx.symbolic import Dim, Expr, Symbols, TooLarge
+from archkit.onnx.symbolic_shapes import Merge, Value
+from archkit.onnx.tensors import has_data
 
-__all__ = ["BOUND", "VALUE_INPUTS", "resolve", "initializer_values"]
+__all__ = ["BOUND", "VALUE_INPUTS", "initializer_values", "resolve"]
 
 BOUND = 2**16  # the most elements a tensor evaluated by the engine may hold
 
@@ -72,7 +78,7 @@ _MAX_EVALUATIONS = 100_000  # a file with more value ops than this is costed wit
 
 def resolve(graph: onnx.GraphProto, types: dict[str, onnx.TypeProto], opsets: Mapping[str, int], *,
             values: Mapping[str, np.ndarray] | None = None, ir_version: int = onnx.IR_VERSION,
-            symbols: Symbols | None = None, merged: list | None = None) -> int:
+            symbols: Symbols | None = None, merged: list[Merge] | None = None) -> int:
     """Improve `types` (tensor name → TypeProto, updated in place) over a weight-free skeleton:
     its main graph and the branches of its Ifs; return how many op outputs gained a full shape.
 
@@ -95,7 +101,8 @@ class _Walk:
     """One topological pass: per-op inference with the values known so far, and the bounded
     evaluation of what feeds value inputs."""
 
-    def __init__(self, types, values, needed, opsets, ir_version, symbols=None):
+    def __init__(self, types: dict[str, onnx.TypeProto], values: dict[str, np.ndarray], needed: set[str],
+                 opsets: Mapping[str, int], ir_version: int, symbols: Symbols | None = None) -> None:
         self.types, self.values, self.needed = types, values, needed
         self.imports = [onnx.helper.make_opsetid(d if d != "ai.onnx" else "", v) for d, v in opsets.items()]
         self.version = opsets.get("ai.onnx", opsets.get("", 1))
@@ -103,12 +110,15 @@ class _Walk:
         self.gained = 0
         self.evaluations = 0
         self.symbols = symbols or None
-        self.svalues: dict[str, tuple] = {}  # tensor → its elements, some of them formulas
-        self.merged: list = []
-        self.full = (lambda t: _full(t, symbols.exprs)) if self.symbols else _full
+        # the build's formulas by name: a dim_param among them is a known dim
+        self.exprs: dict[str, Expr] | None = self.symbols.exprs if self.symbols else None
+        self.svalues: dict[str, Value] = {}  # tensor → its elements, some of them formulas
+        self.merged: list[Merge] = []
+        exprs = self.exprs
+        self.full: Callable[[onnx.TypeProto | None], bool] = (lambda t: _full(t, exprs)) if exprs else _full
 
-    def nodes(self, nodes) -> None:
-        types, values, full = self.types, self.values, self.full
+    def nodes(self, nodes: Iterable[onnx.NodeProto]) -> None:
+        types, values, full, symbols = self.types, self.values, self.full, self.symbols
         for node in nodes:
             if node.domain not in ("", "ai.onnx"):
                 continue  # custom domains keep what the whole-graph inference found
@@ -120,12 +130,11 @@ class _Walk:
             if not all(full(types.get(o)) for o in outs):
                 before = sum(full(types.get(o)) for o in outs)
                 inferred = _infer_node(node, types, values, self.imports, self.version, self.ir_version)
-                known = self.symbols.exprs if self.symbols else None
                 for name, t in inferred.items():
-                    if _better(t, types.get(name), known):
+                    if _better(t, types.get(name), self.exprs):
                         types[name] = t
-                if self.symbols and not all(full(types.get(o)) for o in outs):
-                    self.fill(node)
+                if symbols and not all(full(types.get(o)) for o in outs):
+                    self.fill(node, symbols)
                 self.gained += sum(full(types.get(o)) for o in outs) - before
             if node.output and node.output[0] in self.needed and self.evaluations < _MAX_EVALUATIONS:
                 if _evaluable(node, types, values):
@@ -133,17 +142,17 @@ class _Walk:
                     result = _evaluate(node, values, types, self.version)
                     if result is not None:
                         values.update(result)
-                elif self.symbols and node.op_type in symbolic_shapes.VALUES:
+                elif symbols and node.op_type in symbolic_shapes.VALUES:
                     self.evaluations += 1
                     self.value(node)
 
-    def branches(self, node) -> None:
+    def branches(self, node: onnx.NodeProto) -> None:
         """An If: both branches walked (their ops read the outer scope); its outputs take the
         taken branch's types when the condition is known, else the types both branches agree on."""
         graphs = {a.name: a.g for a in node.attribute if a.type == _GRAPH}
         for g in graphs.values():
             for vi in (*g.input, *g.value_info, *g.output):
-                if vi.name not in self.types or _better(vi.type, self.types[vi.name], self.symbols.exprs if self.symbols else None):
+                if vi.name not in self.types or _better(vi.type, self.types[vi.name], self.exprs):
                     self.types[vi.name] = vi.type
             initializer_values(g.initializer, self.types, self.values)
             self.nodes(list(g.node))
@@ -154,20 +163,21 @@ class _Walk:
             if not out or self.full(self.types.get(out)):
                 continue
             found = [self.types.get(g.output[k].name) for g in taken if g is not None and k < len(g.output)]
-            if found and all(self.full(t) for t in found) and all(t == found[0] for t in found):
-                self.types[out] = found[0]
+            first = found[0] if found else None
+            if first is not None and all(self.full(t) for t in found) and all(t == first for t in found):
+                self.types[out] = first
                 self.gained += 1
 
     # --- free dims: archkit.onnx.symbolic_shapes --------------------------------------------------
-    def dims(self, name: str):
+    def dims(self, name: str) -> tuple[Dim | None, ...] | None:
         """A tensor's dims (ints, formulas, None where unknown), None when its rank is unknown."""
         t = self.types.get(name)
         if t is None or not t.HasField("tensor_type") or not t.tensor_type.HasField("shape"):
             return None
-        get = self.symbols.get
+        get = (self.exprs or {}).get
         return tuple(d.dim_value if d.HasField("dim_value") else get(d.dim_param) for d in t.tensor_type.shape.dim)
 
-    def input_value(self, name: str):
+    def input_value(self, name: str) -> Value | None:
         if not name:
             return None
         v = self.values.get(name)
@@ -178,7 +188,7 @@ class _Walk:
                 if v.dtype.kind in "iufb" else None
         return self.svalues.get(name)
 
-    def context(self, node) -> symbolic_shapes.Context:
+    def context(self, node: onnx.NodeProto) -> symbolic_shapes.Context:
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         dims = [self.dims(i) if i else None for i in node.input]
         values = [self.input_value(i) for i in node.input]
@@ -186,7 +196,7 @@ class _Walk:
         integer = out is None or not out.HasField("tensor_type") or out.tensor_type.elem_type in _INTEGERS
         return symbolic_shapes.Context(node, attrs, dims, values, self.merged, integer)
 
-    def fill(self, node) -> None:
+    def fill(self, node: onnx.NodeProto, symbols: Symbols) -> None:
         """The dims onnx left unknown, from archkit's shape function for the op."""
         fn = symbolic_shapes.SHAPES.get(node.op_type)
         if fn is None:
@@ -211,14 +221,14 @@ class _Walk:
             shape = t.tensor_type.shape
             shape.SetInParent()
             for d in dims:
-                if d.__class__ is int:
+                if isinstance(d, int):
                     shape.dim.add().dim_value = d
                 else:
-                    shape.dim.add().dim_param = self.symbols.name(d)
-            if _better(t, old, self.symbols.exprs):
+                    shape.dim.add().dim_param = symbols.name(d)
+            if _better(t, old, symbols.exprs):
                 self.types[name] = t
 
-    def value(self, node) -> None:
+    def value(self, node: onnx.NodeProto) -> None:
         """The op's output value in free dims (PyTorch's Shape → Gather → Concat arithmetic)."""
         out = node.output[0]
         t = self.types.get(out)
@@ -248,18 +258,17 @@ _VALUE_TYPES = frozenset({onnx.TensorProto.INT64, onnx.TensorProto.INT32, onnx.T
                           onnx.TensorProto.DOUBLE, onnx.TensorProto.BOOL})
 
 
-def initializer_values(tensors, types: dict[str, onnx.TypeProto], values: dict[str, np.ndarray]) -> None:
+def initializer_values(tensors: Iterable[onnx.TensorProto], types: dict[str, onnx.TypeProto],
+                       values: dict[str, np.ndarray]) -> None:
     """Add the values of the initializers the engine may read (held in the file, within the
     bound, of a type shape arithmetic uses) to `values`, and every initializer's type to `types`."""
-    from archkit.onnx.load import has_data
-
     for t in tensors:
         types.setdefault(t.name, onnx.helper.make_tensor_type_proto(t.data_type, t.dims))
         if t.name not in values and t.data_type in _VALUE_TYPES and math.prod(t.dims) <= BOUND and has_data(t):
             values[t.name] = numpy_helper.to_array(t)
 
 
-def _all_nodes(nodes):
+def _all_nodes(nodes: Iterable[onnx.NodeProto]) -> Iterator[onnx.NodeProto]:
     """The nodes and, recursively, those of their If branches."""
     for n in nodes:
         yield n
@@ -286,8 +295,6 @@ def _sorted(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
         available.update(n.output)
     if ok:
         return nodes
-    import heapq
-
     producer = {o: k for k, n in enumerate(nodes) for o in n.output if o}
     waiting = [0] * len(nodes)
     users: dict[int, list[int]] = {}
@@ -325,7 +332,7 @@ def _feeds_values(nodes: list[onnx.NodeProto]) -> set[str]:
     return needed
 
 
-def _full(t: onnx.TypeProto | None, known: Mapping | None = None) -> bool:
+def _full(t: onnx.TypeProto | None, known: Mapping[str, Expr] | None = None) -> bool:
     """Whether every dim is known: a value, or (`known`) a formula of the build's."""
     if t is None or not t.HasField("tensor_type"):
         return False
@@ -335,16 +342,16 @@ def _full(t: onnx.TypeProto | None, known: Mapping | None = None) -> bool:
     return tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim)
 
 
-def _better(new: onnx.TypeProto, old: onnx.TypeProto | None, known: Mapping | None = None) -> bool:
+def _better(new: onnx.TypeProto, old: onnx.TypeProto | None, known: Mapping[str, Expr] | None = None) -> bool:
     """Whether `new` says more than `old`: a shape where there was none, or more dims known."""
     if not new.HasField("tensor_type") or not new.tensor_type.HasField("shape"):
         return False
     if old is None or not old.HasField("tensor_type") or not old.tensor_type.HasField("shape"):
         return True
     if known:
-        count = lambda t: sum(d.HasField("dim_value") or d.dim_param in known for d in t.tensor_type.shape.dim)  # noqa: E731
+        count = lambda t: sum(d.HasField("dim_value") or d.dim_param in known for d in t.tensor_type.shape.dim)
     else:
-        count = lambda t: sum(d.HasField("dim_value") for d in t.tensor_type.shape.dim)  # noqa: E731
+        count = lambda t: sum(d.HasField("dim_value") for d in t.tensor_type.shape.dim)
     return count(new) > count(old)
 
 
@@ -353,7 +360,7 @@ _INTEGERS = frozenset({onnx.TensorProto.INT64, onnx.TensorProto.INT32, onnx.Tens
                        onnx.TensorProto.UINT8, onnx.TensorProto.BOOL})
 
 
-def _elem_type(node, types) -> int:
+def _elem_type(node: onnx.NodeProto, types: Mapping[str, onnx.TypeProto]) -> int:
     """An output's element type when onnx gave none: the data input's (a ConstantOfShape: its value's)."""
     if node.op_type == "ConstantOfShape":
         v = next((a.t for a in node.attribute if a.name == "value"), None)
@@ -362,7 +369,8 @@ def _elem_type(node, types) -> int:
     return t.tensor_type.elem_type if t is not None and t.HasField("tensor_type") else 0
 
 
-def _infer_node(node, types, values, imports, version, ir_version) -> dict[str, onnx.TypeProto]:
+def _infer_node(node: onnx.NodeProto, types: Mapping[str, onnx.TypeProto], values: Mapping[str, np.ndarray],
+                imports: list[onnx.OperatorSetIdProto], version: int, ir_version: int) -> dict[str, onnx.TypeProto]:
     try:
         schema = onnx.defs.get_schema(node.op_type, version, "")
     except Exception:
@@ -378,7 +386,7 @@ def _infer_node(node, types, values, imports, version, ir_version) -> dict[str, 
         return {}
 
 
-def _evaluable(node, types, values) -> bool:
+def _evaluable(node: onnx.NodeProto, types: Mapping[str, onnx.TypeProto], values: Mapping[str, np.ndarray]) -> bool:
     """Whether the op may be evaluated: linear work, every input it reads known, and its outputs'
     element count known and within the bound, before anything is computed."""
     if node.op_type not in _EVALUATED:
@@ -394,9 +402,9 @@ def _evaluable(node, types, values) -> bool:
     return all(i in values for i in node.input if i)
 
 
-def _evaluate(node, values, types, version) -> dict[str, np.ndarray] | None:
-    from onnx.reference.ops import load_op
-
+def _evaluate(node: onnx.NodeProto, values: Mapping[str, np.ndarray], types: Mapping[str, onnx.TypeProto],
+              version: int) -> dict[str, np.ndarray] | None:
+    args: list[np.ndarray | None]
     try:
         cls = load_op("", node.op_type, version)
         op = cls(node, {"opsets": {"": version}, "verbose": 0, "log": _quiet, "new_ops": None,
@@ -419,5 +427,5 @@ def _evaluate(node, values, types, version) -> dict[str, np.ndarray] | None:
     return result
 
 
-def _quiet(*_args) -> None:
+def _quiet(*_args: object) -> None:
     pass

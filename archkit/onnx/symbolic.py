@@ -1,4 +1,6 @@
 """Dims and costs as exact formulas in a file's free dims (`N`, `height`, `p2o.DynamicDimension.0`).
+The base of the ONNX stage (it imports nothing of archkit): the shape engine (archkit.onnx.shapes,
+.symbolic_shapes) finds shapes in these formulas, and archkit.costs counts in them.
 
 An `Expr` is a polynomial with integer coefficients whose variables ("atoms") are the free dims
 and floor terms ⌊P / d⌋ (P an Expr, d a positive integer): what a stride or an integer division
@@ -18,9 +20,10 @@ Free dims are taken to be at least 1.
 
 from __future__ import annotations
 
-from typing import Mapping, Union
+from collections.abc import Callable, Iterable, Mapping
+from typing import TypeGuard, Union
 
-__all__ = ["Expr", "Floor", "Symbols", "TooLarge", "symbol", "exact_div", "value", "pretty", "is_expr", "MAX_TERMS"]
+__all__ = ["MAX_TERMS", "Expr", "Floor", "Symbols", "TooLarge", "exact_div", "is_expr", "pretty", "symbol", "value"]
 
 MAX_TERMS = 64  # terms of one formula
 MAX_DEGREE = 12  # total degree of a monomial
@@ -32,7 +35,10 @@ class TooLarge(ArithmeticError):
     """A formula over the size bound: the dim it would describe stays unknown."""
 
 
-Dim = Union[int, "Expr"]
+Dim = Union[int, "Expr"]  # a dim, or any count made from dims: an int when constant
+Atom = Union[str, "Floor"]  # a polynomial's variable: a free dim's name, or a floor term
+Monomial = tuple[tuple[Atom, int], ...]  # (atom, power) pairs sorted by atom; () is the constant term
+Terms = tuple[tuple[Monomial, int], ...]  # (monomial, coefficient) pairs in canonical order
 
 
 class Floor:
@@ -40,14 +46,14 @@ class Floor:
 
     __slots__ = ("num", "den", "key", "depth")
 
-    def __init__(self, num: "Expr", den: int):
+    def __init__(self, num: Expr, den: int) -> None:
         self.num, self.den = num, den
         self.key = f"floor(({num.key})/{den})"
-        self.depth = 1 + max((a.depth for m, _ in num.terms for a, _ in m if isinstance(a, Floor)), default=0)
+        self.depth: int = 1 + max((a.depth for m, _ in num.terms for a, _ in m if isinstance(a, Floor)), default=0)
         if self.depth > MAX_NESTING:
             raise TooLarge("floors nested too deeply")
 
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, Floor) and other.key == self.key
 
     def __hash__(self) -> int:
@@ -57,7 +63,7 @@ class Floor:
         return value(self.num, env) // self.den
 
 
-def _atom_key(a) -> str:
+def _atom_key(a: Atom) -> str:
     return a if isinstance(a, str) else a.key
 
 
@@ -68,9 +74,9 @@ class Expr:
 
     __slots__ = ("terms", "_key", "_hash")
 
-    def __init__(self, terms):
+    def __init__(self, terms: Terms) -> None:
         self.terms = terms
-        self._key = None
+        self._key: str | None = None
         self._hash = hash(terms)
 
     @property
@@ -83,7 +89,7 @@ class Expr:
 
     # --- construction -----------------------------------------------------------------------
     @staticmethod
-    def make(d: dict) -> Dim:
+    def make(d: dict[Monomial, int]) -> Dim:
         """From monomial → coefficient: an int when constant, else the canonical Expr."""
         d = {m: c for m, c in d.items() if c}
         if not d:
@@ -98,11 +104,11 @@ class Expr:
         terms = tuple(sorted(d.items(), key=_order))
         return Expr(terms)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[Monomial, int]:
         return dict(self.terms)
 
     # --- arithmetic (with ints and Exprs) ------------------------------------------------------
-    def __add__(self, other) -> Dim:
+    def __add__(self, other: Dim) -> Dim:
         d = self.as_dict()
         for m, c in _terms(other):
             d[m] = d.get(m, 0) + c
@@ -113,17 +119,17 @@ class Expr:
     def __neg__(self) -> Dim:
         return Expr.make({m: -c for m, c in self.terms})
 
-    def __sub__(self, other) -> Dim:
+    def __sub__(self, other: Dim) -> Dim:
         d = self.as_dict()
         for m, c in _terms(other):
             d[m] = d.get(m, 0) - c
         return Expr.make(d)
 
-    def __rsub__(self, other) -> Dim:
+    def __rsub__(self, other: Dim) -> Dim:
         return (-self) + other
 
-    def __mul__(self, other) -> Dim:
-        if other.__class__ is int:
+    def __mul__(self, other: Dim) -> Dim:
+        if isinstance(other, int):
             if not other:
                 return 0
             terms = tuple((m, c * other) for m, c in self.terms)  # the order is the monomials': kept
@@ -132,7 +138,7 @@ class Expr:
             return Expr(terms)
         if not isinstance(other, Expr):
             return NotImplemented
-        d: dict = {}
+        d: dict[Monomial, int] = {}
         for m1, c1 in self.terms:
             for m2, c2 in other.terms:
                 m = _mono_mul(m1, m2)
@@ -141,8 +147,8 @@ class Expr:
 
     __rmul__ = __mul__
 
-    def __floordiv__(self, other) -> Dim:
-        if other.__class__ is not int:
+    def __floordiv__(self, other: Dim) -> Dim:
+        if not isinstance(other, int):
             if isinstance(other, Expr):
                 q = exact_div(self, other)
                 if q is not None:
@@ -153,17 +159,17 @@ class Expr:
             raise TooLarge("division by a non-positive number")
         if other == 1:
             return self
-        quotient: dict = {}
-        rest: dict = {}
+        quotient: dict[Monomial, int] = {}
+        rest: dict[Monomial, int] = {}
         for m, c in self.terms:
-            q, r = divmod(c, other)
-            if q:
-                quotient[m] = q
-            if r:
-                rest[m] = r
+            whole, part = divmod(c, other)
+            if whole:
+                quotient[m] = whole
+            if part:
+                rest[m] = part
         q = Expr.make(quotient)
         r = Expr.make(rest)
-        if r.__class__ is int:  # 0 <= r < other
+        if isinstance(r, int):  # 0 <= r < other
             return q
         # ⌊(⌊X/b⌋ + c)/e⌋ = ⌊(X + c·b)/(b·e)⌋
         rt = dict(r.terms)
@@ -175,11 +181,11 @@ class Expr:
                 return q + (inner.num + c * inner.den) // (inner.den * other)
         return q + Expr.make({((Floor(r, other), 1),): 1})
 
-    def __mod__(self, other) -> Dim:
+    def __mod__(self, other: Dim) -> Dim:
         return self - (self // other) * other
 
-    def __pow__(self, n) -> Dim:
-        if n.__class__ is not int or n < 0 or n > MAX_DEGREE:
+    def __pow__(self, n: int) -> Dim:
+        if not isinstance(n, int) or n < 0 or n > MAX_DEGREE:
             raise TooLarge("power")
         out: Dim = 1
         for _ in range(n):
@@ -187,10 +193,10 @@ class Expr:
         return out
 
     # --- comparisons: structural -------------------------------------------------------------
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, Expr) and other._hash == self._hash and other.terms == self.terms
 
-    def __ne__(self, other) -> bool:
+    def __ne__(self, other: object) -> bool:
         return not self.__eq__(other)
 
     def __hash__(self) -> int:
@@ -199,15 +205,15 @@ class Expr:
     def __bool__(self) -> bool:
         return True  # never constant: not zero
 
-    def __lt__(self, other):
+    def __lt__(self, other: object) -> bool:
         raise TypeError("a formula has no order")
 
     __le__ = __gt__ = __ge__ = __lt__
 
-    def __index__(self):
+    def __index__(self) -> int:
         raise TypeError("a formula is not an integer")
 
-    def __int__(self):
+    def __int__(self) -> int:
         raise TypeError("a formula is not an integer")
 
     def __repr__(self) -> str:
@@ -225,17 +231,15 @@ class Expr:
         return frozenset(out)
 
 
-def _terms(x):
-    if x.__class__ is int:
+def _terms(x: Dim) -> Terms:
+    if isinstance(x, int):
         return (((), x),) if x else ()
     if isinstance(x, Expr):
         return x.terms
-    if isinstance(x, bool):
-        return (((), int(x)),) if x else ()
     raise TypeError(f"not a dim: {x!r}")
 
 
-def _mono_mul(a: tuple, b: tuple) -> tuple:
+def _mono_mul(a: Monomial, b: Monomial) -> Monomial:
     if not a:
         return b
     if not b:
@@ -246,18 +250,18 @@ def _mono_mul(a: tuple, b: tuple) -> tuple:
     return tuple(sorted(d.items(), key=lambda x: _atom_key(x[0])))
 
 
-def _order(item):
+def _order(item: tuple[Monomial, int]) -> tuple[int, list[tuple[str, int]]]:
     m, _ = item
     return (-sum(p for _, p in m), [(_atom_key(a), -p) for a, p in m])
 
 
-def _mono_key(m: tuple) -> str:
+def _mono_key(m: Monomial) -> str:
     return "*".join(_atom_key(a) if p == 1 else f"{_atom_key(a)}^{p}" for a, p in m)
 
 
-def _key(terms) -> str:
+def _key(terms: Terms) -> str:
     """Canonical text: `2*N*height+floor((width+1)/2)-3`."""
-    out = []
+    out: list[str] = []
     for m, c in terms:
         if not m:
             body = str(abs(c))
@@ -275,25 +279,25 @@ def symbol(name: str) -> Expr:
     return Expr(((monomial, 1),))
 
 
-def is_expr(d) -> bool:
+def is_expr(d: object) -> TypeGuard[Expr]:
     return isinstance(d, Expr)
 
 
 def exact_div(a: Dim, b: Dim, _steps: int = MAX_TERMS) -> Dim | None:
     """a / b when b divides a exactly as polynomials (what Reshape's -1 needs), else None."""
-    if b.__class__ is int:
+    if isinstance(b, int):
         if b == 0:
             return None
-        if a.__class__ is int:
+        if isinstance(a, int):
             return a // b if a % b == 0 else None
         if all(c % b == 0 for _, c in a.terms):
             return Expr.make({m: c // b for m, c in a.terms})
         return None
-    if a.__class__ is int:
+    if isinstance(a, int):
         return None
     if len(b.terms) == 1:
         (mb, cb), = b.terms
-        out = {}
+        out: dict[Monomial, int] = {}
         for m, c in a.terms:
             dm = dict(m)
             for atom, p in mb:
@@ -315,13 +319,13 @@ def exact_div(a: Dim, b: Dim, _steps: int = MAX_TERMS) -> Dim | None:
         return None
     if rest == 0:
         return lead
-    more = exact_div(rest, b, _steps - 1) if rest.__class__ is not int and _steps > 0 else None
+    more = exact_div(rest, b, _steps - 1) if not isinstance(rest, int) and _steps > 0 else None
     return None if more is None else lead + more
 
 
 def value(d: Dim, env: Mapping[str, int]) -> int:
     """The formula's value with every free dim given in `env`."""
-    if d.__class__ is int:
+    if isinstance(d, int):
         return d
     total = 0
     for m, c in d.terms:
@@ -333,12 +337,12 @@ def value(d: Dim, env: Mapping[str, int]) -> int:
     return total
 
 
-def pretty(d: Dim, name=str) -> str:
+def pretty(d: Dim, name: Callable[[str], str] = str) -> str:
     """For people: thousands separators, `·` for products, ⌊⌋ for floors: `4,089,184,256·N`.
     `name` renders a free dim's name (archkit.render.escape.md, for markdown: names come from the file)."""
-    if d.__class__ is int:
+    if isinstance(d, int):
         return f"{d:,}"
-    out = []
+    out: list[str] = []
     for m, c in d.terms:
         factors = [_pretty_atom(a, name) + (_superscript(p) if p > 1 else "") for a, p in m]
         if not m:
@@ -352,7 +356,7 @@ def pretty(d: Dim, name=str) -> str:
     return "".join(out)
 
 
-def _pretty_atom(a, name) -> str:
+def _pretty_atom(a: Atom, name: Callable[[str], str]) -> str:
     if isinstance(a, str):
         return name(a)
     inner = pretty(a.num, name)
@@ -370,7 +374,7 @@ class Symbols:
     """One build's formulas by their canonical text, which the shape engine writes as ONNX
     dim_params: the free dims themselves, and every formula made from them since."""
 
-    def __init__(self, names):
+    def __init__(self, names: Iterable[str]) -> None:
         self.exprs: dict[str, Expr] = {n: symbol(n) for n in names}
 
     def get(self, name: str) -> Expr | None:

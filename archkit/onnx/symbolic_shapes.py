@@ -1,4 +1,6 @@
-"""Shapes and shape values in a file's free dims, for the ops where onnx's inference drops them.
+"""Shapes and shape values in a file's free dims, for the ops where onnx's inference drops them:
+one function per op, which the shape engine (archkit.onnx.shapes) calls, computing with
+archkit.onnx.symbolic's formulas. It reads an op's attributes, dims and values, never the graph.
 
 onnx's per-op inference carries a free dim (an ONNX dim_param) through every op that copies it:
 elementwise ops, MatMul, Transpose, the batch axis of a Conv. It drops it where the output dim
@@ -18,35 +20,61 @@ the merge is reported, as onnxruntime's `auto_merge` does silently.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from fractions import Fraction
 from math import prod
-from typing import Callable, Mapping, Sequence
+from typing import Any, TypeGuard
+
+import onnx
 
 from archkit.onnx.symbolic import Dim, Expr, TooLarge, exact_div
 
-__all__ = ["SHAPES", "VALUES", "BROADCAST", "Context"]
+__all__ = ["BROADCAST", "SHAPES", "VALUES", "Context", "Dims", "Merge", "Scalar", "ShapeFn", "Value", "ValueFn"]
 
-Dims = tuple  # of Dim, or None where a dim is unknown
+Dims = tuple[Dim, ...]  # a shape whose every dim is known
+Scalar = int | float | Expr  # an element of a value: a float tensor's elements may be fractions
+Value = tuple[Scalar, ...]  # a tensor's elements in order
+Merge = tuple[str, str, Dim, Dim, Dim]  # (op, op_type, a, b, kept): two dims taken as equal
+ShapeFn = Callable[["Context"], "list[Dims] | None"]  # the op's output shapes, None where it gives none
+ValueFn = Callable[["Context", "int | None"], "Value | None"]  # (context, element count) → the output's elements
+
+
+def _complete(d: tuple[Dim | None, ...]) -> TypeGuard[Dims]:
+    return all(x is not None for x in d)
+
+
+def _all_ints(v: Value) -> TypeGuard[tuple[int, ...]]:
+    return all(x.__class__ is int for x in v)
+
+
+def _all_dims(v: Value) -> TypeGuard[Dims]:
+    return all(x.__class__ is int or x.__class__ is Expr for x in v)
 
 
 class Context:
     """What a function may read of one op: its attributes, its inputs' dims and values."""
 
-    def __init__(self, node, attrs: Mapping, dims: Sequence[Dims | None], values: Sequence[tuple | None],
-                 merged: list, integer: bool = True):
+    # attribute values are whatever onnx.helper.get_attribute_value gives for the op's schema
+    def __init__(self, node: onnx.NodeProto, attrs: Mapping[str, Any], dims: Sequence[tuple[Dim | None, ...] | None],
+                 values: Sequence[Value | None], merged: list[Merge], integer: bool = True) -> None:
         self.node, self.attrs, self._dims, self._values, self._merged = node, attrs, dims, values, merged
         self.integer = integer  # the output holds integers (a Div then rounds down; for floats it must be exact)
 
     def dims(self, i: int) -> Dims | None:
         d = self._dims[i] if i < len(self._dims) else None
-        return d if d is not None and all(x is not None for x in d) else None
+        return d if d is not None and _complete(d) else None
 
-    def value(self, i: int) -> tuple | None:
+    def value(self, i: int) -> Value | None:
         return self._values[i] if i < len(self._values) else None
 
     def ints(self, i: int) -> tuple[int, ...] | None:
         v = self.value(i)
-        return v if v is not None and all(x.__class__ is int for x in v) else None
+        return v if v is not None and _all_ints(v) else None
+
+    def dim_value(self, i: int) -> Dims | None:
+        """A value read as dims (a shape, sizes, slice bounds): None unless every element is an int or a formula."""
+        v = self.value(i)
+        return v if v is not None and _all_dims(v) else None
 
     def merge(self, a: Dim, b: Dim) -> Dim:
         """Two dims that must be equal for the file to run (a broadcast of non-1 dims)."""
@@ -60,9 +88,9 @@ class Context:
 
 
 def _simpler(a: Dim, b: Dim) -> bool:
-    if a.__class__ is int:
+    if isinstance(a, int):
         return True
-    if b.__class__ is int:
+    if isinstance(b, int):
         return False
     return (len(a.terms), len(a.key), a.key) <= (len(b.terms), len(b.key), b.key)
 
@@ -86,14 +114,26 @@ def _ceil_div(a: Dim, b: int) -> Dim:
 
 # --- output dims, per op ----------------------------------------------------------------------
 
-def _elementwise(ctx: Context):
-    shapes = [ctx.dims(i) for i, x in enumerate(ctx.node.input) if x]
-    if not shapes or any(s is None for s in shapes):
+def _known_dims(ctx: Context) -> list[Dims] | None:
+    """The dims of every input given (omitted optional inputs aside), None unless all are known."""
+    shapes: list[Dims] = []
+    for i, x in enumerate(ctx.node.input):
+        if x:
+            s = ctx.dims(i)
+            if s is None:
+                return None
+            shapes.append(s)
+    return shapes or None
+
+
+def _elementwise(ctx: Context) -> list[Dims] | None:
+    shapes = _known_dims(ctx)
+    if shapes is None:
         return None
     return [_broadcast(ctx, shapes)]
 
 
-def _spatial(ctx: Context):
+def _spatial(ctx: Context) -> list[Dims] | None:
     """Conv, ConvTranspose and the pools: ⌊(x + pads − dilation·(k − 1) − 1) / stride⌋ + 1."""
     node, a = ctx.node, ctx.attrs
     x = ctx.dims(0)
@@ -121,7 +161,7 @@ def _spatial(ctx: Context):
     pads = list(a.get("pads") or [0] * (2 * n))
     auto = a.get("auto_pad", "NOTSET")
     auto = auto.decode() if isinstance(auto, bytes) else auto
-    out = []
+    out: list[Dim] = []
     for i in range(n):
         d, k, s, dil = x[2 + i], kernel[i], strides[i], dilations[i]
         span = dil * (k - 1) + 1
@@ -143,10 +183,10 @@ def _spatial(ctx: Context):
             if a.get("ceil_mode", 0):
                 # the last window must start inside the input (or the left padding): with no right
                 # padding and windows at least as wide as the stride it always does
-                if d.__class__ is not int and (pads[i + n] or span < s):
+                if not isinstance(d, int) and (pads[i + n] or span < s):
                     return None
                 last = _ceil_div(total, s)
-                if d.__class__ is int and last * s >= d + pads[i]:
+                if isinstance(d, int) and last * s >= d + pads[i]:
                     last -= 1
                 out.append(last + 1)
             else:
@@ -155,9 +195,9 @@ def _spatial(ctx: Context):
     return [y] * len([o for o in node.output if o])  # MaxPool's Indices: the same shape
 
 
-def _concat(ctx: Context):
-    shapes = [ctx.dims(i) for i, x in enumerate(ctx.node.input) if x]
-    if not shapes or any(s is None for s in shapes) or len({len(s) for s in shapes}) != 1:
+def _concat(ctx: Context) -> list[Dims] | None:
+    shapes = _known_dims(ctx)
+    if shapes is None or len({len(s) for s in shapes}) != 1:
         return None
     rank = len(shapes[0])
     axis = _axis(ctx.attrs.get("axis", 0), rank)
@@ -170,29 +210,30 @@ def _concat(ctx: Context):
     return [tuple(out)]
 
 
-def _reshape(ctx: Context):
-    x, target = ctx.dims(0), ctx.value(1)
+def _reshape(ctx: Context) -> list[Dims] | None:
+    x, target = ctx.dims(0), ctx.dim_value(1)
     if x is None or target is None:
         return None
     allowzero = ctx.attrs.get("allowzero", 0)
-    out: list[Dim | None] = []
+    out: list[Dim] = []
+    inferred = None  # the axis of the -1, whose dim follows from the others
     for k, s in enumerate(target):
-        if s.__class__ is int and s == 0 and not allowzero:
+        if isinstance(s, int) and s == 0 and not allowzero:
             if k >= len(x):
                 return None
             out.append(x[k])
-        elif s.__class__ is int and s == -1:
-            out.append(None)
+        elif isinstance(s, int) and s == -1:
+            if inferred is not None:
+                return None  # two -1: no single answer
+            inferred = k
+            out.append(1)
         else:
             out.append(s)
-    if out.count(None) == 1:
-        known = prod(d for d in out if d is not None)
-        rest = exact_div(prod(x), known)
+    if inferred is not None:
+        rest = exact_div(prod(x), prod(out))
         if rest is None:
             return None
-        out[out.index(None)] = rest
-    elif None in out:
-        return None
+        out[inferred] = rest
     else:
         total, made = prod(x), prod(out)
         if total != made:  # a target fixed at export time, as torch.onnx writes one: right where they are equal
@@ -200,7 +241,7 @@ def _reshape(ctx: Context):
     return [tuple(out)]
 
 
-def _flatten(ctx: Context):
+def _flatten(ctx: Context) -> list[Dims] | None:
     x = ctx.dims(0)
     if x is None:
         return None
@@ -208,31 +249,31 @@ def _flatten(ctx: Context):
     return [(prod(x[:axis]), prod(x[axis:]))]
 
 
-def _expand(ctx: Context):
-    x, shape = ctx.dims(0), ctx.value(1)
+def _expand(ctx: Context) -> list[Dims] | None:
+    x, shape = ctx.dims(0), ctx.dim_value(1)
     if x is None or shape is None:
         return None
     return [_broadcast(ctx, [x, shape])]
 
 
-def _constant_of_shape(ctx: Context):
-    shape = ctx.value(0)
-    return None if shape is None else [tuple(shape)]
+def _constant_of_shape(ctx: Context) -> list[Dims] | None:
+    shape = ctx.dim_value(0)
+    return None if shape is None else [shape]
 
 
-def _tile(ctx: Context):
-    x, repeats = ctx.dims(0), ctx.value(1)
+def _tile(ctx: Context) -> list[Dims] | None:
+    x, repeats = ctx.dims(0), ctx.dim_value(1)
     if x is None or repeats is None or len(repeats) != len(x):
         return None
     return [tuple(d * r for d, r in zip(x, repeats))]
 
 
-def _range(ctx: Context):
-    start, limit, delta = (ctx.value(i) for i in range(3))
+def _range(ctx: Context) -> list[Dims] | None:
+    start, limit, delta = (ctx.dim_value(i) for i in range(3))
     if start is None or limit is None or delta is None:
         return None
     (s,), (l,), (d,) = start, limit, delta
-    if d.__class__ is not int or d <= 0:
+    if not isinstance(d, int) or d <= 0:
         return None
     return [(_ceil_div(l - s, d),)]
 
@@ -240,9 +281,9 @@ def _range(ctx: Context):
 _END = 2**30  # an end at or past this reads "to the end of the axis" (exporters write INT64_MAX)
 
 
-def _slice(ctx: Context):
+def _slice(ctx: Context) -> list[Dims] | None:
     x = ctx.dims(0)
-    starts, ends = ctx.value(1), ctx.value(2)
+    starts, ends = ctx.dim_value(1), ctx.dim_value(2)
     if x is None or starts is None or ends is None:
         return None
     axes = ctx.ints(3) if len(ctx.node.input) > 3 and ctx.node.input[3] else tuple(range(len(starts)))
@@ -253,7 +294,7 @@ def _slice(ctx: Context):
     for a, s, e, st in zip(axes, starts, ends, steps):
         a = _axis(a, len(x))
         d = x[a]
-        if st.__class__ is not int or st <= 0:
+        if st <= 0:
             return None
         lo, hi = _clamp(s, d), _clamp(e, d)
         if lo is None or hi is None:
@@ -264,26 +305,25 @@ def _slice(ctx: Context):
 
 def _clamp(i: Dim, d: Dim) -> Dim | None:
     """A slice bound inside an axis of length d (a formula: taken to be within the axis)."""
-    if i.__class__ is int:
-        if d.__class__ is int:
+    if isinstance(i, int):
+        if isinstance(d, int):
             return min(max(i + d if i < 0 else i, 0), d)
         if i >= _END:
             return d
         if i < 0:
             return d + i
         return i
-    if not isinstance(i, Expr):
-        return None  # a float bound: not a slice ONNX allows
-    return i if i == d or d.__class__ is not int else None
+    return i if i == d or not isinstance(d, int) else None
 
 
-def _split(ctx: Context):
+def _split(ctx: Context) -> list[Dims] | None:
     x = ctx.dims(0)
     if x is None:
         return None
     axis = _axis(ctx.attrs.get("axis", 0), len(x))
     outs = [o for o in ctx.node.output]
-    sizes = ctx.value(1) if len(ctx.node.input) > 1 and ctx.node.input[1] else ctx.attrs.get("split")
+    sizes: Sequence[Dim] | None = (ctx.dim_value(1) if len(ctx.node.input) > 1 and ctx.node.input[1]
+                                   else ctx.attrs.get("split"))
     if sizes is None:
         part = exact_div(x[axis], len(outs))
         if part is None:
@@ -297,11 +337,12 @@ def _split(ctx: Context):
     return result
 
 
-def _resize(ctx: Context):
+def _resize(ctx: Context) -> list[Dims] | None:
     x = ctx.dims(0)
     if x is None or ctx.attrs.get("axes"):
         return None
     node = ctx.node
+    scales: Sequence[Scalar] | None
     if node.op_type == "Upsample":
         scales, sizes = ctx.value(1) if len(node.input) > 1 else ctx.attrs.get("scales"), None
     else:
@@ -310,10 +351,11 @@ def _resize(ctx: Context):
         if node.input[1:2] and len(node.input) == 2:  # opset 10: (X, scales)
             scales = ctx.value(1)
     if sizes:
-        return [tuple(sizes)] if len(sizes) == len(x) else None
+        dims = ctx.dim_value(3)
+        return [dims] if dims is not None and len(dims) == len(x) else None
     if not scales or len(scales) != len(x):
         return None
-    out = []
+    out: list[Dim] = []
     for d, s in zip(x, scales):
         f = Fraction(s).limit_denominator(1 << 16) if not isinstance(s, Expr) else None
         if f is None or f <= 0:
@@ -322,7 +364,7 @@ def _resize(ctx: Context):
     return [tuple(out)]
 
 
-def _pad(ctx: Context):
+def _pad(ctx: Context) -> list[Dims] | None:
     x = ctx.dims(0)
     if x is None:
         return None
@@ -334,7 +376,7 @@ def _pad(ctx: Context):
     return [tuple(d + pads[i] + pads[i + n] for i, d in enumerate(x))]
 
 
-def _matmul(ctx: Context):
+def _matmul(ctx: Context) -> list[Dims] | None:
     a, b = ctx.dims(0), ctx.dims(1)
     if a is None or b is None or not a or not b:
         return None
@@ -349,7 +391,7 @@ def _matmul(ctx: Context):
     return [out]
 
 
-def _gather(ctx: Context):
+def _gather(ctx: Context) -> list[Dims] | None:
     data, idx = ctx.dims(0), ctx.dims(1)
     if data is None or idx is None:
         return None
@@ -363,7 +405,7 @@ _ELEMENTWISE = ("Add", "Sub", "Mul", "Div", "Pow", "Mod", "Max", "Min", "Sum", "
 
 BROADCAST = frozenset(_ELEMENTWISE)  # the ops whose inputs broadcast against each other
 
-SHAPES: dict[str, Callable[[Context], list | None]] = {
+SHAPES: dict[str, ShapeFn] = {
     **{op: _elementwise for op in _ELEMENTWISE},
     **{op: _spatial for op in ("Conv", "ConvTranspose", "ConvInteger", "QLinearConv", "DeformConv", "MaxPool",
                                "AveragePool", "LpPool")},
@@ -377,25 +419,26 @@ SHAPES: dict[str, Callable[[Context], list | None]] = {
 # Each takes the Context and the output's element count (from its inferred shape) and returns
 # the output's elements in order, or None.
 
-def _shape_value(ctx: Context, n):
-    x = ctx._dims[0] if ctx._dims else None
-    if x is None or any(d is None for d in x):
+def _shape_value(ctx: Context, n: int | None) -> Value | None:
+    x = ctx.dims(0)
+    if x is None:
         return None
     start, end = ctx.attrs.get("start", 0), ctx.attrs.get("end")
     return tuple(x[slice(start, end)])
 
 
-def _size_value(ctx: Context, n):
+def _size_value(ctx: Context, n: int | None) -> Value | None:
     x = ctx.dims(0)
     return None if x is None else (prod(x),)
 
 
-def _same(ctx: Context, n):  # elements unchanged: Identity, Cast, Reshape, (Un)Squeeze, Flatten
+def _same(ctx: Context, n: int | None) -> Value | None:
+    """Elements unchanged: Identity, Cast, Reshape, (Un)Squeeze, Flatten."""
     v = ctx.value(0)
     return v if v is not None and (n is None or len(v) == n) else None
 
 
-def _gather_value(ctx: Context, n):
+def _gather_value(ctx: Context, n: int | None) -> Value | None:
     v, idx = ctx.value(0), ctx.ints(1)
     if v is None or idx is None or ctx.attrs.get("axis", 0) not in (0, -1):
         return None
@@ -405,14 +448,17 @@ def _gather_value(ctx: Context, n):
         return None
 
 
-def _concat_value(ctx: Context, n):
-    parts = [ctx.value(i) for i in range(len(ctx.node.input))]
-    if any(p is None for p in parts):
-        return None
-    return tuple(x for p in parts for x in p)
+def _concat_value(ctx: Context, n: int | None) -> Value | None:
+    out: list[Scalar] = []
+    for i in range(len(ctx.node.input)):
+        p = ctx.value(i)
+        if p is None:
+            return None
+        out += p
+    return tuple(out)
 
 
-def _slice_value(ctx: Context, n):
+def _slice_value(ctx: Context, n: int | None) -> Value | None:
     v, starts, ends = ctx.value(0), ctx.ints(1), ctx.ints(2)
     steps = ctx.ints(4) if len(ctx.node.input) > 4 and ctx.node.input[4] else (1,)
     if v is None or starts is None or ends is None or steps is None or len(starts) != 1:
@@ -420,8 +466,9 @@ def _slice_value(ctx: Context, n):
     return tuple(v[slice(starts[0], ends[0], steps[0])])
 
 
-def _arith(fn):
-    def value(ctx: Context, n):
+def _arith(fn: Callable[[Scalar, Scalar], Scalar | None]) -> ValueFn:
+    """An elementwise op on two values (one of them may be a single element), element by element."""
+    def value(ctx: Context, n: int | None) -> Value | None:
         a, b = ctx.value(0), ctx.value(1)
         if a is None or b is None:
             return None
@@ -431,34 +478,73 @@ def _arith(fn):
             b = b * len(a)
         if len(a) != len(b):
             return None
+        out: list[Scalar] = []
         try:
-            out = tuple(fn(x, y) for x, y in zip(a, b))
+            for x, y in zip(a, b):
+                r = fn(x, y)
+                if r is None:
+                    return None
+                out.append(r)
         except (TooLarge, TypeError, ZeroDivisionError):
             return None
-        return None if any(x is None for x in out) else out
+        return tuple(out)
     return value
 
 
-def _div(x: Dim, y: Dim) -> Dim | None:
-    if x.__class__ is int and y.__class__ is int:
+# The element functions: a formula has integer coefficients, so where a fraction (a float) meets
+# a formula there is no answer (None), and fractions are only summed and multiplied.
+
+def _add(x: Scalar, y: Scalar) -> Scalar | None:
+    if isinstance(x, Expr) or isinstance(y, Expr):
+        return None if isinstance(x, float) or isinstance(y, float) else x + y
+    return x + y
+
+
+def _sub(x: Scalar, y: Scalar) -> Scalar | None:
+    if isinstance(x, Expr) or isinstance(y, Expr):
+        return None if isinstance(x, float) or isinstance(y, float) else x - y
+    return x - y
+
+
+def _mul(x: Scalar, y: Scalar) -> Scalar | None:
+    if isinstance(x, Expr) or isinstance(y, Expr):
+        return None if isinstance(x, float) or isinstance(y, float) else x * y
+    return x * y
+
+
+def _mod(x: Scalar, y: Scalar) -> Scalar | None:
+    return x % y if isinstance(y, int) and y > 0 else None
+
+
+def _div(x: Scalar, y: Scalar) -> Dim | None:
+    """An integer Div."""
+    if isinstance(x, float) or isinstance(y, float):
+        return None
+    if isinstance(x, int) and isinstance(y, int):
         return int(x / y) if y else None  # ONNX's integer Div truncates
     q = exact_div(x, y)
-    return q if q is not None else (x // y if y.__class__ is int and y > 0 else None)
+    return q if q is not None else (x // y if isinstance(y, int) and y > 0 else None)
 
 
-def _equal(x: Dim, y: Dim):
-    if x.__class__ is int and y.__class__ is int:
+def _exact_div(x: Scalar, y: Scalar) -> Dim | None:
+    """A float Div, where it gives a whole number."""
+    return None if isinstance(x, float) or isinstance(y, float) else exact_div(x, y)
+
+
+def _equal(x: Scalar, y: Scalar) -> int | None:
+    if isinstance(x, int) and isinstance(y, int):
         return int(x == y)
     if x == y:
         return 1
-    if y.__class__ is int and _at_least(x, y + 1) or x.__class__ is int and _at_least(y, x + 1):
+    if isinstance(x, Expr) and isinstance(y, int) and _at_least(x, y + 1) or \
+            isinstance(y, Expr) and isinstance(x, int) and _at_least(y, x + 1):
         return 0  # a dim against -1 (PyTorch's Expand arithmetic): never equal
     return None
 
 
 def _at_least(e: Dim, k: int) -> bool:
     """Whether e ≥ k for every value of its free dims (each ≥ 1), read off its coefficients."""
-    if e.__class__ is int:
+    if isinstance(e, int):
         return e >= k
     low = 0
     for m, c in e.terms:
@@ -468,55 +554,58 @@ def _at_least(e: Dim, k: int) -> bool:
     return low >= k
 
 
-def _order(x: Dim, y: Dim) -> tuple[Dim, Dim] | None:
+def _order(x: Scalar, y: Scalar) -> tuple[Scalar, Scalar] | None:
     """(the smaller, the larger) where that holds for every value of the free dims, else None."""
-    if x.__class__ is int and y.__class__ is int:
+    if isinstance(x, int) and isinstance(y, int):
         return (x, y) if x <= y else (y, x)
-    if x == y or y.__class__ is int and _at_least(x, y):
+    if x == y or isinstance(x, Expr) and isinstance(y, int) and _at_least(x, y):
         return y, x
-    if x.__class__ is int and _at_least(y, x):
+    if isinstance(y, Expr) and isinstance(x, int) and _at_least(y, x):
         return x, y
     return None
 
 
-def _max(x: Dim, y: Dim):
+def _max(x: Scalar, y: Scalar) -> Scalar | None:
     o = _order(x, y)
     return None if o is None else o[1]
 
 
-def _min(x: Dim, y: Dim):
+def _min(x: Scalar, y: Scalar) -> Scalar | None:
     o = _order(x, y)
     return None if o is None else o[0]
 
 
-def _where_value(ctx: Context, n):
+def _where_value(ctx: Context, n: int | None) -> Value | None:
     c, a, b = ctx.ints(0), ctx.value(1), ctx.value(2)
     if c is None or a is None or b is None:
         return None
     size = max(len(c), len(a), len(b))
-    c, a, b = (v * size if len(v) == 1 else v for v in (c, a, b))
+    c, a, b = (c * size if len(c) == 1 else c), (a * size if len(a) == 1 else a), (b * size if len(b) == 1 else b)
     if not len(c) == len(a) == len(b):
         return None
     return tuple(x if k else y for k, x, y in zip(c, a, b))
 
 
-def _reduce_prod_value(ctx: Context, n):
+def _reduce_prod_value(ctx: Context, n: int | None) -> Value | None:
     v = ctx.value(0)
     return None if v is None or n != 1 else (prod(v),)
 
 
-def _neg_value(ctx: Context, n):
+def _neg_value(ctx: Context, n: int | None) -> Value | None:
     v = ctx.value(0)
     return None if v is None else tuple(-x for x in v)
 
 
-VALUES: dict[str, Callable[[Context, int | None], tuple | None]] = {
+def _div_value(ctx: Context, n: int | None) -> Value | None:
+    return _arith(_div if ctx.integer else _exact_div)(ctx, n)
+
+
+VALUES: dict[str, ValueFn] = {
     "Shape": _shape_value, "Size": _size_value,
     **{op: _same for op in ("Identity", "Cast", "CastLike", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Floor",
                             "Ceil", "Round")},
     "Gather": _gather_value, "Concat": _concat_value, "Slice": _slice_value,
-    "Add": _arith(lambda x, y: x + y), "Sub": _arith(lambda x, y: x - y), "Mul": _arith(lambda x, y: x * y),
-    "Div": lambda ctx, n: _arith(_div if ctx.integer else exact_div)(ctx, n), "Mod": _arith(lambda x, y: x % y if y.__class__ is int and y > 0 else None),
+    "Add": _arith(_add), "Sub": _arith(_sub), "Mul": _arith(_mul), "Div": _div_value, "Mod": _arith(_mod),
     "Equal": _arith(_equal), "Max": _arith(_max), "Min": _arith(_min), "Where": _where_value,
     "ReduceProd": _reduce_prod_value, "Neg": _neg_value,
 }
