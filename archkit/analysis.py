@@ -30,7 +30,8 @@ from archkit.costs import CostReport
 from archkit.costs import analyse as costs_of
 from archkit.errors import MalformedModelError, ResourceError, UnsafeModelError, UnsupportedError, UsageError
 from archkit.onnx.graph import build_graph, free_dims
-from archkit.onnx.load import Loaded, has_data, load_model
+from archkit.onnx.load import Loaded, load_model
+from archkit.onnx.tensors import has_data
 
 __all__ = [
     "SWEEP_COLUMNS",
