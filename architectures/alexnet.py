@@ -204,8 +204,8 @@ register(Architecture(
     block_of=block_of,
     notes=(
         "Input 227x227: the paper's 224 does not give its own 55x55 conv1 maps.",
-        "Grouped conv2/conv4/conv5 computed tower by tower (Split, two Conv, Concat in ONNX): "
-        "Conv2D(groups=2) does not export: Keras runs it as an XLA-compiled function that tf2onnx cannot convert.",
+        ("Grouped conv2/conv4/conv5 computed tower by tower (Split, two Conv, Concat in ONNX): "
+         "Conv2D(groups=2) does not export: Keras runs it as an XLA-compiled function that tf2onnx cannot convert."),
         "LRN over the whole layer's maps; exported as ONNX LRN.",
     ),
 ))

@@ -88,7 +88,7 @@ def densenet(*, depth: int, input_shape=(224, 224, 3), classes=1000):
     if depth not in DEPTHS:
         raise ValueError(f"densenet: depth {depth!r} is not in Table 1; choose one of {sorted(DEPTHS)}")
     spec = DEPTHS[depth]
-    grow = dict(growth_rate=spec.growth_rate, bn_size=spec.bn_size)
+    grow = {"growth_rate": spec.growth_rate, "bn_size": spec.bn_size}
 
     x = inputs = keras.Input(shape=input_shape, name="image")                       # 224x224x3
     x = layers.ZeroPadding2D(3, name="conv1_pad")(x)
@@ -185,6 +185,6 @@ for _p in PUBLISHED:
         references=_references(_p),
         block_of=block_of,
         paper_table=_paper_table(_p.depth),
-        notes=("The paper gives params and FLOPs only in a figure; the references are keras.applications "
-               "and torchvision, which agree with each other.",),
+        notes=(("The paper gives params and FLOPs only in a figure; the references are keras.applications "
+                "and torchvision, which agree with each other."),),
     ))

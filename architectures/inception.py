@@ -703,21 +703,21 @@ UNFACTORISED = {
 }
 
 V1_NOTES = (
-    "LocalRespNorm after pool1 and conv2 (Figure 3; Caffe's size 5, alpha 1e-4, beta 0.75) is a small Keras "
-    "layer over tf.nn.local_response_normalization; it exports as one ONNX LRN each (tf2onnx turns the whole "
-    "graph channels-first, so no Transpose is left beside them) and passes onnxruntime parity. lrn=False "
-    "drops it (torchvision's googlenet has none); LRN has no parameters and no MACs.",
-    "Padding is TensorFlow's 'same': the 7x7/2 conv pads 2 before and 3 after (Caffe: 3 and 3) and the 3x3/2 "
-    "max pools pad 0 before and 1 after (Caffe rounds the output size up instead). Output sizes, and so all "
-    "counts, are Table 1's.",
-    "Without the auxiliary classifiers (aux_heads=False, the default): Table 1 lists none. aux_heads=True "
-    "adds both (on 4a and 4d) as extra outputs: +3,188,840 and +3,190,888 parameters.",
-    "The paper's totals match its columns' sums: params 6,797.7K ('about 6.8M'), ops 1,502M ('1.5 billion'). "
-    "The counted figures differ by the three rows noted in the per-block table (conv 7x7/2, 4c, 5a). The other "
-    "rows' params agree with their columns to within 2% (largest: 4d 590.5K counted vs 580K, 5b 1409K vs "
-    "1388K) and their ops to within 1%.",
-    "torchvision's googlenet differs by design: BatchNorm instead of LRN and no conv bias (6,624,904 "
-    "parameters), and its '5x5' branch is a 3x3 (a bug kept for its pretrained weights): 1.498 GMACs.",
+    ("LocalRespNorm after pool1 and conv2 (Figure 3; Caffe's size 5, alpha 1e-4, beta 0.75) is a small Keras "
+     "layer over tf.nn.local_response_normalization; it exports as one ONNX LRN each (tf2onnx turns the whole "
+     "graph channels-first, so no Transpose is left beside them) and passes onnxruntime parity. lrn=False "
+     "drops it (torchvision's googlenet has none); LRN has no parameters and no MACs."),
+    ("Padding is TensorFlow's 'same': the 7x7/2 conv pads 2 before and 3 after (Caffe: 3 and 3) and the 3x3/2 "
+     "max pools pad 0 before and 1 after (Caffe rounds the output size up instead). Output sizes, and so all "
+     "counts, are Table 1's."),
+    ("Without the auxiliary classifiers (aux_heads=False, the default): Table 1 lists none. aux_heads=True "
+     "adds both (on 4a and 4d) as extra outputs: +3,188,840 and +3,190,888 parameters."),
+    ("The paper's totals match its columns' sums: params 6,797.7K ('about 6.8M'), ops 1,502M ('1.5 billion'). "
+     "The counted figures differ by the three rows noted in the per-block table (conv 7x7/2, 4c, 5a). The other "
+     "rows' params agree with their columns to within 2% (largest: 4d 590.5K counted vs 580K, 5b 1409K vs "
+     "1388K) and their ops to within 1%."),
+    ("torchvision's googlenet differs by design: BatchNorm instead of LRN and no conv bias (6,624,904 "
+     "parameters), and its '5x5' branch is a 3x3 (a bug kept for its pretrained weights): 1.498 GMACs."),
 )
 
 V1_REFERENCES = (
@@ -766,28 +766,28 @@ register(Architecture(
     ),
     block_of=_branch_block,
     notes=(
-        "Branches: b1 1x1 64; b2 1x1 96 → 3x3 128; b3 1x1 16 → 5x5 32; b4 3x3 max pool → 1x1 32. "
-        "Output 28x28x256.",
-        "variant='naive' (Figure 2a): b1 1x1 64; b2 3x3 128; b3 5x5 32; b4 the pool's 192 maps passed "
-        "through. Output 28x28x416; 387,072 weights and 303,464,448 MACs against 163,328 and 128,049,152: "
-        "the reductions save 223,744 weights and 175,415,296 MACs (2.37x).",
+        ("Branches: b1 1x1 64; b2 1x1 96 → 3x3 128; b3 1x1 16 → 5x5 32; b4 3x3 max pool → 1x1 32. "
+         "Output 28x28x256."),
+        ("variant='naive' (Figure 2a): b1 1x1 64; b2 3x3 128; b3 5x5 32; b4 the pool's 192 maps passed "
+         "through. Output 28x28x416; 387,072 weights and 303,464,448 MACs against 163,328 and 128,049,152: "
+         "the reductions save 223,744 weights and 175,415,296 MACs (2.37x)."),
     ),
 ))
 
 V2_NOTES = (
-    "BatchNorm (scale and shift learned) after every conv, before its ReLU; convs have no bias. No LRN and "
-    "no dropout (the paper removed both, Section 4.2.1). tf2onnx folds BatchNorm into the convs.",
-    "Stride-2 modules 3c and 4e: the 3x3 of b2, the second 3x3 of b3 and the max pool have stride 2; the "
-    "pool's maps pass through ('max + pass through'). Padding 'same' throughout (TF-slim's inception_v2).",
-    "Two cells of the paper's table contradict its output sizes: 4c and 4d print 'avg + 128', which makes "
-    "608 maps, not the printed 576; archkit uses 96, as TF-slim's inception_v2 does. The table also prints "
-    "3c's and 4e's output before their stride (28x28x576 and 14x14x1024 for 14x14x576 and 7x7x1024).",
-    "The paper publishes no totals; it says replacing each 5x5 by two 3x3 adds 25% parameters and about "
-    "30% computation to GoogLeNet. Counted: 11,208,192 parameters (Keras) and 1,934,857,216 MACs, +60% and "
-    "+22% over inception_v1 — the network is also wider (a third 28x28 module, wider 4x modules). "
-    "factorised=False, the same network with one 5x5 where each module has two 3x3: 12,158,208 parameters "
-    "and 1,961,249,792 MACs, so at these widths the two 3x3 are the cheaper choice. separable_conv1=False: "
-    "11,214,888 parameters, 2,018,851,840 MACs.",
+    ("BatchNorm (scale and shift learned) after every conv, before its ReLU; convs have no bias. No LRN and "
+     "no dropout (the paper removed both, Section 4.2.1). tf2onnx folds BatchNorm into the convs."),
+    ("Stride-2 modules 3c and 4e: the 3x3 of b2, the second 3x3 of b3 and the max pool have stride 2; the "
+     "pool's maps pass through ('max + pass through'). Padding 'same' throughout (TF-slim's inception_v2)."),
+    ("Two cells of the paper's table contradict its output sizes: 4c and 4d print 'avg + 128', which makes "
+     "608 maps, not the printed 576; archkit uses 96, as TF-slim's inception_v2 does. The table also prints "
+     "3c's and 4e's output before their stride (28x28x576 and 14x14x1024 for 14x14x576 and 7x7x1024)."),
+    ("The paper publishes no totals; it says replacing each 5x5 by two 3x3 adds 25% parameters and about "
+     "30% computation to GoogLeNet. Counted: 11,208,192 parameters (Keras) and 1,934,857,216 MACs, +60% and "
+     "+22% over inception_v1 — the network is also wider (a third 28x28 module, wider 4x modules). "
+     "factorised=False, the same network with one 5x5 where each module has two 3x3: 12,158,208 parameters "
+     "and 1,961,249,792 MACs, so at these widths the two 3x3 are the cheaper choice. separable_conv1=False: "
+     "11,214,888 parameters, 2,018,851,840 MACs."),
 )
 
 register(Architecture(
@@ -818,26 +818,26 @@ register(Architecture(
     ),
     block_of=_branch_block,
     notes=(
-        "Branches: b1 1x1 64; b2 1x1 64 → 3x3 64; b3 1x1 64 → 3x3 96 → 3x3 96; b4 3x3 avg pool → 1x1 32. "
-        "Output 28x28x256. Each conv: Conv (no bias) → BatchNorm (scale, shift) → ReLU.",
-        "factorised=False: b3's 3x3 → 3x3 (64→96→96: 138,240 weights) becomes one 5x5 64→96 (153,600). The "
-        "module: 233,472 weights and 183,042,048 MACs against 218,112 and 170,999,808 — the two 3x3 save "
-        "15,360 weights and 12,042,240 MACs (6.6%), at the price of a second BatchNorm (96 maps, 384 parameters).",
+        ("Branches: b1 1x1 64; b2 1x1 64 → 3x3 64; b3 1x1 64 → 3x3 96 → 3x3 96; b4 3x3 avg pool → 1x1 32. "
+         "Output 28x28x256. Each conv: Conv (no bias) → BatchNorm (scale, shift) → ReLU."),
+        ("factorised=False: b3's 3x3 → 3x3 (64→96→96: 138,240 weights) becomes one 5x5 64→96 (153,600). The "
+         "module: 233,472 weights and 183,042,048 MACs against 218,112 and 170,999,808 — the two 3x3 save "
+         "15,360 weights and 12,042,240 MACs (6.6%), at the price of a second BatchNorm (96 maps, 384 parameters)."),
     ),
 ))
 
 V3_NOTES = (
-    "Built as keras.applications.InceptionV3 (= TF-slim's inception_v3, whose trained weights every "
-    "reference figure describes); Keras parameters layer by layer identical. BatchNorm without scale "
-    "(epsilon 1e-3) after every bias-free conv.",
-    "Deviations of that implementation from the paper, kept: Table 1's stem lists conv 3x3 (73x73x64 → "
-    "71x71x80), conv 3x3/2 (→ 35x35x192), conv 3x3 (→ 35x35x288); the implementation uses conv 1x1 80, conv "
-    "3x3 192, max pool 3x3/2 and the modules give 288 maps. Figure 5's second branch is 1x1 → 3x3; the "
-    "implementation has 1x1 48 → 5x5 64. Table 1's '5 x Inception' at 17x17 is four Figure 6 modules and "
-    "the grid reduction. No auxiliary classifier (keras.applications has none).",
+    ("Built as keras.applications.InceptionV3 (= TF-slim's inception_v3, whose trained weights every "
+     "reference figure describes); Keras parameters layer by layer identical. BatchNorm without scale "
+     "(epsilon 1e-3) after every bias-free conv."),
+    ("Deviations of that implementation from the paper, kept: Table 1's stem lists conv 3x3 (73x73x64 → "
+     "71x71x80), conv 3x3/2 (→ 35x35x192), conv 3x3 (→ 35x35x288); the implementation uses conv 1x1 80, conv "
+     "3x3 192, max pool 3x3/2 and the modules give 288 maps. Figure 5's second branch is 1x1 → 3x3; the "
+     "implementation has 1x1 48 → 5x5 64. Table 1's '5 x Inception' at 17x17 is four Figure 6 modules and "
+     "the grid reduction. No auxiliary classifier (keras.applications has none)."),
     "The paper: 'less than 25 million parameters' and '5 billion multiply-adds'.",
-    "factorised=False replaces every factorised stack (3x3 → 3x3 by 5x5, 1x7/7x1 pairs by 7x7, Figure 7's "
-    "1x3 ‖ 3x1 by a 3x3 with both outputs) — the network the factorisation argument compares against.",
+    ("factorised=False replaces every factorised stack (3x3 → 3x3 by 5x5, 1x7/7x1 pairs by 7x7, Figure 7's "
+     "1x3 ‖ 3x1 by a 3x3 with both outputs) — the network the factorisation argument compares against."),
 )
 
 register(Architecture(
@@ -864,26 +864,26 @@ register(Architecture(
 _V3_MODULE_DOCS = {
     "a": ("mixed2", (35, 35, 288), "Figure 5",
           (348_096_000, 284_160, "35²·(288·64 + 288·48 + 25·48·64 + 288·64 + 9·64·96 + 9·96·96 + 288·64)"),
-          "Branches: b1 1x1 64; b2 1x1 48 → 5x5 64; b3 1x1 64 → 3x3 96 → 3x3 96; b4 3x3 avg pool → 1x1 64. "
-          "Output 35x35x288.",
-          "factorised=False: b3's 3x3 → 3x3 (64→96→96: 138,240 weights) becomes one 5x5 64→96 (153,600). The "
-          "module: 299,520 weights and 366,912,000 MACs against 284,160 and 348,096,000: the two 3x3 save "
-          "15,360 weights and 18,816,000 MACs (5.1%). b2 is a 5x5 in both (Keras' module, not Figure 5's 3x3)."),
+          ("Branches: b1 1x1 64; b2 1x1 48 → 5x5 64; b3 1x1 64 → 3x3 96 → 3x3 96; b4 3x3 avg pool → 1x1 64. "
+           "Output 35x35x288."),
+          ("factorised=False: b3's 3x3 → 3x3 (64→96→96: 138,240 weights) becomes one 5x5 64→96 (153,600). The "
+           "module: 299,520 weights and 366,912,000 MACs against 284,160 and 348,096,000: the two 3x3 save "
+           "15,360 weights and 18,816,000 MACs (5.1%). b2 is a 5x5 in both (Keras' module, not Figure 5's 3x3).")),
     "b": ("mixed4", (17, 17, 768), "Figure 6, n = 7",
           (374_063_104, 1_294_336,
            "17²·(768·192 + 768·128 + 7·128·128 + 7·128·192 + 768·128 + 3·7·128·128 + 7·128·192 + 768·192)"),
-          "Branches: b1 1x1 192; b2 1x1 128 → 1x7 128 → 7x1 192; b3 1x1 128 → 7x1 128 → 1x7 128 → 7x1 128 → "
-          "1x7 192; b4 3x3 avg pool → 1x1 192. Output 17x17x768.",
-          "factorised=False: each 1x7/7x1 pair becomes one 7x7: b2 1x1 128 → 7x7 192, b3 1x1 128 → 7x7 128 → "
-          "7x7 192. The module: 3,702,784 weights and 1,070,104,576 MACs against 1,294,336 and 374,063,104: "
-          "the factorisation saves 2,408,448 weights and 696,041,472 MACs (2.86x)."),
+          ("Branches: b1 1x1 192; b2 1x1 128 → 1x7 128 → 7x1 192; b3 1x1 128 → 7x1 128 → 1x7 128 → 7x1 128 → "
+           "1x7 192; b4 3x3 avg pool → 1x1 192. Output 17x17x768."),
+          ("factorised=False: each 1x7/7x1 pair becomes one 7x7: b2 1x1 128 → 7x7 192, b3 1x1 128 → 7x7 128 → "
+           "7x7 192. The module: 3,702,784 weights and 1,070,104,576 MACs against 1,294,336 and 374,063,104: "
+           "the factorisation saves 2,408,448 weights and 696,041,472 MACs (2.86x).")),
     "c": ("mixed9", (8, 8, 1280), "Figure 7",
           (322_437_120, 5_038_080, "8²·(1280·320 + 1280·384 + 2·3·384·384 + 1280·448 + 9·448·384 + 2·3·384·384 + 1280·192)"),
-          "Branches: b1 1x1 320; b2 1x1 384 → (1x3 384 ‖ 3x1 384); b3 1x1 448 → 3x3 384 → (1x3 384 ‖ 3x1 384); "
-          "b4 3x3 avg pool → 1x1 192. Output 8x8x2048.",
-          "factorised=False: each 1x3 ‖ 3x1 pair becomes one 3x3 384→768 over the same 3x3 window: "
-          "8,577,024 weights and 548,929,536 MACs against 5,038,080 and 322,437,120: the expanded filter bank "
-          "saves 3,538,944 weights and 226,492,416 MACs (1.70x)."),
+          ("Branches: b1 1x1 320; b2 1x1 384 → (1x3 384 ‖ 3x1 384); b3 1x1 448 → 3x3 384 → (1x3 384 ‖ 3x1 384); "
+           "b4 3x3 avg pool → 1x1 192. Output 8x8x2048."),
+          ("factorised=False: each 1x3 ‖ 3x1 pair becomes one 3x3 384→768 over the same 3x3 window: "
+           "8,577,024 weights and 548,929,536 MACs against 5,038,080 and 322,437,120: the expanded filter bank "
+           "saves 3,538,944 weights and 226,492,416 MACs (1.70x).")),
 }
 
 for _kind, (_module, _shape, _figure, (_macs, _weights, _formula), _branches, _saving) in _V3_MODULE_DOCS.items():

@@ -294,8 +294,8 @@ for _p in PUBLISHED:
         notes=(
             "Blocks are residual blocks (conv2_block1 ...); stage_of() groups them into Table 1's rows.",
             "Shortcuts: identity, or a 1x1 projection + BN when the shape changes (option B).",
-            "v1 keeps Keras' conv biases (each is redundant before the BatchNorm that follows). In the "
-            "ONNX export a v1 BatchNorm stays a Mul and an Add after its conv; v1.5's convs have no "
-            "bias and tf2onnx folds each BatchNorm into its conv.",
+            ("v1 keeps Keras' conv biases (each is redundant before the BatchNorm that follows). In the "
+             "ONNX export a v1 BatchNorm stays a Mul and an Add after its conv; v1.5's convs have no "
+             "bias and tf2onnx folds each BatchNorm into its conv."),
         ),
     ))

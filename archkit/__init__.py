@@ -33,7 +33,12 @@ _PUBLIC = {
     "ExportError": "archkit.errors", "OutputError": "archkit.errors",
 }
 
-__all__ = ["__version__", *_PUBLIC]
+__all__ = [  # __version__ and the keys of _PUBLIC
+    "Analysis", "ArchkitError", "Bench", "Connectivity", "CostReport", "ExportError", "InputError",
+    "MalformedModelError", "ModelInfo", "OpCost", "OutputError", "OutputParity", "ParityError", "ResourceError",
+    "UnsafeModelError", "UnsupportedError", "UsageError", "Verification", "__version__", "analyse_file",
+    "analyse_model",
+]
 
 
 def __getattr__(name: str) -> Any:

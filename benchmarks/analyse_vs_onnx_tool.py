@@ -90,7 +90,7 @@ print("RESULT " + json.dumps(out))
 def run_child(python: str, program: str, args: list[str], timeout: float) -> dict:
     try:
         proc = subprocess.run([python, "-c", program + _EPILOGUE, *args], capture_output=True, text=True,
-                              timeout=timeout, cwd=ROOT)
+                              timeout=timeout, cwd=ROOT, check=False)
     except subprocess.TimeoutExpired:
         return {"error": f"timeout after {timeout:.0f} s"}
     for line in proc.stdout.splitlines():
@@ -122,7 +122,7 @@ def best_pair(path: str, repeat: int, timeout: float) -> tuple[dict, dict]:
 def onnx_tool_python(venv: Path) -> str | None:
     py = venv / "bin" / "python"
     probe = [str(py), "-c", "import onnx_tool"]
-    if py.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
+    if py.exists() and subprocess.run(probe, capture_output=True, check=False).returncode == 0:
         return str(py)
     print(f"onnx-tool: installing into {venv} (python -m venv + pip install onnx-tool) ...", flush=True)
     try:
@@ -132,7 +132,7 @@ def onnx_tool_python(venv: Path) -> str | None:
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
         print(f"onnx-tool: ABSENT: could not install it ({type(e).__name__}); its columns say 'absent'")
         return None
-    if subprocess.run(probe, capture_output=True).returncode != 0:
+    if subprocess.run(probe, capture_output=True, check=False).returncode != 0:
         print("onnx-tool: ABSENT: installed but does not import; its columns say 'absent'")
         return None
     return str(py)
@@ -213,7 +213,7 @@ def keras_model(name: str, size: int, folder: Path) -> Path | None:
     if not path.exists():
         print(f"exporting keras.applications.{name}(weights=None) with Keras' ONNX export ...", flush=True)
         proc = subprocess.run([sys.executable, "-c", _KERAS_EXPORT, name, str(path), str(size)], capture_output=True,
-                              text=True, timeout=1800)
+                              text=True, timeout=1800, check=False)
         if proc.returncode != 0 or not path.exists():
             print(f"  export failed: {(proc.stderr.strip().splitlines() or ['?'])[-1][:200]}")
             return None

@@ -49,7 +49,8 @@ print(time.perf_counter() - t)
 
 
 def _timed_export(code: str, name: str, out: str) -> float:
-    proc = subprocess.run([sys.executable, "-c", code, name, out], capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run([sys.executable, "-c", code, name, out], capture_output=True, text=True, timeout=1800,
+                          check=False)
     if proc.returncode:
         raise SystemExit(f"export failed: {proc.stderr.strip().splitlines()[-1:]}")
     return float(proc.stdout.strip().splitlines()[-1])
@@ -117,7 +118,7 @@ def main() -> None:
         converted = convert_precision(fp32, DeployOptions(precision=precision), name=args.name)
         seconds = time.perf_counter() - t
         d = precision_deltas(fp32, converted, samples=args.samples, name=args.name)
-        out, o = next(iter(d["outputs"].items()))
+        _, o = next(iter(d["outputs"].items()))
         print(f"{precision}: {d['size_bytes']:,} bytes vs {d['fp32_size_bytes']:,} -> {d['size_ratio']:.2f}x smaller "
               f"({_goal(d['size_ratio'] >= size_goal)}: >= {size_goal}x); top-1 agreement with fp32 on {d['samples']} "
               f"evaluation inputs {o['top1_agreement']:.1%} ({_goal(o['top1_agreement'] >= top1_goal)}: >= "

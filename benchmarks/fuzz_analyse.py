@@ -43,7 +43,7 @@ def run_case(path: Path, timeout: float) -> tuple[str, str]:
 
             with redirect_stdout(io.StringIO()), redirect_stderr(err):
                 rc = main(["analyse", str(path), "--format", "json"])
-        except BaseException as e:  # main() maps every exception to a code: this is a bug in main()
+        except BaseException as e:  # noqa: BLE001 - main() maps every exception to a code: this is a bug in main()
             rc, err = 1, io.StringIO(f"{type(e).__name__}: {e}")
         os.write(w, f"{rc}\n{err.getvalue()[:300]}".encode("utf-8", "replace"))
         os._exit(0)

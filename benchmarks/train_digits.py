@@ -41,13 +41,14 @@ def main() -> int:
                    "--out", out] + (["--epochs", str(args.epochs)] if args.epochs else []) \
                 + (["--early-stopping"] if args.early_stopping else [])
             start = time.perf_counter()
-            done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            done = subprocess.run(cmd, capture_output=True, text=True, check=False)
             wall = time.perf_counter() - start
             if done.returncode:
                 print(f"{seed:>4} failed ({done.returncode}): {done.stderr.strip().splitlines()[-1:]}")
                 ok = False
                 continue
-            m = json.loads(open(os.path.join(out, "metrics.json")).read())
+            with open(os.path.join(out, "metrics.json")) as f:
+                m = json.load(f)
         met = (accuracy_goal is None or m["keras_accuracy"] >= accuracy_goal) and \
               (seconds_goal is None or wall < seconds_goal) and m["predictions_identical"]
         ok &= met

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("archkit: interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # a bug: one line unless --debug
+    except Exception as e:  # noqa: BLE001 - anything else is a bug: one line unless --debug
         if debug:
             traceback.print_exc()
         print(f"archkit: internal error: {terminal(type(e).__name__ + ': ' + (str(e).splitlines() or [''])[0])}"

@@ -5,6 +5,7 @@ intra-op threads set the same where TensorFlow has not started yet."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -42,7 +43,7 @@ def keras_latency(model, feeds_by_batch: Mapping[int, Sequence[np.ndarray]], *, 
     out = {}
     for batch, args in feeds_by_batch.items():
         tensors = [tf.constant(a) for a in args]
-        out[batch] = timed(lambda: fn(*tensors), warmup=warmup, runs=runs, budget=budget)
+        out[batch] = timed(functools.partial(fn, *tensors), warmup=warmup, runs=runs, budget=budget)
     return out
 
 
@@ -91,10 +92,10 @@ def bench_architecture(name: str, *, opset: int | None = None, deploy: DeployOpt
     costs = analysis.costs
     if not costs.complete:
         costs = run_architecture(name, opset=opset, verify=False, progress=progress, **overrides)[0].costs
-    options = dict(name=name, macs_per_sample=costs.total()["macs"], macs_complete=costs.complete, threads=threads,
-                   batch_sizes=batch_sizes, runs=runs, timeout=timeout, spinning=spinning,
-                   deployment={**{k: v for k, v in (analysis.deployment or {}).items() if k != "options"},
-                               **(deploy.cache_fields() if deploy else {})})
+    options = {"name": name, "macs_per_sample": costs.total()["macs"], "macs_complete": costs.complete,
+               "threads": threads, "batch_sizes": batch_sizes, "runs": runs, "timeout": timeout, "spinning": spinning,
+               "deployment": {**{k: v for k, v in (analysis.deployment or {}).items() if k != "options"},
+                              **(deploy.cache_fields() if deploy else {})}}
     if keras:
         model = build_seeded(name, **overrides)[2]
         progress("bench")

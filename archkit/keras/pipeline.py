@@ -35,7 +35,7 @@ def build_seeded(name: str, *, seed: int = 0, **overrides):
     """Build a registered architecture with reproducible weights (see export.seed_weights)."""
     arch = architectures.get(name)
     config = arch.config(**overrides)
-    tf, keras = import_keras()
+    _, keras = import_keras()
     keras.utils.set_random_seed(seed)
     try:
         model = arch.builder(**config)

@@ -280,8 +280,8 @@ def _markdown(a: Analysis, arch=None, *, chart: bool = False) -> str:
         line = generated_line(a.costs)
         out += [_own(line[:1].upper() + line[1:] + "."), ""]
     if a.costs.branches:
-        out += ["If branches: each If counts one branch (the one taken where the condition is known, else the one "
-                "with more MACs); the other's ops are listed, marked not summed, and are in no total.", ""]
+        out += [("If branches: each If counts one branch (the one taken where the condition is known, else the one "
+                 "with more MACs); the other's ops are listed, marked not summed, and are in no total."), ""]
         out += [f"- {line}" for line in branch_lines(a.costs)] + [""]
     if a.warnings:
         out += [f"**Warning:** {md(w)}" for w in a.warnings] + [""]
@@ -314,8 +314,8 @@ def _markdown(a: Analysis, arch=None, *, chart: bool = False) -> str:
                 marks.append(r.block)
         body = [[_own(m), *(_paper_cell(v) for v in row[1:-1])] for m, row in zip(marks, table.itertuples(index=False))]
         out += ["## Beside the paper's table", "",
-                "The paper's columns as printed, then what archkit counts for the same block. Kernel weights are "
-                "conv/dense kernels without biases; differences are counted minus the paper's figure read as a number.", "",
+                ("The paper's columns as printed, then what archkit counts for the same block. Kernel weights are "
+                 "conv/dense kernels without biases; differences are counted minus the paper's figure read as a number."), "",
                 _md_table(shown, body, "".join("r" if c.startswith("counted") or c.endswith("- paper") else "l"
                                                for c in shown)), ""]
         out += [f"{i}. {n}" for i, n in enumerate(notes, 1)] + ([""] if notes else [])
@@ -339,8 +339,8 @@ def _markdown(a: Analysis, arch=None, *, chart: bool = False) -> str:
 
     if a.keras_layers:
         out += ["## Parameter reconciliation", "",
-                "Keras counts learnable parameters (trainable + non-trainable, BatchNorm statistics included); "
-                "ONNX stores float initializers, a shared one once. Exporters fold BatchNorm into the preceding conv.", "",
+                ("Keras counts learnable parameters (trainable + non-trainable, BatchNorm statistics included); "
+                 "ONNX stores float initializers, a shared one once. Exporters fold BatchNorm into the preceding conv."), "",
                 _md_table(("layer", "Keras trainable", "Keras non-trainable", "ONNX params", "difference", "why"),
                           [(r.layer, r.trainable, r.non_trainable, r.onnx_params, r.onnx_params - r.keras_params, _why(r))
                            for r in layers.itertuples() if r.keras_params or r.onnx_params], "lrrrrl"),
@@ -353,8 +353,8 @@ def _markdown(a: Analysis, arch=None, *, chart: bool = False) -> str:
     if a.costs.unsupported or a.costs.unknown:
         out += ["## Ops not costed", ""]
         if a.costs.unsupported:
-            out += [f"- no cost rule (counted as nothing, totals are lower bounds): "
-                    f"{', '.join(md_code(u, table=False) for u in a.costs.unsupported)}"]
+            out += [(f"- no cost rule (counted as nothing, totals are lower bounds): "
+                     f"{', '.join(md_code(u, table=False) for u in a.costs.unsupported)}")]
         if a.costs.unknown:
             out += [f"- shape not inferred: {len(a.costs.unknown)} ops, e.g. {md_code(a.costs.unknown[0], table=False)}"]
         out += [""]
@@ -365,9 +365,9 @@ def _markdown(a: Analysis, arch=None, *, chart: bool = False) -> str:
     if getattr(a, "bench", None) is not None:
         out += deployment_section(a.bench)
     out += ["## Conventions", "",
-            "MACs are multiply-accumulates of Conv, ConvTranspose, Gemm and MatMul (the papers' \"ops\"/\"FLOPs\"). "
-            "flops count everything else once per element (bias adds, activations; BatchNorm 2, softmax 3, "
-            "pooling one per window element). See the project README.", ""]
+            ("MACs are multiply-accumulates of Conv, ConvTranspose, Gemm and MatMul (the papers' \"ops\"/\"FLOPs\"). "
+             "flops count everything else once per element (bias adds, activations; BatchNorm 2, softmax 3, "
+             "pooling one per window element). See the project README."), ""]
     return "\n".join(out)
 
 
@@ -420,8 +420,8 @@ def _parity_section(v, *, measured: bool) -> list[str]:
              if measured else "The measured errors depend on the machine, so the report holds the verdict and the "
              "allowance it was judged by; `archkit verify NAME` prints them.")
     return ["## Parity", "",
-            f"Keras and {v.runtime} on the same seeded normal inputs. An output passes when "
-            f"{_allowance(v.precision)} and the argmax agrees on every sample. {where}", "",
+            (f"Keras and {v.runtime} on the same seeded normal inputs. An output passes when "
+             f"{_allowance(v.precision)} and the argmax agrees on every sample. {where}"), "",
             _md_table(header, rows, "lrrl" + "rr" * measured), ""]
 
 
@@ -443,17 +443,17 @@ def deployment_section(b) -> list[str]:
                   + f", {d.get('transposes', '?')} Transpose op(s) in the file.")
     macs = f"{b.macs_per_sample:,}" if b.macs_per_sample else "unknown"
     return ["## Deployment", "",
-            f"Measured on {m.get('cpu')} ({m.get('usable_cores')} usable cores, {m.get('system')}, load average "
-            f"{m.get('load_average_1min') or 0:.1f}), onnxruntime {m.get('versions', {}).get('onnxruntime')} with "
-            f"{b.threads} intra-op thread(s) (spin-waiting {'on' if b.spinning else 'off'}), TensorFlow {m.get('versions', {}).get('tensorflow')} "
-            f"(`tf.function`) with {b.keras_threads or 'its default'} intra-op thread(s). These figures depend on the "
-            f"machine and its load; the rest of the report does not.{export}", "",
+            (f"Measured on {m.get('cpu')} ({m.get('usable_cores')} usable cores, {m.get('system')}, load average "
+             f"{m.get('load_average_1min') or 0:.1f}), onnxruntime {m.get('versions', {}).get('onnxruntime')} with "
+             f"{b.threads} intra-op thread(s) (spin-waiting {'on' if b.spinning else 'off'}), TensorFlow {m.get('versions', {}).get('tensorflow')} "
+             f"(`tf.function`) with {b.keras_threads or 'its default'} intra-op thread(s). These figures depend on the "
+             f"machine and its load; the rest of the report does not.{export}"), "",
             _md_table(("runtime", "batch", "median ms", "p90 ms", "runs", "GFLOP/s", "of matmul peak", "vs Keras"),
                       rows, "lrrrrrrr"), "",
-            f"GFLOP/s = 2 flops per MAC × {macs} MACs per sample (archkit's count of Conv/Gemm/MatMul"
-            f"{'' if b.macs_complete else ', a lower bound'}) × batch / median latency; warm-up runs excluded. "
-            f"Matmul peak: the best float32 {b.peak.n}×{b.peak.n} MatMul in the same run and thread count — numpy "
-            f"{b.peak.numpy_gflops:.1f} GFLOP/s, onnxruntime {b.peak.onnxruntime_gflops:.1f} GFLOP/s.", ""]
+            (f"GFLOP/s = 2 flops per MAC × {macs} MACs per sample (archkit's count of Conv/Gemm/MatMul"
+             f"{'' if b.macs_complete else ', a lower bound'}) × batch / median latency; warm-up runs excluded. "
+             f"Matmul peak: the best float32 {b.peak.n}×{b.peak.n} MatMul in the same run and thread count — numpy "
+             f"{b.peak.numpy_gflops:.1f} GFLOP/s, onnxruntime {b.peak.onnxruntime_gflops:.1f} GFLOP/s."), ""]
 
 
 def _paper_cell(v: Any) -> str:
@@ -547,10 +547,10 @@ def index(summaries: Sequence[Mapping[str, Any]]) -> str:
                      "" if p is None else _own("pass" if p["ok"] else "**FAIL**")))
     return "\n".join([
         INDEX_MARKER, "# Reports", "",
-        "The reports in this folder, one row each; every `archkit report` writing here refreshes this index. "
-        "Every figure below is counted on the architecture's ONNX export. "
-        "MACs are multiply-accumulates of Conv/Gemm/MatMul, per sample; parity compares onnxruntime with Keras "
-        "against the allowance each report states.", "",
+        ("The reports in this folder, one row each; every `archkit report` writing here refreshes this index. "
+         "Every figure below is counted on the architecture's ONNX export. "
+         "MACs are multiply-accumulates of Conv/Gemm/MatMul, per sample; parity compares onnxruntime with Keras "
+         "against the allowance each report states."), "",
         _md_table(("architecture", "Keras params", "ONNX params", "MACs", "vs published MACs", "ONNX ops",
                    "ONNX size", "parity"), rows, "lrrrlrrl"), ""])
 

@@ -267,8 +267,8 @@ def verification_lines(v: Verification, label: str) -> list[str]:
     t = TOLERANCES[v.precision]
     seeds = sorted({o.seed for o in v.outputs})
     batches = sorted({o.batch for o in v.outputs})
-    lines = [f"{label}: onnxruntime vs {v.reference}; seeds {', '.join(map(str, seeds))}; "
-             f"batch sizes {', '.join(map(str, batches))}",
+    lines = [(f"{label}: onnxruntime vs {v.reference}; seeds {', '.join(map(str, seeds))}; "
+              f"batch sizes {', '.join(map(str, batches))}"),
              f"thresholds ({v.precision}): max abs error <= {t.atol:g} + {t.rtol:g} x max |reference| per batch and seed; "
              f"top-1 agreement >= {t.top1:.0%}, top-5 >= {t.top5:.0%} over "
              + ("all samples" if not t.margin else
@@ -297,8 +297,8 @@ def verification_lines(v: Verification, label: str) -> list[str]:
 
 def export_lines(analysis: Analysis, deploy, output, command_seconds: float) -> list[str]:
     d = analysis.deployment or {}
-    lines = [f"wrote {output} (opset {analysis.info.opset}, {deploy.describe()}, "
-             f"{analysis.info.size_bytes:,} bytes, {analysis.costs.total()['ops']:,} ops)"]
+    lines = [(f"wrote {output} (opset {analysis.info.opset}, {deploy.describe()}, "
+              f"{analysis.info.size_bytes:,} bytes, {analysis.costs.total()['ops']:,} ops)")]
     inputs = ", ".join(f"{n} {s}" for n, s in analysis.info.inputs)
     lines.append(f"inputs: {inputs}; Transpose ops left: {d.get('transposes', '?')}")
     deltas = d.get("deltas")

@@ -149,7 +149,7 @@ def main(workdir: str) -> int:
 
     try:
         sess = child_session(request)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - any load failure goes back to the parent as error.json
         return fail("load", e)
     feeds = []
     for i, names in enumerate(request["feeds"]):
@@ -165,7 +165,7 @@ def main(workdir: str) -> int:
             result.update(child_bench(sess, feeds, request))
         else:
             raise ValueError(f"unknown task {request['task']!r}")
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - any run failure goes back to the parent as error.json
         return fail("run", e)
     (work / "result.json").write_text(json.dumps(result))
     return 0

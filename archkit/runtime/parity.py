@@ -266,11 +266,11 @@ def compare(name: str, got: np.ndarray, want: np.ndarray, batch: int, seed: int,
     k = min(5, g2.shape[1]) if g2.size else 1
     top5 = (np.argsort(-g2, axis=-1, kind="stable")[:, :k] == w2.argmax(-1)[:, None]).any(-1) if g2.size else top1
     margin = TOLERANCES[precision].margin
-    counted = dict(decided=-1)
+    counted = {"decided": -1}
     if margin > 0:
         clear = decided(w2, margin) if g2.size else np.zeros(0, dtype=bool)
-        counted = dict(decided=int(clear.sum()), decided_top1=int((top1 & clear).sum()),
-                       decided_top5=int((top5 & clear).sum()))
+        counted = {"decided": int(clear.sum()), "decided_top1": int((top1 & clear).sum()),
+                   "decided_top5": int((top5 & clear).sum())}
     return OutputParity(name, batch, diff, scale, float(top1.mean()) if top1.size else 1.0, seed,
                         float(top5.mean()) if np.size(top5) else 1.0, precision, **counted)
 
