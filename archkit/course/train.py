@@ -117,12 +117,8 @@ def load_digits() -> Dataset:
     """scikit-learn's 1,797 bundled 8x8 digits (values 0-16), bilinearly resized to 28x28 and
     scaled to [0, 1]; 1,437 train / 360 test, stratified, seed 0. No download: the data ship
     inside scikit-learn."""
-    from sklearn.datasets import (
-        load_digits as sk_digits,  # heavy: only the digits data set and the nearest neighbours need scikit-learn
-    )
-    from sklearn.model_selection import (
-        train_test_split,  # heavy: only the digits data set and the nearest neighbours need scikit-learn
-    )
+    from sklearn.datasets import load_digits as sk_digits  # heavy: scikit-learn, for this data set only
+    from sklearn.model_selection import train_test_split  # heavy: as above
 
     d = sk_digits()
     r = _bilinear_matrix(8, IMAGE_SHAPE[0])
@@ -367,9 +363,7 @@ def onnx_outputs(proto: onnx.ModelProto, x: np.ndarray, *, batch: int = 512) -> 
 def nearest_neighbours(embeddings: np.ndarray, query: int, k: int = 4) -> tuple[list[int], list[float]]:
     """The k nearest test images to test image `query` by Euclidean distance between
     embeddings (the notes' NearestNeighbors), the query itself left out."""
-    from sklearn.neighbors import (
-        NearestNeighbors,  # heavy: only the digits data set and the nearest neighbours need scikit-learn
-    )
+    from sklearn.neighbors import NearestNeighbors  # heavy: scikit-learn, for the neighbours only
 
     nn = NearestNeighbors(n_neighbors=min(k + 1, len(embeddings))).fit(embeddings)
     dist, idx = nn.kneighbors(embeddings[query:query + 1])
