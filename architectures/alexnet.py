@@ -89,10 +89,7 @@ VARIANTS = {
 def custom_layers():
     """The two layers Keras lacks, defined on first use (importing this module stays Keras-free)."""
     import keras  # heavy: the registry loads without TensorFlow
-    from keras import (  # heavy: the registry loads without TensorFlow
-        layers,
-        ops,
-    )
+    from keras import layers, ops  # heavy: the registry loads without TensorFlow
 
     @keras.saving.register_keras_serializable(package="archkit")
     class GroupedConv2D(layers.Conv2D):
