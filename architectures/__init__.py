@@ -26,6 +26,10 @@ class Reference:
     "onnx_params" (every parameter the ONNX file holds), "kernel_weights" (conv/dense kernels only, no
     biases), "macs"; `value` is exact unless `rounding` says to what the source rounds (e.g. 1e9 for
     "3.8 x10^9").
+
+    `expected` is what archkit counts where that count does not reproduce `value` (the note
+    says why); None means it does: exactly, or to the source's rounding (|count - value| <=
+    rounding / 2).
     """
 
     metric: str
@@ -33,6 +37,7 @@ class Reference:
     source: str
     note: str = ""
     rounding: float | None = None
+    expected: int | None = None
 
 
 @dataclass(frozen=True)

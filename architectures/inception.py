@@ -725,15 +725,15 @@ V1_REFERENCES = (
     Reference("params", 6_998_552, "[count] Table 1's configuration", "kernels + 8,280 biases; LRN has none"),
     Reference("onnx_params", 6_998_552, "[count] Table 1's configuration", "every kernel and bias stored once"),
     Reference("macs", 1_582_671_872, "[count] Table 1's configuration"),
-    Reference("params", 6.8e6, "[paper] 'about 6.8M'", rounding=1e5,
+    Reference("params", 6.8e6, "[paper] 'about 6.8M'", rounding=1e5, expected=6_998_552,
               note="the sum of Table 1's params column (6,797.7K); rows conv 7x7/2, 4c and 5a disagree with "
                    "the table's own configuration (per-block table), and K = 1024 vs 1000"),
-    Reference("macs", 1.5e9, "[paper] '1.5 billion multiply-adds'", rounding=1e8,
+    Reference("macs", 1.5e9, "[paper] '1.5 billion multiply-adds'", rounding=1e8, expected=1_582_671_872,
               note="the sum of Table 1's ops column (1,502M); its conv 7x7/2 row (34M) matches a separable "
                    "7x7/2 conv, the plain conv the row names costs 118M"),
-    Reference("params", 6_624_904, "[tv] googlenet num_params",
+    Reference("params", 6_624_904, "[tv] googlenet num_params", expected=6_998_552,
               note="torchvision replaces LRN and conv biases with BatchNorm and its '5x5' branch is a 3x3"),
-    Reference("macs", 1.498e9, "[tv] googlenet GMACs", rounding=1e6,
+    Reference("macs", 1.498e9, "[tv] googlenet GMACs", rounding=1e6, expected=1_582_671_872,
               note="torchvision's '5x5' branch is a 3x3 (a known bug kept for its weights)"),
 )
 
@@ -854,7 +854,7 @@ register(Architecture(
         Reference("non_trainable", 34_432, "[keras] InceptionV3(weights=None)", "BatchNorm moving mean and variance"),
         Reference("macs", 5_713_216_096, "[count] archkit on keras.applications.InceptionV3's ONNX export"),
         Reference("macs", 5.713e9, "[tv] inception_v3 GMACs", rounding=1e6),
-        Reference("macs", 5e9, "[paper] '5 billion multiply-adds'", rounding=1e9,
+        Reference("macs", 5e9, "[paper] '5 billion multiply-adds'", rounding=1e9, expected=5_713_216_096,
                   note="a round figure; the network as released costs 5.71 billion"),
     ),
     block_of=_prefix_blocks(*_V3_BLOCKS),

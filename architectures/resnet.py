@@ -247,6 +247,9 @@ PAPER_NOTE = {
     152: "rounds to Table 1's figure",
 }
 
+# Depths whose count does not round to Table 1's digit (PAPER_NOTE says why).
+PAPER_DIFFERS = frozenset({34, 50})
+
 # References that torchvision's v1.5 reproduces (variant="v1.5"), not the default v1.
 V1_5_REFERENCES: dict[int, tuple[Reference, ...]] = {}
 
@@ -257,7 +260,7 @@ def _references(p: _Published) -> tuple[Reference, ...]:
         Reference("macs", p.v1_macs, "[count] v1 at 224x224 (stride on a bottleneck's first 1x1, as in the paper "
                   "and Keras): Conv + Dense MACs, layer by layer"),
         Reference("macs", round(p.paper_gmacs * 1e9), f"[paper] {PAPER}, 'FLOPs' (multiply-adds)", PAPER_NOTE[p.depth],
-                  rounding=1e8),
+                  rounding=1e8, expected=p.v1_macs if p.depth in PAPER_DIFFERS else None),
     ]
     if p.keras:
         total, trainable, non_trainable = p.keras
@@ -268,11 +271,14 @@ def _references(p: _Published) -> tuple[Reference, ...]:
     v15 = f"torchvision's {name} is v1.5, reproduced exactly by variant='v1.5'"
     extra = v1_5_extra_macs(p.depth)
     tv_refs = (
+        # expected: what the default, v1, counts: its conv biases, and without v1.5's later bottleneck stride
         Reference("trainable", p.tv_params, tv + "['num_params']",
-                  f"{v15}: no conv bias (v1 has {conv_biases(p.depth):,})"),
+                  f"{v15}: no conv bias (v1 has {conv_biases(p.depth):,})",
+                  expected=p.tv_params + conv_biases(p.depth)),
         Reference("macs", round(p.tv_gmacs * 1e9), tv + "['_ops'] (GMACs)",
                   f"{v15}: stride on the 3x3 of a bottleneck block (+{extra:,} MACs)" if extra
-                  else f"{v15}: v1 and v1.5 basic blocks differ only in conv biases", rounding=1e6),
+                  else f"{v15}: v1 and v1.5 basic blocks differ only in conv biases", rounding=1e6,
+                  expected=p.v1_macs if extra else None),
     )
     V1_5_REFERENCES[p.depth] = tv_refs
     return tuple(refs) + tv_refs

@@ -3,7 +3,7 @@
     python benchmarks/fuzz_analyse.py                     # 5,000 cases
     python benchmarks/fuzz_analyse.py --cases 50000 --seed 7 --keep /tmp/fuzz-failures
 
-Each case is a model from tests/hostile_models.py (a small CNN, If/Loop/Scan, nested Ifs, a
+Each case is a model from tests/builders.py (a small CNN, If/Loop/Scan, nested Ifs, a
 CNN with external data) with bytes flipped, replaced, deleted, inserted or cut off, or with
 dims, attribute values and names changed in the parsed model. Every case runs `archkit analyse`
 (the command, through archkit.cli.main) in a forked child with a time limit, so a crash or a
@@ -28,8 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.hostile_models import OWN_CODES, conv_weight_bytes, mutate_bytes, mutate_fields, seeds
-
+from tests.builders import conv_weight_bytes, seeds  # noqa: E402
+from tests.mutations import OWN_CODES, mutate_bytes, mutate_fields  # noqa: E402
 
 def run_case(path: Path, timeout: float) -> tuple[str, str]:
     """(outcome, detail): 'ok' / 'error N' / 'internal' / 'signal NAME' / 'timeout'."""

@@ -16,15 +16,8 @@ from archkit.costs import analyse
 from archkit.onnx.graph import build_graph
 from archkit.analysis import analyse_file
 from archkit.analysis import analyse_model
-from tests.onnx_builders import one_node, w
-from tests.torch_patterns import encoder_block, encoder_macs, external, resnet
-
-
-def _model(nodes, inputs, inits=(), outputs=None, opset=17):
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs.items()],
-                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, None)
-                               for o in (outputs or [nodes[-1].output[0]])], list(inits))
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+from tests import builders
+from tests.builders import encoder_block, encoder_macs, external, light_model, one_node, png_size, resnet, w
 
 
 # --- torchvision's published figures, from files in PyTorch's export pattern -----------------
@@ -101,7 +94,7 @@ def _div_reshape_model():
              helper.make_node("MatMul", ["r", "w"], ["y"], name="m/MatMul")]
     inits = [numpy_helper.from_array(np.array(v, np.int64), n) for n, v in
              [("i2", [2]), ("two", [2]), ("one", [1]), ("minus1", [-1])]] + [numpy_helper.from_array(w(32, 5), "w")]
-    return _model(nodes, {"x": ["N", 4, 64]}, inits)
+    return builders.model(nodes, {"x": ["N", 4, 64]}, inits=inits)
 
 
 def test_shape_engine_folds_what_onnx_leaves_unknown():
@@ -119,10 +112,8 @@ def test_shape_engine_folds_what_onnx_leaves_unknown():
 def test_unknown_shapes_are_listed_and_totals_are_lower_bounds():
     nodes = [helper.make_node("Mystery", ["x"], ["h"], name="a/Mystery", domain="com.example"),
              helper.make_node("Conv", ["h", "w"], ["y"], name="b/Conv")]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                              [numpy_helper.from_array(w(4, 3, 3, 3), "w")])
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)])
+    m = builders.model(nodes, {"x": [1, 3, 8, 8]}, ["y"], [builders.tensor("w", w(4, 3, 3, 3))],
+                       opsets=[helper.make_opsetid("com.example", 1)])
     report = analyse(build_graph(m))
     assert [o.status for o in report.ops] == ["unsupported", "unknown"]
     assert report.unknown == ("b/Conv",) and report.unsupported == ("com.example::Mystery",)
@@ -133,32 +124,27 @@ def test_unknown_shapes_are_listed_and_totals_are_lower_bounds():
 # --- subgraphs --------------------------------------------------------------------------------
 
 def _loop_model():
-    body = helper.make_graph(
+    B, I64, value = TensorProto.BOOL, TensorProto.INT64, builders.value
+    body = builders.graph(
         [helper.make_node("MatMul", ["h", "wl"], ["h2"], name="step/MatMul"),
          helper.make_node("Relu", ["h2"], ["h3"], name="step/Relu"),
          helper.make_node("Identity", ["cond"], ["cond_out"], name="step/cond")],
-        "body",
-        [helper.make_tensor_value_info("i", TensorProto.INT64, []), helper.make_tensor_value_info("cond", TensorProto.BOOL, []),
-         helper.make_tensor_value_info("h", TensorProto.FLOAT, [2, 8])],
-        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []), helper.make_tensor_value_info("h3", TensorProto.FLOAT, [2, 8])])
+        [value("i", [], I64), value("cond", [], B), value("h", [2, 8])], [value("cond_out", [], B), value("h3", [2, 8])],
+        name="body")
     # onnx infers no shape for a Loop's carried outputs (they may change across iterations):
     # the branches use the Loop's input, ordered after the Loop through `y`'s Identity.
-    then_b = helper.make_graph([helper.make_node("MatMul", ["h0", "wt"], ["t"], name="then/MatMul"),
-                                helper.make_node("Identity", ["y"], ["yt"], name="then/Identity")], "then", [],
-                               [helper.make_tensor_value_info("t", TensorProto.FLOAT, [2, 3])])
-    else_b = helper.make_graph([helper.make_node("MatMul", ["h0", "we"], ["t"], name="else/MatMul"),
-                                helper.make_node("Identity", ["y"], ["yt"], name="else/Identity")], "else", [],
-                               [helper.make_tensor_value_info("t", TensorProto.FLOAT, [2, 3])])
+    then_b = builders.graph([helper.make_node("MatMul", ["h0", "wt"], ["t"], name="then/MatMul"),
+                             helper.make_node("Identity", ["y"], ["yt"], name="then/Identity")], [], {"t": [2, 3]},
+                            name="then")
+    else_b = builders.graph([helper.make_node("MatMul", ["h0", "we"], ["t"], name="else/MatMul"),
+                             helper.make_node("Identity", ["y"], ["yt"], name="else/Identity")], [], {"t": [2, 3]},
+                            name="else")
     nodes = [helper.make_node("MatMul", ["x", "w0"], ["h0"], name="pre/MatMul"),
              helper.make_node("Loop", ["trips", "", "h0"], ["y"], name="loop", body=body),
              helper.make_node("If", ["flag"], ["z"], name="branch", then_branch=then_b, else_branch=else_b)]
-    inits = [numpy_helper.from_array(w(4, 8), "w0"), numpy_helper.from_array(w(8, 8), "wl"),
-             numpy_helper.from_array(w(8, 3), "wt"), numpy_helper.from_array(w(8, 3), "we"),
-             numpy_helper.from_array(np.array(5, np.int64), "trips")]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4]),
-                                           helper.make_tensor_value_info("flag", TensorProto.BOOL, [])],
-                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    inits = [builders.tensor(n, w(*shape)) for n, shape in (("w0", (4, 8)), ("wl", (8, 8)), ("wt", (8, 3)), ("we", (8, 3)))]
+    inits.append(builders.tensor("trips", 5, np.int64))
+    return builders.model(nodes, [value("x", [2, 4]), value("flag", [], B)], ["z"], inits)
 
 
 def test_subgraphs_are_walked_and_loop_bodies_flagged_per_iteration():
@@ -208,7 +194,7 @@ def test_constant_node_weights_count_but_scalars_do_not():
              helper.make_node("Constant", [], ["half"], name="h/Constant", value=numpy_helper.from_array(np.array(0.5, np.float32))),
              helper.make_node("MatMul", ["x", "wc"], ["y"], name="c/MatMul"),
              helper.make_node("Mul", ["y", "half"], ["z"], name="c/Mul")]
-    report = analyse(build_graph(_model(nodes, {"x": [2, 4]})))
+    report = analyse(build_graph(builders.model(nodes, {"x": [2, 4]})))
     assert report.total()["params"] == 12
     assert report.total()["macs"] == 2 * 3 * 4
 
@@ -245,14 +231,14 @@ def test_tf2onnx_names_roll_up_into_keras_layers_and_blocks():
              helper.make_node("Add", ["c", "x"], ["d"], name="model/conv2_block1_add/add"),
              helper.make_node("Relu", ["d"], ["e"], name="model/conv2_block2_out/Relu")]
     inits = [numpy_helper.from_array(w(4, 4, 1, 1), "w1"), numpy_helper.from_array(w(4, 4, 1, 1), "w2")]
-    report = analyse(build_graph(_model(nodes, {"x": [1, 4, 5, 5]}, inits)))
+    report = analyse(build_graph(builders.model(nodes, {"x": [1, 4, 5, 5]}, inits=inits)))
     assert list(report.by_block().block) == ["model/conv2_block1", "model/conv2_block2"]
     assert list(report.by_layer().layer)[:2] == ["model/conv2_block1_1_conv", "model/conv2_block1_1_relu"]
 
 
 def test_unscoped_names_are_their_own_layers():
     nodes = [helper.make_node("Relu", ["x"], ["a"], name="Relu_0"), helper.make_node("Neg", ["a"], ["b"], name="Neg_1")]
-    report = analyse(build_graph(_model(nodes, {"x": [2, 2]})))
+    report = analyse(build_graph(builders.model(nodes, {"x": [2, 2]})))
     assert [o.layer for o in report.ops] == ["Relu_0", "Neg_1"]
 
 
@@ -262,12 +248,12 @@ def test_unsorted_file_is_ordered_topologically_and_cycles_are_refused():
     from archkit.errors import MalformedModelError
 
     nodes = [helper.make_node("Neg", ["a"], ["b"], name="second"), helper.make_node("Relu", ["x"], ["a"], name="first")]
-    G = build_graph(_model(nodes, {"x": [2, 2]}, outputs=["b"]))
+    G = build_graph(builders.model(nodes, {"x": [2, 2]}, outputs=["b"]))
     assert G.graph["op_order"] == ("first", "second")
     assert [o.node for o in analyse(G).ops] == ["first", "second"]
     cyc = [helper.make_node("Relu", ["b"], ["a"], name="p"), helper.make_node("Neg", ["a"], ["b"], name="q")]
     with pytest.raises(MalformedModelError, match="cycle"):
-        build_graph(_model(cyc, {"x": [2, 2]}, outputs=["b"]))
+        build_graph(builders.model(cyc, {"x": [2, 2]}, outputs=["b"]))
 
 
 def test_fast_graph_equals_the_public_api_graph():
@@ -369,8 +355,6 @@ LIGHT_MACS = {"bvlc_alexnet": 654_560_384, "densenet121": 2_834_161_664, "incept
 
 @pytest.mark.parametrize("name", sorted(LIGHT_MACS))
 def test_light_models_are_complete_and_exact(name):
-    from tests.onnx_builders import light_model
-
     a = analyse_file(light_model(name))
     assert a.costs.complete, a.costs.unknown[:5]
     assert a.costs.total()["macs"] == LIGHT_MACS[name]
@@ -393,10 +377,8 @@ def test_ir3_initializers_listed_as_inputs_still_feed_shape_inference():
              helper.make_node("Reshape", ["scaled", "shape"], ["flat"]),
              helper.make_node("Gemm", ["flat", "fc_w"], ["y"], transB=1)]
     inits = [kernel, shape, fc_w, scale]
-    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 128, 4, 4])] + [
-        helper.make_tensor_value_info(t.name, t.data_type, t.dims) for t in inits]
-    graph = helper.make_graph(nodes, "ir3", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 9)], ir_version=3)
+    inputs = [builders.value("x", [1, 128, 4, 4])] + [builders.value(t.name, t.dims, t.data_type) for t in inits]
+    model = builders.model(nodes, inputs, ["y"], inits, opset=9, name="ir3", ir_version=3)
     a = analyse_model(model)
     assert a.costs.complete, a.costs.unknown
     assert a.costs.total()["macs"] == 64 * 128 * 3 * 3 * 16 + 1024 * 10
@@ -407,7 +389,7 @@ def test_ir3_initializers_listed_as_inputs_still_feed_shape_inference():
 def _conv_file(batch):
     """x [batch, 3, 8, 8] → Conv 4x3x3x3 (no padding) → [batch, 4, 6, 6]: 4·6·6·3·3·3 = 3,888 MACs a sample."""
     nodes = [helper.make_node("Conv", ["x", "w"], ["y"], name="/conv/Conv", kernel_shape=[3, 3])]
-    return _model(nodes, {"x": [batch, 3, 8, 8]}, [numpy_helper.from_array(w(4, 3, 3, 3), "w")])
+    return builders.model(nodes, {"x": [batch, 3, 8, 8]}, inits=[builders.tensor("w", w(4, 3, 3, 3))])
 
 
 CONV_MACS = 4 * 6 * 6 * 3 * 3 * 3
@@ -439,7 +421,7 @@ def test_a_fixed_batch_is_stated_with_the_totals(tmp_path):
 
 def test_inputs_that_disagree_on_the_leading_dim_state_no_batch():
     nodes = [helper.make_node("MatMul", ["a", "b"], ["y"], name="/mm/MatMul")]
-    c = analyse(build_graph(_model(nodes, {"a": [2, 3], "b": [3, 5]})))
+    c = analyse(build_graph(builders.model(nodes, {"a": [2, 3], "b": [3, 5]})))
     assert c.batch is None and c.total()["macs"] == 2 * 3 * 5
 
 
@@ -450,8 +432,8 @@ def _unscoped():
              helper.make_node("Relu", ["a"], ["b"], name="n1"),
              helper.make_node("Conv", ["b", "w2"], ["c"], name="n2", kernel_shape=[1, 1]),
              helper.make_node("Relu", ["c"], ["d"], name="n3")]
-    return _model(nodes, {"x": [1, 3, 8, 8]}, [numpy_helper.from_array(w(4, 3, 3, 3), "w"),
-                                                numpy_helper.from_array(w(4, 4, 1, 1), "w2")])
+    return builders.model(nodes, {"x": [1, 3, 8, 8]},
+                          inits=[builders.tensor("w", w(4, 3, 3, 3)), builders.tensor("w2", w(4, 4, 1, 1))])
 
 
 def test_unscoped_file_is_said_and_views_fall_back_to_op_types(tmp_path):
@@ -480,8 +462,6 @@ def test_scoped_file_keeps_its_layers_and_blocks(resnet18_file):
 
 def test_light_resnet50_by_block_lists_op_types_and_warns(capsys):
     from archkit.cli import main
-    from tests.onnx_builders import light_model
-
     assert main(["analyse", str(light_model("resnet50")), "--by", "block"]) == 0
     captured = capsys.readouterr()
     rows = [l for l in captured.out.splitlines() if l.startswith("| ") and not l.startswith("| op_type")]
@@ -493,13 +473,11 @@ def test_light_resnet50_by_block_lists_op_types_and_warns(capsys):
 
 def test_block_chart_is_capped_and_unscoped_files_chart_op_types(tmp_path):
     from archkit.render.report import CHART_BARS, _chart_rows, block_chart
-    from tests.onnx_builders import light_model, png_size
-
     nodes, x = [], "x"
     for i in range(100):  # 100 one-op blocks, b0 ... b99
         nodes.append(helper.make_node("Relu", [x], [f"r{i}"], name=f"b{i}/Relu"))
         x = f"r{i}"
-    a = analyse_model(_model(nodes, {"x": [1, 4]}))
+    a = analyse_model(builders.model(nodes, {"x": [1, 4]}))
     names, macs, params, _, what = _chart_rows(a)
     assert len(names) == CHART_BARS and names[-1] == f"other ({100 - CHART_BARS + 1} blocks)" and what == "block"
     width, height = png_size(block_chart(a))
@@ -524,7 +502,7 @@ def test_constant_of_shape_weights_count_as_generated_params():
              helper.make_node("Shape", ["y"], ["s"], name="/z/Shape"),
              helper.make_node("ConstantOfShape", ["s"], ["zeros"], name="/z/ConstantOfShape"),
              helper.make_node("Add", ["y", "zeros"], ["out"], name="/z/Add")]
-    c = analyse(build_graph(_model(nodes, {"x": [1, 3, 8, 8]}, [shape("w_shape", 4, 3, 3, 3), shape("b_shape", 4)])))
+    c = analyse(build_graph(builders.model(nodes, {"x": [1, 3, 8, 8]}, inits=[shape("w_shape", 4, 3, 3, 3), shape("b_shape", 4)])))
     t = c.total()
     assert (t["params"], t["kernel_weights"], t["generated"]) == (4 * 3 * 3 * 3 + 4, 4 * 3 * 3 * 3, 4 * 3 * 3 * 3 + 4)
     assert c.generated_tensors == 2
@@ -535,8 +513,6 @@ def test_constant_of_shape_weights_count_as_generated_params():
 
 def test_light_alexnet_counts_its_published_parameters():
     from archkit.render.text import summary_lines
-    from tests.onnx_builders import light_model
-
     a = analyse_file(light_model("bvlc_alexnet"))
     t = a.costs.total()
     # AlexNet (Caffe's bvlc_alexnet, two towers): 60,965,224 parameters; MACs per shared/REFERENCES.md

@@ -9,7 +9,7 @@ import pytest
 from archkit.costs import FREE, analyse
 from archkit.costs.rules import DATA_DEPENDENT
 from archkit.onnx.graph import build_graph
-from tests.onnx_builders import one_node, w
+from tests.builders import one_node, w
 from tests.test_rules import _FREE_CORE
 
 _I = lambda *v: np.array(v, np.int64)  # noqa: E731

@@ -52,14 +52,6 @@ def test_configuration_is_keyword_only_and_checked():
 
 
 @pytest.mark.parametrize("name", FIGURES)
-def test_closed_form_counts(name):
-    layers, params, macs = FIGURES[name]
-    assert sum(p for p, _ in layers.values()) == params
-    assert sum(m for _, m in layers.values()) == macs
-
-
-
-@pytest.mark.parametrize("name", FIGURES)
 def test_counts_per_layer(arch_run, name):
     layers, params, macs = FIGURES[name]
     analysis, _ = arch_run(name)
@@ -72,17 +64,6 @@ def test_counts_per_layer(arch_run, name):
     assert {layer: keras_layers[layer] for layer in layers} == {layer: p for layer, (p, _) in layers.items()}
     blocks = analysis.costs.by_block().set_index("block")
     assert list(blocks.index) == list(layers)
-
-
-@pytest.mark.parametrize("name", FIGURES)
-def test_references_reproduce(arch_run, name):
-    analysis, _ = arch_run(name)
-    counted = {"params": analysis.keras_params["total"], "macs": analysis.costs.total()["macs"]}
-    for ref in architectures.get(name).references:
-        if ref.rounding is None:
-            assert counted[ref.metric] == ref.value, ref
-        else:
-            assert round(counted[ref.metric] / ref.rounding) == round(ref.value / ref.rounding), ref
 
 
 def test_towers_export_as_plain_convolutions(arch_run):

@@ -1,18 +1,18 @@
 """DenseNet (architectures/densenet.py) against keras.applications and torchvision
 (shared/REFERENCES.md). Each depth is exported once per session at 224x224 (`arch_run`);
 densenet169 and densenet201 only with ARCHKIT_TEST_ALL_EXPORTS=1 (tests/exports.py), their
-published figures otherwise checked on the Keras model's counts."""
+counts otherwise checked on the Keras model's. The references: tests/test_references.py."""
 
 from __future__ import annotations
 
-import functools
 import math
 
 import pytest
 
 import architectures
 from architectures import densenet
-from tests.exports import export_param, exported, keras_macs
+from tests.exports import export_param, exported
+from tests.references import counted, keras_figures
 
 DEPTHS = [121, 169, 201]
 NAMES = [f"densenet{d}" for d in DEPTHS]
@@ -25,7 +25,6 @@ KERAS = {  # keras.applications.DenseNet*(weights=None): total, trainable, non-t
 }
 TV_PARAMS = {121: 7_978_856, 169: 14_149_480, 201: 20_013_928}
 MACS = {121: 2_834_161_664, 169: 3_359_843_328, 201: 4_291_365_888}
-TV_GMACS = {121: "2.834", 169: "3.36", 201: "4.291"}  # as published: every digit must match
 
 BLOCKS = ["conv1", "pool1", "dense_block1", "transition1", "dense_block2", "transition2", "dense_block3",
           "transition3", "dense_block4", "classification"]
@@ -76,36 +75,17 @@ def test_keras_applications_layer_by_layer(depth):
 
 
 
-@functools.cache
-def _keras_counts(depth: int) -> dict:
-    """The Keras model's counts (built once per session; the model itself is not kept)."""
-    from archkit.keras.export import import_keras
-
-    import_keras()
-    model = densenet.densenet(depth=depth)
-    return {"params": model.count_params(), "trainable": sum(math.prod(w.shape) for w in model.trainable_weights),
-            "non_trainable": sum(math.prod(w.shape) for w in model.non_trainable_weights), "macs": keras_macs(model)}
-
-
-def _counted(arch_run, depth: int) -> dict:
-    """Keras' parameters and archkit's MACs; from the Keras model alone where this run does not export."""
-    if not exported(f"densenet{depth}"):
-        return _keras_counts(depth)
-    analysis, _ = arch_run(f"densenet{depth}")
-    keras = analysis.keras_params
-    return {"params": keras["total"], "trainable": keras["trainable"], "non_trainable": keras["non_trainable"],
-            "macs": analysis.costs.total()["macs"]}
-
-
 @pytest.mark.parametrize("depth", DEPTHS)
 def test_counts(arch_run, depth):
-    counted = _counted(arch_run, depth)
-    assert counted["macs"] == MACS[depth]
-    digits = len(TV_GMACS[depth].split(".")[1])
-    assert f"{counted['macs'] / 1e9:.{digits}f}" == TV_GMACS[depth]
-    assert (counted["params"], counted["trainable"], counted["non_trainable"]) == KERAS[depth]
-    if exported(f"densenet{depth}"):  # the export's count is the Keras model's
-        assert _keras_counts(depth) == counted
+    """archkit's counts (the Keras model's where this run does not export)."""
+    name = f"densenet{depth}"
+    figures = counted(arch_run, name)
+    assert figures["macs"] == MACS[depth]
+    assert (figures["params"], figures["trainable"], figures["non_trainable"]) == KERAS[depth]
+    if exported(name):  # the export's count is the Keras model's
+        keras = keras_figures(name)
+        assert [keras[m] for m in ("params", "trainable", "non_trainable", "macs")] == \
+            [figures[m] for m in ("params", "trainable", "non_trainable", "macs")]
 
 
 @pytest.mark.parametrize("depth", [export_param(d, f"densenet{d}") for d in DEPTHS])
@@ -121,13 +101,3 @@ def test_blocks_are_table_1_rows(arch_run, depth):
     maps1 = 64 + spec.blocks[0] * k  # 256 maps → 128, then pooled to 28x28
     assert blocks.loc["transition1", "macs"] == 56 * 56 * maps1 * maps1 // 2
     assert blocks.loc["pool1", "macs"] == 0
-
-
-@pytest.mark.parametrize("depth", DEPTHS)
-def test_references_reproduce(arch_run, depth):
-    counted = _counted(arch_run, depth)
-    for ref in architectures.get(f"densenet{depth}").references:
-        if ref.rounding is None:
-            assert counted[ref.metric] == ref.value, ref
-        else:
-            assert round(counted[ref.metric] / ref.rounding) == round(ref.value / ref.rounding), ref

@@ -22,6 +22,7 @@ from archkit.cli.parser import build
 from archkit.cli.common import Progress
 from archkit.errors import UsageError
 from archkit.render.formats import INDEX_MARKER
+from tests.builders import SMALL_CNN_MACS, small_cnn
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "reports" / "baseline_cnn" / "summary.json"
@@ -236,7 +237,6 @@ def test_progress_only_on_a_terminal(monkeypatch, tty):
 
 def test_analysis_reports_its_stages():
     from archkit.analysis import analyse_model
-    from tests.hostile_models import small_cnn
 
     stages = []
     analyse_model(small_cnn(), progress=stages.append)
@@ -319,7 +319,6 @@ def test_quantization_reaches_an_int8_export(tmp_path, capsys, stop_before_work)
                                            ("", "tf2onnx"), ("None", "tf2onnx")])
 def test_producer_without_an_empty_version(version, shown):
     from archkit.onnx.graph import build_graph
-    from tests.hostile_models import small_cnn
 
     m = small_cnn()
     m.producer_name, m.producer_version = "tf2onnx", version
@@ -363,8 +362,6 @@ def test_bad_config_is_a_usage_error(capsys, stop_before_work, argv, fragment):
 
 
 def test_config_on_a_file_is_an_error(tmp_path, capsys):
-    from tests.hostile_models import small_cnn
-
     f = tmp_path / "m.onnx"
     f.write_bytes(small_cnn().SerializeToString())
     assert main(["verify", str(f), "--config", "classes=5"]) == 2
@@ -427,8 +424,6 @@ def test_names_match_in_any_case(tmp_path, stop_before_work, typed):
 
 
 def test_analyze_is_analyse(tmp_path, capsys):
-    from tests.hostile_models import SMALL_CNN_MACS, small_cnn
-
     f = tmp_path / "m.onnx"
     f.write_bytes(small_cnn().SerializeToString())
     assert main(["analyze", str(f), "--format", "json"]) == 0

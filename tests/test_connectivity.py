@@ -7,54 +7,11 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 from archkit.analysis import analyse_model
-
-
-class Net:
-    """A hand-built NCHW graph: `conv(...)` and friends add nodes named `<layer>/<Op>` (so each
-    op is its own layer, as scopes make it in files without archkit's metadata)."""
-
-    def __init__(self, shape=(1, 8, 16, 16), name="x"):
-        self.nodes, self.inits, self.name = [], [], name
-        self.inputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape))]
-        self.channels = {name: shape[1]}
-
-    def _add(self, op, layer, inputs, channels, **attrs):
-        out = f"{layer}_out"
-        self.nodes.append(helper.make_node(op, inputs, [out], name=f"{layer}/{op}", **attrs))
-        self.channels[out] = channels
-        return out
-
-    def conv(self, layer, x, out_ch, kernel=(3, 3), *, stride=1, pads=None, weights=None, **attrs):
-        cin = self.channels[x]
-        w = weights if weights is not None else np.ones((out_ch, cin, *kernel), np.float32)
-        self.inits.append(numpy_helper.from_array(w.astype(np.float32), f"{layer}_w"))
-        if pads is None and "auto_pad" not in attrs:
-            pads = [k // 2 for k in kernel] * 2
-        if pads is not None:
-            attrs["pads"] = pads
-        return self._add("Conv", layer, [x, f"{layer}_w"], out_ch, kernel_shape=list(kernel), strides=[stride] * 2,
-                         **attrs)
-
-    def relu(self, layer, x):
-        return self._add("Relu", layer, [x], self.channels[x])
-
-    def add(self, layer, a, b):
-        return self._add("Add", layer, [a, b], self.channels[a])
-
-    def concat(self, layer, *xs):
-        return self._add("Concat", layer, list(xs), sum(self.channels[x] for x in xs), axis=1)
-
-    def maxpool(self, layer, x, k=2, s=2):
-        return self._add("MaxPool", layer, [x], self.channels[x], kernel_shape=[k, k], strides=[s, s])
-
-    def model(self, *outputs) -> onnx.ModelProto:
-        graph = helper.make_graph(self.nodes, "g", self.inputs,
-                                  [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs],
-                                  self.inits)
-        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+from tests import builders
+from tests.builders import Net, light_model, png_size
 
 
 def connectivity(model: onnx.ModelProto):
@@ -252,7 +209,6 @@ def test_small_drawing_is_readable_with_a_legend_and_agrees_with_the_text():
     import matplotlib.pyplot as plt
 
     from archkit.render import drawing
-    from tests.onnx_builders import png_size
 
     n = Net(shape=(1, 1, 28, 28))
     y = n.relu("r1", n.conv("c1", "x", 8, pads=[0, 0, 0, 0]))
@@ -276,7 +232,6 @@ def test_small_drawing_is_readable_with_a_legend_and_agrees_with_the_text():
 
 def test_long_graphs_are_drawn_to_a_readable_height():
     from archkit.render import drawing
-    from tests.onnx_builders import png_size
 
     n = Net(shape=(1, 4, 8, 8))
     y = "x"
@@ -292,7 +247,6 @@ def test_long_graphs_are_drawn_to_a_readable_height():
 def test_light_densenet121_drawing_is_capped():
     from archkit.render import drawing
     from archkit.analysis import analyse_file
-    from tests.onnx_builders import light_model, png_size
 
     a = analyse_file(light_model("densenet121"), connectivity=True)
     width, height = png_size(drawing.png(a.connectivity, a.name))
@@ -307,10 +261,8 @@ def test_receptive_field_table_shows_one_layout():
     nodes = [helper.make_node("Transpose", ["x"], ["xt"], name="c1/Transpose", perm=[0, 3, 1, 2]),
              helper.make_node("Conv", ["xt", "w"], ["c"], name="c1/Conv", kernel_shape=[3, 3]),
              helper.make_node("Transpose", ["c"], ["y"], name="t/Transpose", perm=[0, 2, 3, 1])]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 28, 28, 1])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                              [numpy_helper.from_array(np.ones((8, 1, 3, 3), np.float32), "w")])
-    c = connectivity(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]))
+    c = connectivity(builders.model(nodes, {"x": [1, 28, 28, 1]}, ["y"],
+                                    [builders.tensor("w", np.ones((8, 1, 3, 3), np.float32))], opset=18))
     assert (c.layer("c1").output_shape, c.layer("t").output_shape) == ("1x8x26x26", "1x26x26x8")
     text = drawing.markdown(c, "mixed")
     assert "| block | layer | output (HxWxC) |" in text
@@ -555,7 +507,6 @@ def test_light_densenet121_without_shapes_prints_no_wrong_number(no_shapes, caps
     from archkit.render import drawing
     from archkit.cli import main
     from archkit.analysis import analyse_file
-    from tests.onnx_builders import light_model
 
     path = light_model("densenet121")
     proto = onnx.load(path)

@@ -31,6 +31,7 @@ from archkit.runtime.parity import precision_of
 from archkit.errors import MalformedModelError, ParityError, ResourceError, UnsupportedError, UsageError
 from archkit.runtime.parity import TOLERANCES, Verification, decided
 from archkit.runtime.child import run_isolated
+from tests import builders
 
 # Small inputs (and 10 classes) where the config allows; what each network's shape arithmetic needs.
 SMALL = {
@@ -98,7 +99,7 @@ def test_split_transposes_are_folded():
         helper.make_node("Relu", ["u0"], ["y0"]),
         helper.make_node("Relu", ["u1"], ["y1"]),
     ]
-    model = helper.make_model(helper.make_graph(nodes, "g", [x], outs), opset_imports=[helper.make_opsetid("", 18)])
+    model = builders.model(nodes, [x], outs, opset=18)
     feeds = [{"x": np.arange(16, dtype=np.float32).reshape(1, 4, 2, 2) - 8}]
     _, before, _ = run_isolated(model, feeds)
     assert fold_transpose_pairs(model) == 3
@@ -121,7 +122,7 @@ def test_gather_transposes_are_folded():
         helper.make_node("Transpose", ["g"], ["u"], perm=[0, 3, 1, 2]),
         helper.make_node("Relu", ["u"], ["y"]),
     ]
-    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], [idx]), opset_imports=[helper.make_opsetid("", 18)])
+    model = builders.model(nodes, [x], [y], [idx], opset=18)
     feeds = [{"x": np.arange(18, dtype=np.float32).reshape(1, 2, 3, 3) - 9}]
     _, before, _ = run_isolated(model, feeds)
     assert fold_transpose_pairs(model) == 2 and count_transposes(model) == 0
@@ -339,10 +340,8 @@ def _plain_model(op: str = "Conv", domain: str = "") -> onnx.ModelProto:
              helper.make_node("Relu", ["c"], ["r"]), helper.make_node("GlobalAveragePool", ["r"], ["p"]),
              helper.make_node("Flatten", ["p"], ["f"]), helper.make_node("Gemm", ["f", "fc"], ["g"]),
              helper.make_node("Softmax", ["g"], ["y"])]
-    graph = helper.make_graph(nodes, "plain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 6])], [w, b, fc])
-    opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid(domain, 1)] if domain else [])
-    return helper.make_model(graph, opset_imports=opsets, producer_name="somebody-else")
+    return builders.model(nodes, {"x": ["N", 3, 8, 8]}, {"y": ["N", 6]}, [w, b, fc], name="plain",
+                          opsets=[helper.make_opsetid(domain, 1)] if domain else [], producer_name="somebody-else")
 
 
 def test_verify_file_without_keras_source(tmp_path, capsys):

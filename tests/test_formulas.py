@@ -18,7 +18,9 @@ from onnx import TensorProto, helper, numpy_helper
 from archkit.costs import analyse
 from archkit.onnx.graph import build_graph
 from archkit.onnx.symbolic import Expr, TooLarge, exact_div, pretty, symbol, value
-from tests.torch_patterns import crnn, crnn_macs, resnet, vit, vit_macs, yolo_head, yolo_head_macs
+from tests import builders
+from tests.builders import (crnn, crnn_macs, light_model, resnet, small_cnn, vad_stft, vit, vit_macs, yolo_head,
+                            yolo_head_macs)
 
 N, H, W = symbol("N"), symbol("height"), symbol("width")
 
@@ -97,9 +99,8 @@ def test_one_strided_conv_closed_form():
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "height", "width"])
     w = numpy_helper.from_array(np.ones((8, 3, 3, 3), np.float32), "w")
     pool = helper.make_node("MaxPool", ["y"], ["z"], kernel_shape=[2, 2], strides=[2, 2], name="pool")
-    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], strides=[2, 2], pads=[1, 1, 1, 1], name="c"),
-                               pool], "g", [x], [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)], [w])
-    c = _costs(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    c = _costs(builders.model([helper.make_node("Conv", ["x", "w"], ["y"], strides=[2, 2], pads=[1, 1, 1, 1], name="c"),
+                               pool], [x], ["z"], [w]))
     ho, wo = (H + 1) // 2, (W + 1) // 2
     assert c.formulas["macs"] == 216 * N * ho * wo
     assert c.formulas["flops"] == 8 * 4 * N * (ho // 2) * (wo // 2)  # the pool: 4 per output element
@@ -137,9 +138,8 @@ def test_paddle_dim_names_and_minus_one_dims():
     """Paddle2ONNX: `-1` on an input read as a free dim named `x:0`; `p2o.DynamicDimension.0` elsewhere."""
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["p2o.DynamicDimension.0", 3, 32, "p2o.DynamicDimension.1"])
     w = numpy_helper.from_array(np.ones((8, 3, 3, 3), np.float32), "w")
-    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="conv2d_0.tmp_0")], "paddle", [x],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w])
-    c = _costs(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)]))
+    c = _costs(builders.model([helper.make_node("Conv", ["x", "w"], ["y"], name="conv2d_0.tmp_0")], [x], ["y"], [w],
+                              opset=11, name="paddle"))
     d0, d1 = symbol("p2o.DynamicDimension.0"), symbol("p2o.DynamicDimension.1")
     assert c.formulas["macs"] == 8 * 27 * 30 * d0 * (d1 - 2)
     assert pretty(c.formulas["macs"]) == "6,480·p2o.DynamicDimension.0·p2o.DynamicDimension.1 − 12,960·p2o.DynamicDimension.0"
@@ -155,15 +155,15 @@ def test_two_free_dims_meeting_in_a_broadcast_are_taken_as_equal_with_a_warning(
              helper.make_node("Unsqueeze", ["s", "ax"], ["s2"], name="u"),
              helper.make_node("MatMul", ["s2", "w"], ["y"], name="mm")]
     ax = numpy_helper.from_array(np.array([-1], np.int64), "ax")
-    graph = helper.make_graph(nodes, "g", [a, b], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w, ax])
-    G = build_graph(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    m = builders.model(nodes, [a, b], ["y"], [w, ax])
+    G = build_graph(m)
     c = analyse(G)
     assert c.formulas["macs"] == 5 * N * symbol("cols")  # "cols" sorts before "rows": the one kept
     assert any("taken as equal" in w and "rows" in w and "cols" in w for w in c.formula_warnings)
     from archkit.cli import main
 
     path = tmp_path / "two.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    onnx.save(m, path)
     assert main(["analyse", str(path)]) == 0
     assert "rows and cols (kept cols)" in capsys.readouterr().err
 
@@ -177,10 +177,9 @@ def test_a_dim_squared_thirty_times_stays_bounded():
         nodes.append(helper.make_node("Mul", [f"s{k}", f"s{k}"], [f"s{k + 1}"]))
     nodes += [helper.make_node("ConstantOfShape", ["s30"], ["big"]),
               helper.make_node("Relu", ["big"], ["y"], name="relu")]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N"])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [r("unused", 0)])
+    m = builders.model(nodes, {"x": ["N"]}, ["y"], [r("unused", 0)])
     start = time.perf_counter()
-    c = _costs(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    c = _costs(m)
     assert time.perf_counter() - start < 30
     assert c.formulas is None and c.no_formulas
     assert c.total()["flops"] == 31 and c.complete  # per sample (N = 1): 30 Muls of one element, a Relu of 1^(2^30) = 1
@@ -232,15 +231,13 @@ def test_the_readme_shows_what_archkit_prints():
 
 @pytest.mark.parametrize("sr,filters,kernel", [(16000, 258, 256), (8000, 130, 128)])
 def test_an_if_on_a_scalar_input_counts_the_taken_branch_formula(sr, filters, kernel):
-    """The voice-activity pattern (tests/test_shapes.py): the STFT conv over `samples` free, in
+    """The voice-activity pattern (tests/builders.py, vad_stft): the STFT conv over `samples` free, in
     the branch `--input-value sr=...` selects: filters·kernel·(⌊(samples − kernel)/(kernel/2)⌋ + 1)."""
-    from tests.test_shapes import _stft_branch_model
-
-    c = analyse(build_graph(_stft_branch_model(), input_values={"sr": (sr,)}))
+    c = analyse(build_graph(vad_stft(), input_values={"sr": (sr,)}))
     samples = symbol("samples")
     assert c.formulas["macs"] == filters * kernel * ((samples - kernel) // (kernel // 2) + 1)
     for n in (1024, 16000, 16001):
-        fixed = analyse(build_graph(_stft_branch_model(), input_shapes={"samples": n}, input_values={"sr": (sr,)}))
+        fixed = analyse(build_graph(vad_stft(), input_shapes={"samples": n}, input_values={"sr": (sr,)}))
         assert value(c.formulas["macs"], {"samples": n}) == fixed.total()["macs"]
 
 
@@ -252,8 +249,7 @@ def test_ceil_mode_pooling_over_a_free_dim(kernel, stride, pads):
     pool = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[kernel, kernel], strides=[stride, stride],
                             pads=[pads] * 4, ceil_mode=1, name="pool")
     relu = helper.make_node("Relu", ["y"], ["z"], name="relu")
-    graph = helper.make_graph([pool, relu], "g", [x], [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)])
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    m = builders.model([pool, relu], [x], ["z"])
     c = _costs(m)
     if pads:
         assert c.formulas is None and c.no_formulas
@@ -271,10 +267,9 @@ def test_a_symbolic_value_that_doubles_until_it_is_large_is_not_followed():
     for k in range(12):
         nodes.append(helper.make_node("Concat", [f"s{k}", f"s{k}"], [f"s{k + 1}"], axis=0))
     nodes += [helper.make_node("ConstantOfShape", ["s12"], ["big"]), helper.make_node("Relu", ["big"], ["y"], name="relu")]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N"])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [r("unused", 0)])
+    m = builders.model(nodes, {"x": ["N"]}, ["y"], [r("unused", 0)])
     start = time.perf_counter()
-    G = build_graph(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    G = build_graph(m)
     assert time.perf_counter() - start < 30
     y = next(d for _, d in G.nodes(data=True) if d.kind == "output").tensor
     assert y.shape == (1,) * 4096 and G.graph["formulas"] is None
@@ -289,7 +284,6 @@ def test_the_onnx_packages_caffe2_models_with_a_free_batch(name, tmp_path):
     they run at N = 1 only, so the dims meeting there are taken as equal and a warning says so;
     the convs before scale with N, the classifier after does not."""
     from archkit.analysis import analyse_file
-    from tests.onnx_builders import light_model
     from tests.test_analyse import LIGHT_MACS
 
     m = onnx.load(str(light_model(name)), load_external_data=False)
@@ -320,7 +314,6 @@ def test_shape_functions_refuse_dims_onnx_cannot_hold(tmp_path, capsys):
     a dim over int64; a float slice bound gave a float dim. Such dims stay unknown: no internal
     error, and the costs say what is unknown."""
     from archkit.cli import main
-    from tests.hostile_models import small_cnn
 
     m = small_cnn()
     conv = m.graph.node[0]
@@ -336,9 +329,8 @@ def test_shape_functions_refuse_dims_onnx_cannot_hold(tmp_path, capsys):
              numpy_helper.from_array(np.array([2], np.int64), "ax")]
     nodes = [helper.make_node("Cast", ["s"], ["si"], to=TensorProto.FLOAT), helper.make_node("Slice", ["x", "si", "e", "ax"], ["y"]),
              helper.make_node("Relu", ["y"], ["z"], name="relu")]
-    graph = helper.make_graph(nodes, "g", [x], [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)], inits)
     path = tmp_path / "slice.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    onnx.save(builders.model(nodes, [x], ["z"], inits), path)
     assert main(["analyse", str(path)]) in (0, 4)
 
 

@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from archkit.cli import main
-from tests.hostile_models import OWN_CODES, conv_weight_bytes, mutate_bytes, mutate_fields, seeds
+from tests.builders import conv_weight_bytes, seeds
+from tests.mutations import OWN_CODES, mutate_bytes, mutate_fields
 
 SEEDS = seeds()
 

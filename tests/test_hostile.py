@@ -21,8 +21,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from archkit.cli import main
-from tests.hostile_models import (CONV_WEIGHT_BYTES, SMALL_CNN_MACS, chain, conv_weight_bytes, if_loop_scan,
-                                  nested_ifs, set_external, small_cnn)
+from tests import builders
+from tests.builders import (CONV_WEIGHT_BYTES, SMALL_CNN_MACS, conv_weight_bytes, if_loop_scan, nested_ifs, set_external,
+                            small_cnn)
 
 F = TensorProto.FLOAT
 ROOT = os.geteuid() == 0
@@ -299,7 +300,7 @@ def test_tensor_without_data_is_like_missing_weights(tmp_path, capsys):
 # --- 10: sizes that do not match, element counts that overflow --------------------------------
 
 def _tensor_model(t: onnx.TensorProto) -> onnx.ModelProto:
-    return chain([helper.make_node("Add", ["x", t.name], ["y"], name="add")], {"x": [1]}, ["y"], inits=[t])
+    return builders.model([helper.make_node("Add", ["x", t.name], ["y"], name="add")], {"x": [1]}, ["y"], inits=[t])
 
 
 @pytest.mark.parametrize("case,fragment", [
@@ -350,19 +351,19 @@ def test_no_huge_allocation_under_an_address_space_limit(tmp_path):
     (tmp_path / "w.bin").write_bytes(b"\0" * 16)
     # valid, but its output has 2^40 elements: the shape is costed, the tensor never made
     shape = numpy_helper.from_array(np.array([2**20, 2**20], np.int64), "shape")
-    valid = chain([helper.make_node("ConstantOfShape", ["shape"], ["big"], name="fill"),
-                   helper.make_node("Add", ["big", "x"], ["y"], name="add")], {"x": [1]}, ["y"], inits=[shape])
+    valid = builders.model([helper.make_node("ConstantOfShape", ["shape"], ["big"], name="fill"),
+                            helper.make_node("Add", ["big", "x"], ["y"], name="add")], {"x": [1]}, ["y"], inits=[shape])
     # value propagation would compute these element by element (onnx's took 14 GB for 1e8)
     i64 = lambda name, v: numpy_helper.from_array(np.array(v, np.int64), name)  # noqa: E731
-    ranged = chain([helper.make_node("Range", ["s", "l", "d"], ["r"], name="range"),
-                    helper.make_node("Cast", ["r"], ["rf"], name="cast", to=F),
-                    helper.make_node("NonZero", ["x"], ["nz"], name="nz"),  # a shape only values give
-                    helper.make_node("Add", ["rf", "x"], ["y"], name="add")], {"x": [1]}, ["y", "nz"],
-                   inits=[i64("s", 0), i64("l", 10**9), i64("d", 1)])
-    hidden = chain([helper.make_node("Mul", ["a", "b"], ["n"], name="mul"),  # 10^5 * 10^5, known only by value
-                    helper.make_node("ConstantOfShape", ["n"], ["big"], name="fill"),
-                    helper.make_node("Add", ["big", "x"], ["y"], name="add")], {"x": [1]}, ["y"],
-                   inits=[i64("a", [10**5]), i64("b", [10**5])])
+    ranged = builders.model([helper.make_node("Range", ["s", "l", "d"], ["r"], name="range"),
+                             helper.make_node("Cast", ["r"], ["rf"], name="cast", to=F),
+                             helper.make_node("NonZero", ["x"], ["nz"], name="nz"),  # a shape only values give
+                             helper.make_node("Add", ["rf", "x"], ["y"], name="add")], {"x": [1]}, ["y", "nz"],
+                            inits=[i64("s", 0), i64("l", 10**9), i64("d", 1)])
+    hidden = builders.model([helper.make_node("Mul", ["a", "b"], ["n"], name="mul"),  # 10^5 * 10^5, known only by value
+                             helper.make_node("ConstantOfShape", ["n"], ["big"], name="fill"),
+                             helper.make_node("Add", ["big", "x"], ["y"], name="add")], {"x": [1]}, ["y"],
+                            inits=[i64("a", [10**5]), i64("b", [10**5])])
     cases = {"big.onnx": (_tensor_model(big), 4), "declared.onnx": (_tensor_model(declared), 4),
              "valid.onnx": (valid, 0), "range.onnx": (ranged, 0), "hidden.onnx": (hidden, 0)}
     for name, (m, _) in cases.items():
@@ -382,7 +383,7 @@ def _custom_model() -> onnx.ModelProto:
     nodes = [helper.make_node("Relu", ["x"], ["a"], name="relu"),
              helper.make_node("FancyOp", ["a"], ["b"], name="fancy", domain="com.example"),
              helper.make_node("NoSuchOp", ["b"], ["y"], name="nosuch")]
-    return chain(nodes, {"x": [1, 8]}, ["y"], extra_opsets=[helper.make_opsetid("com.example", 1)])
+    return builders.model(nodes, {"x": [1, 8]}, ["y"], opsets=[helper.make_opsetid("com.example", 1)])
 
 
 def test_unknown_ops_are_listed_and_strict_refuses(tmp_path, capsys):
@@ -421,8 +422,8 @@ def test_malformed_input_shape(tmp_path, capsys, shape):
 # --- 13-14: graph structure --------------------------------------------------------------------
 
 def test_cycle_and_unsorted_graph(tmp_path, capsys):
-    cyc = chain([helper.make_node("Relu", ["b"], ["a"], name="p"), helper.make_node("Neg", ["a"], ["b"], name="q")],
-                {"x": [2]}, ["b"])
+    cyc = builders.model([helper.make_node("Relu", ["b"], ["a"], name="p"), helper.make_node("Neg", ["a"], ["b"], name="q")],
+                         {"x": [2]}, ["b"])
     fails(capsys, tmp_path, ["analyse", write(tmp_path / "cycle.onnx", cyc)], 4, "cycle", name="cycle.onnx")
     m = small_cnn()
     nodes = list(m.graph.node)
@@ -436,19 +437,19 @@ def test_cycle_and_unsorted_graph(tmp_path, capsys):
 
 
 def test_duplicate_and_dangling_names(tmp_path, capsys):
-    twice = chain([helper.make_node("Relu", ["x"], ["y"], name="a"), helper.make_node("Neg", ["x"], ["y"], name="b")],
-                  {"x": [2]}, ["y"])
+    twice = builders.model([helper.make_node("Relu", ["x"], ["y"], name="a"), helper.make_node("Neg", ["x"], ["y"], name="b")],
+                           {"x": [2]}, ["y"])
     fails(capsys, tmp_path, ["analyse", write(tmp_path / "twice.onnx", twice)], 4, "produced twice")
-    out_twice = chain([helper.make_node("Relu", ["x"], ["y"], name="a")], {"x": [2]}, ["y", "y"])
+    out_twice = builders.model([helper.make_node("Relu", ["x"], ["y"], name="a")], {"x": [2]}, ["y", "y"])
     fails(capsys, tmp_path, ["analyse", write(tmp_path / "outs.onnx", out_twice)], 4, "listed twice")
-    dangling = chain([helper.make_node("Add", ["x", "ghost"], ["y"], name="a")], {"x": [2]}, ["y"])
+    dangling = builders.model([helper.make_node("Add", ["x", "ghost"], ["y"], name="a")], {"x": [2]}, ["y"])
     fails(capsys, tmp_path, ["analyse", write(tmp_path / "dangling.onnx", dangling)], 4, "'ghost'", "provides")
-    orphan = chain([helper.make_node("Relu", ["x"], ["y"], name="a")], {"x": [2]}, ["y", "nowhere"])
+    orphan = builders.model([helper.make_node("Relu", ["x"], ["y"], name="a")], {"x": [2]}, ["y", "nowhere"])
     fails(capsys, tmp_path, ["analyse", write(tmp_path / "orphan.onnx", orphan)], 4, "'nowhere'")
     # an input nobody reads is harmless; empty and repeated node names are still distinct ops
-    unused = chain([helper.make_node("Relu", ["x"], ["a"], name=""), helper.make_node("Relu", ["a"], ["b"], name=""),
-                    helper.make_node("Neg", ["b"], ["c"], name="same"), helper.make_node("Neg", ["c"], ["y"], name="same")],
-                   {"x": [2, 3], "unused": [4]}, ["y"])
+    unused = builders.model([helper.make_node("Relu", ["x"], ["a"], name=""), helper.make_node("Relu", ["a"], ["b"], name=""),
+                             helper.make_node("Neg", ["b"], ["c"], name="same"), helper.make_node("Neg", ["c"], ["y"], name="same")],
+                            {"x": [2, 3], "unused": [4]}, ["y"])
     assert main(["analyse", str(write(tmp_path / "names.onnx", unused)), "--format", "json", "--by", "op"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["total"]["ops"] == 4 and doc["total"]["flops"] == 4 * 6

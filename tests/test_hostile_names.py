@@ -17,10 +17,11 @@ import numpy as np
 import onnx
 import pandas as pd
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 from archkit.render import escape as esc
 from archkit.cli import main
+from tests import builders
 
 # --- the hostile strings ---------------------------------------------------------------------
 
@@ -61,7 +62,6 @@ MAX_LINE = 5_000
 def hostile_model(*, metadata: bool = True) -> onnx.ModelProto:
     """input → Conv → Relu → Conv → Add(skip) → Conv → Concat → custom op → Relu → output, every
     name hostile; with `metadata`, the Keras layer table archkit's exports carry, also hostile."""
-    F = TensorProto.FLOAT
     rng = np.random.default_rng(0)
     t = [f"t{i}{s}" for i, s in enumerate([SCRIPT, FORMULA, DDE, PIPES, BREAKS, AT, PLUS])]
     weights = [DDE + "w", WIDE + "w", TICKS + "w"]
@@ -79,10 +79,9 @@ def hostile_model(*, metadata: bool = True) -> onnx.ModelProto:
         helper.make_node(CUSTOM_OP, [t[5]], [t[6]], name=f"{WIDE}{L[6]}/Custom", domain=CUSTOM_DOMAIN),
         helper.make_node("Relu", [t[6]], [HUGE_OUT], name=f"{L[7]}/Relu"),
     ]
-    graph = helper.make_graph(nodes, GRAPH_NAME, [helper.make_tensor_value_info(INPUT, F, [FORMULA + BIDI, 3, 8, 8])],
-                              [helper.make_tensor_value_info(HUGE_OUT, F, None)], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(CUSTOM_DOMAIN, 1)],
-                              producer_name=CLEAR + SCRIPT, producer_version=BIDI)
+    model = builders.model(nodes, {INPUT: [FORMULA + BIDI, 3, 8, 8]}, [HUGE_OUT], inits, name=GRAPH_NAME,
+                           opsets=[helper.make_opsetid(CUSTOM_DOMAIN, 1)], producer_name=CLEAR + SCRIPT,
+                           producer_version=BIDI)
     if metadata:
         layers = [{"name": l, "class": c, "output_shape": [None, s, 8, 8], "block": b,
                    "trainable": 3, "non_trainable": 1}

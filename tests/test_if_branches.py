@@ -15,6 +15,7 @@ from onnx import TensorProto as T, helper as h, numpy_helper as nh
 from archkit.cli import main
 from archkit.costs import analyse
 from archkit.onnx.graph import build_graph
+from tests import builders
 
 F = T.FLOAT
 HW = 16 * 16  # output positions of every 3x3/pad-1 conv below
@@ -32,18 +33,9 @@ def _conv(name: str, x: str, y: str, c_in: int, c_out: int, *, k: int = 3, weigh
     return node, inits
 
 
-def _branch(name: str, nodes, inits, out: str = "y") -> onnx.GraphProto:
-    return h.make_graph(nodes, name, [], [h.make_tensor_value_info(out, F, None)], inits)
-
-
 def _conv_branch(name: str, c_out: int, *, x: str = "h", c_in: int = 4) -> onnx.GraphProto:
     node, inits = _conv(name, x, "y", c_in, c_out)
-    return _branch(name, [node], inits)
-
-
-def _model(nodes, inputs, inits=(), outputs=("y",)) -> onnx.ModelProto:
-    g = h.make_graph(nodes, "g", inputs, [h.make_tensor_value_info(o, F, None) for o in outputs], list(inits))
-    return h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+    return builders.graph([node], [], ["y"], inits, name=name)
 
 
 STEM = conv_macs(3, 4)  # x 1x3x16x16 → h 1x4x16x16
@@ -60,8 +52,8 @@ def if_on_input(then_filters: int = 8, else_filters: int = 2) -> onnx.ModelProto
     stem, inits = _stem()
     node = h.make_node("If", ["cond"], ["y"], name="choose", then_branch=_conv_branch("then", then_filters),
                        else_branch=_conv_branch("else", else_filters))
-    return _model([stem, node], [h.make_tensor_value_info("x", F, [1, 3, 16, 16]),
-                                 h.make_tensor_value_info("cond", T.BOOL, [])], inits)
+    return builders.model([stem, node], [h.make_tensor_value_info("x", F, [1, 3, 16, 16]),
+                                         h.make_tensor_value_info("cond", T.BOOL, [])], ["y"], inits)
 
 
 def _adds_up(c) -> None:
@@ -146,7 +138,7 @@ def shape_condition() -> onnx.ModelProto:
              h.make_node("If", ["is16"], ["y"], name="choose", then_branch=_conv_branch("then", 8),
                          else_branch=_conv_branch("else", 2))]
     inits.append(nh.from_array(np.array(16, np.int64), "sixteen"))
-    return _model(nodes, [h.make_tensor_value_info("x", F, [1, 3, 16, "W"])], inits)
+    return builders.model(nodes, [h.make_tensor_value_info("x", F, [1, 3, 16, "W"])], ["y"], inits)
 
 
 def test_condition_computed_from_shapes():
@@ -169,15 +161,13 @@ def vad(sr_shape=()) -> onnx.ModelProto:
     def front(name, filters):
         w = nh.from_array(np.ones((filters, 1, 64), np.float32), f"{name}_basis")
         conv = h.make_node("Conv", ["audio", f"{name}_basis"], ["spec"], name=f"{name}/stft/Conv", strides=[32])
-        return _branch(name, [conv], [w], out="spec")
+        return builders.graph([conv], [], ["spec"], [w], name=name)
     nodes = [h.make_node("Constant", [], ["k16000"], name="Constant_0", value=nh.from_array(np.array(16000, np.int64))),
              h.make_node("Equal", ["sr", "k16000"], ["is16k"], name="Equal_1"),
              h.make_node("If", ["is16k"], ["spec"], name="If_2", then_branch=front("model16k", 256),
                          else_branch=front("model8k", 128))]
-    g = h.make_graph(nodes, "vad", [h.make_tensor_value_info("audio", F, [1, 1, 1024]),
-                                    h.make_tensor_value_info("sr", T.INT64, list(sr_shape))],
-                     [h.make_tensor_value_info("spec", F, None)])
-    return h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+    return builders.model(nodes, [h.make_tensor_value_info("audio", F, [1, 1, 1024]),
+                                  h.make_tensor_value_info("sr", T.INT64, list(sr_shape))], ["spec"], name="vad")
 
 
 FRAMES = (1024 - 64) // 32 + 1  # 31
@@ -221,11 +211,11 @@ def nested() -> onnx.ModelProto:
     stem, inits = _stem()
     inner = h.make_node("If", ["b"], ["y"], name="inner", then_branch=_conv_branch("in_then", 8),
                         else_branch=_conv_branch("in_else", 2))
-    outer = h.make_node("If", ["a"], ["y"], name="outer", then_branch=_branch("out_then", [inner], []),
+    outer = h.make_node("If", ["a"], ["y"], name="outer", then_branch=builders.graph([inner], [], ["y"], name="out_then"),
                         else_branch=_conv_branch("out_else", 4))
-    return _model([stem, outer], [h.make_tensor_value_info("x", F, [1, 3, 16, 16]),
-                                  h.make_tensor_value_info("a", T.BOOL, []), h.make_tensor_value_info("b", T.BOOL, [])],
-                  inits)
+    return builders.model([stem, outer], [h.make_tensor_value_info("x", F, [1, 3, 16, 16]),
+                                          h.make_tensor_value_info("a", T.BOOL, []),
+                                          h.make_tensor_value_info("b", T.BOOL, [])], ["y"], inits)
 
 
 @pytest.mark.parametrize("values, inner, outer, macs", [
@@ -253,12 +243,13 @@ def test_shared_weight_counts_in_the_branch_taken():
     stem, inits = _stem()
     then_conv, _ = _conv("then", "h", "t", 4, 8, weight="shared")
     else_conv, _ = _conv("else", "h", "t", 4, 8, weight="shared")
-    then_b = _branch("then", [then_conv, h.make_node("Identity", ["t"], ["y"], name="then/Identity")], [])
-    else_b = _branch("else", [else_conv, h.make_node("Add", ["t", "bias"], ["y"], name="else/Add")], [])
+    then_b = builders.graph([then_conv, h.make_node("Identity", ["t"], ["y"], name="then/Identity")], [], ["y"], name="then")
+    else_b = builders.graph([else_conv, h.make_node("Add", ["t", "bias"], ["y"], name="else/Add")], [], ["y"], name="else")
     inits += [nh.from_array(np.ones((8, 4, 3, 3), np.float32), "shared"),
               nh.from_array(np.ones((8, 1, 1), np.float32), "bias")]
-    m = _model([stem, h.make_node("If", ["cond"], ["y"], name="choose", then_branch=then_b, else_branch=else_b)],
-               [h.make_tensor_value_info("x", F, [1, 3, 16, 16]), h.make_tensor_value_info("cond", T.BOOL, [])], inits)
+    m = builders.model([stem, h.make_node("If", ["cond"], ["y"], name="choose", then_branch=then_b, else_branch=else_b)],
+                       [h.make_tensor_value_info("x", F, [1, 3, 16, 16]), h.make_tensor_value_info("cond", T.BOOL, [])],
+                       ["y"], inits)
     for value, extra in ((1, 0), (0, 8)):
         c = _costs(m, cond=value)
         assert c.total()["params"] == STEM_PARAMS + 8 * 4 * 9 + extra
@@ -321,8 +312,8 @@ def test_input_value_of_a_small_tensor_feeds_the_shape_engine(tmp_path, capsys):
     the given value."""
     nodes = [h.make_node("Reshape", ["x", "target"], ["r"], name="r/Reshape"),
              h.make_node("MatMul", ["r", "w"], ["y"], name="mm/MatMul")]
-    m = _model(nodes, [h.make_tensor_value_info("x", F, [4, 6]), h.make_tensor_value_info("target", T.INT64, [2])],
-               [nh.from_array(np.ones((8, 5), np.float32), "w")])
+    m = builders.model(nodes, [h.make_tensor_value_info("x", F, [4, 6]), h.make_tensor_value_info("target", T.INT64, [2])],
+                       ["y"], [nh.from_array(np.ones((8, 5), np.float32), "w")])
     f = tmp_path / "m.onnx"
     onnx.save(m, f)
     assert main(["analyse", str(f), "--input-value", "target=3,8", "--format", "json"]) == 0
@@ -346,10 +337,12 @@ def test_an_op_of_unknown_cost_in_the_branch_not_taken_leaves_the_totals_complet
     """A branch known not to run cannot change a total; one not summed for its fewer MACs can
     (its unknown op may be the larger)."""
     stem, inits = _stem()
-    then_b = _branch("then", [h.make_node("Mystery", ["h"], ["y"], name="then/Mystery", domain="com.example")], [])
-    m = _model([stem, h.make_node("If", ["cond"], ["y"], name="choose", then_branch=then_b,
-                                  else_branch=_conv_branch("else", 2))],
-               [h.make_tensor_value_info("x", F, [1, 3, 16, 16]), h.make_tensor_value_info("cond", T.BOOL, [])], inits)
+    then_b = builders.graph([h.make_node("Mystery", ["h"], ["y"], name="then/Mystery", domain="com.example")], [], ["y"],
+                            name="then")
+    m = builders.model([stem, h.make_node("If", ["cond"], ["y"], name="choose", then_branch=then_b,
+                                          else_branch=_conv_branch("else", 2))],
+                       [h.make_tensor_value_info("x", F, [1, 3, 16, 16]), h.make_tensor_value_info("cond", T.BOOL, [])],
+                       ["y"], inits)
     m.opset_import.append(h.make_opsetid("com.example", 1))
     unknown = _costs(m)
     assert unknown.branches["choose"].counted == "else_branch"
@@ -365,10 +358,10 @@ def test_an_op_of_unknown_cost_in_the_branch_not_taken_leaves_the_totals_complet
     (T.STRING, "x=1", "--input-value x: the input holds string; values can be given for bool, integer"),
 ])
 def test_input_value_out_of_the_inputs_type(tmp_path, capsys, dtype, option, message):
-    g = h.make_graph([h.make_node("Identity", ["x"], ["y"], name="id")], "g", [h.make_tensor_value_info("x", dtype, [])],
-                     [h.make_tensor_value_info("y", dtype, [])])
+    m = builders.model([h.make_node("Identity", ["x"], ["y"], name="id")], [builders.value("x", [], dtype)],
+                       [builders.value("y", [], dtype)])
     f = tmp_path / "m.onnx"
-    onnx.save(h.make_model(g, opset_imports=[h.make_opsetid("", 17)]), f)
+    onnx.save(m, f)
     assert main(["analyse", str(f), "--input-value", option]) == 2
     err = capsys.readouterr().err
     assert err.startswith("archkit: error: ") and message in err and len(err.splitlines()) == 1
@@ -396,7 +389,7 @@ def test_an_if_inside_a_loop_reads_the_loop_body_inputs():
 
 
 def test_input_value_of_an_input_with_free_dims(tmp_path, capsys):
-    m = _model([h.make_node("Relu", ["x"], ["y"], name="relu")], [h.make_tensor_value_info("x", F, ["N", 3])])
+    m = builders.model([h.make_node("Relu", ["x"], ["y"], name="relu")], [h.make_tensor_value_info("x", F, ["N", 3])])
     f = tmp_path / "m.onnx"
     onnx.save(m, f)
     assert main(["analyse", str(f), "--input-value", "x=1,2,3"]) == 2

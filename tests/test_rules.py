@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from onnx import helper
 
 from archkit.costs import FREE, RULES, analyse
 from archkit.onnx.graph import build_graph
-from tests.onnx_builders import one_node, w
+from tests import builders
+from tests.builders import one_node, w
 
 # (op_type, model, expected MACs, expected flops); shapes chosen so each factor is distinct.
 N, C, H, W_, M, K = 2, 3, 10, 12, 5, 3
@@ -223,29 +225,20 @@ def test_symbolic_batch_is_per_sample_and_can_be_fixed():
 
 
 def test_shared_initializer_counted_once():
-    from onnx import TensorProto, helper, numpy_helper
-
     nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="a/MatMul"),
              helper.make_node("MatMul", ["h", "w"], ["y"], name="b/MatMul")]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                              [numpy_helper.from_array(w(4, 4), "w")])
-    report = analyse(build_graph(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])))
+    report = analyse(build_graph(builders.model(nodes, {"x": [2, 4]}, ["y"], [builders.tensor("w", w(4, 4))], opset=18)))
     assert [o.params for o in report.ops] == [16, 0]
     assert report.total()["macs"] == 2 * 2 * 4 * 4
 
 
 def test_rollups_add_up():
-    from onnx import TensorProto, helper, numpy_helper
-
     nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], name="m/conv_a/Conv"),
              helper.make_node("Relu", ["c1"], ["r1"], name="m/conv_a/Relu"),
              helper.make_node("Conv", ["r1", "w2"], ["c2"], name="m/conv_b/Conv"),
              helper.make_node("Add", ["c2", "r1"], ["y"], name="m/add/Add")]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                              [numpy_helper.from_array(w(4, 4, 1, 1), "w1"), numpy_helper.from_array(w(4, 4, 1, 1), "w2")])
-    report = analyse(build_graph(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])))
+    inits = [builders.tensor("w1", w(4, 4, 1, 1)), builders.tensor("w2", w(4, 4, 1, 1))]
+    report = analyse(build_graph(builders.model(nodes, {"x": [1, 4, 8, 8]}, ["y"], inits, opset=18)))
     total = report.total()
     for view in (report.by_layer(), report.by_block(), report.by_type()):
         assert view[["macs", "flops", "params"]].sum().to_dict() == {k: total[k] for k in ("macs", "flops", "params")}

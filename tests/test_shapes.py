@@ -10,7 +10,8 @@ from onnx import TensorProto, helper, numpy_helper
 import archkit.onnx.shapes as engine
 from archkit.onnx.graph import build_graph
 from archkit.analysis import analyse_model
-from tests.torch_patterns import vit, vit_macs
+from tests import builders
+from tests.builders import crnn, crnn_macs, png_size, vad_stft, vit, vit_macs, yolo_head, yolo_head_macs
 
 
 def test_vit_b16_as_torch_onnx_writes_it_reproduces_torchvision():
@@ -56,11 +57,8 @@ def _broadcast_model(n: int):
              helper.make_node("MatMul", ["x3", "w"], ["y"], name="fc/MatMul")]
     inits = [r("zero", 0), r("n", n), r("one", 1), r("ax1", [1]), r("ax0", [0]), r("ax01", [0, 1]), r("one_1", [1]),
              r("idx1", 1), r("minus1", [-1]), r("all", 4 * 36), numpy_helper.from_array(np.ones((4, 5), np.float32), "w")]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6, 6])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
-                               helper.make_tensor_value_info("flat", TensorProto.FLOAT, None),
-                               helper.make_tensor_value_info("grid_shape", TensorProto.INT64, None)], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    return builders.model(nodes, {"x": [1, 4, 6, 6]},
+                          ["y", "flat", builders.value("grid_shape", None, TensorProto.INT64)], inits, opset=18)
 
 
 @pytest.mark.parametrize("n", [10, 1000])
@@ -98,10 +96,9 @@ def test_paddle_minus_one_dims_are_free_dims_with_a_warning(tmp_path, capsys):
     x.type.tensor_type.shape.dim[0].dim_value = -1
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["p2o.DynamicDimension.0", 8, 30, 30])
     w = numpy_helper.from_array(np.ones((8, 3, 3, 3), np.float32), "w")
-    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="conv2d_0.tmp_0")], "paddle", [x],
-                              [y], [w])
     path = tmp_path / "paddle.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)]), path)
+    onnx.save(builders.model([helper.make_node("Conv", ["x", "w"], ["y"], name="conv2d_0.tmp_0")], [x], [y], [w],
+                             opset=11, name="paddle"), path)
     assert main(["analyse", str(path), "--format", "json"]) == 0
     out, err = capsys.readouterr()
     assert "declared as -1" in err and "x:0" in err
@@ -116,8 +113,6 @@ def test_paddle_minus_one_dims_are_free_dims_with_a_warning(tmp_path, capsys):
 def test_yolo_style_head_is_complete_from_the_engine_alone():
     """Anchors made at run time from each map's Shape (Range, Expand), the DFL head's Reshape to
     [N, 4, 16, A] and Split: all resolved by archkit's engine, no onnxruntime fallback."""
-    from tests.torch_patterns import yolo_head, yolo_head_macs
-
     G = build_graph(yolo_head(), symbolic=False)
     assert "archkit" in G.graph["shape_inference"]
     from archkit.costs import analyse
@@ -132,8 +127,6 @@ def test_yolo_style_head_is_complete_from_the_engine_alone():
 @pytest.mark.parametrize("width", [100, 256])
 def test_crnn_lstm_over_a_free_sequence(width):
     """The LSTM's sequence is the image width (a free dim, "width"): fixed with --input-shape."""
-    from tests.torch_patterns import crnn, crnn_macs
-
     a = analyse_model(crnn(), input_shapes={"width": width})
     assert a.costs.complete
     assert a.costs.total()["macs"] == crnn_macs(width)
@@ -141,43 +134,11 @@ def test_crnn_lstm_over_a_free_sequence(width):
     assert lstm.macs == 2 * (width // 2) * 4 * 96 * (64 + 96)
 
 
-def _stft_branch_model():
-    """The voice-activity pattern (Silero VAD as torch.onnx writes it): an If on `sr == 16000`
-    whose branches hold the STFT front end, a Conv over a reflection-padded signal whose
-    Reshape target comes from the outer input's Shape, then a Slice whose axes and steps are
-    the same tensor; the branches differ in their conv's filters (258 vs 130)."""
-    r = lambda name, v: numpy_helper.from_array(np.array(v, np.int64), name)  # noqa: E731
-
-    def branch(tag, filters, kernel):
-        nodes = [helper.make_node("Shape", ["audio"], [f"{tag}_s"]),
-                 helper.make_node("Gather", [f"{tag}_s", "idx1"], [f"{tag}_len"], axis=0),
-                 helper.make_node("Unsqueeze", [f"{tag}_len", "ax0"], [f"{tag}_len1"]),
-                 helper.make_node("Concat", ["one_1", "one_1", f"{tag}_len1"], [f"{tag}_target"], axis=0),
-                 helper.make_node("Reshape", ["audio", f"{tag}_target"], [f"{tag}_x"]),
-                 helper.make_node("Conv", [f"{tag}_x", f"{tag}_basis"], [f"{tag}_spec"], name=f"{tag}/stft/Conv",
-                                  kernel_shape=[kernel], strides=[kernel // 2]),
-                 helper.make_node("Slice", [f"{tag}_spec", "zero_1", f"{tag}_half", "one_1", "one_1"], [f"{tag}_re"]),
-                 helper.make_node("ReduceMean", [f"{tag}_re", "ax12"], [f"{tag}_out"], keepdims=0)]
-        inits = [numpy_helper.from_array(np.ones((filters, 1, kernel), np.float32), f"{tag}_basis"),
-                 r(f"{tag}_half", [filters // 2])]
-        return helper.make_graph(nodes, tag, [], [helper.make_tensor_value_info(f"{tag}_out", TensorProto.FLOAT, None)],
-                                 inits)
-
-    nodes = [helper.make_node("Equal", ["sr", "k16"], ["is16k"]),
-             helper.make_node("If", ["is16k"], ["y"], name="If_0", then_branch=branch("b16", 258, 256),
-                              else_branch=branch("b8", 130, 128))]
-    inits = [r("k16", 16000), r("idx1", 1), r("ax0", [0]), r("one_1", [1]), r("zero_1", [0]), r("ax12", [1, 2])]
-    graph = helper.make_graph(nodes, "vad", [helper.make_tensor_value_info("audio", TensorProto.FLOAT, [1, "samples"]),
-                                             helper.make_tensor_value_info("sr", TensorProto.INT64, [])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-
-
 @pytest.mark.parametrize("sr,filters,kernel", [(16000, 258, 256), (8000, 130, 128)])
 def test_shapes_inside_if_branches_and_a_slice_reading_one_tensor_twice(sr, filters, kernel):
     from archkit.costs import analyse
 
-    G = build_graph(_stft_branch_model(), input_shapes={"samples": 1024}, input_values={"sr": (sr,)},
+    G = build_graph(vad_stft(), input_shapes={"samples": 1024}, input_values={"sr": (sr,)},
                     symbolic=False)
     c = analyse(G)
     assert c.complete, c.unknown
@@ -193,8 +154,6 @@ def test_sweep_over_a_free_dim_is_exact_at_every_value(tmp_path, capsys):
     import onnx
 
     from archkit.cli import main
-    from tests.onnx_builders import png_size
-    from tests.torch_patterns import crnn, crnn_macs
 
     path = tmp_path / "crnn.onnx"
     onnx.save(crnn(), path)

@@ -1,30 +1,266 @@
-"""ONNX graphs in the patterns PyTorch's exporter emits, built with onnx.helper (no PyTorch).
+"""Every ONNX graph the tests build, with onnx.helper (no other framework).
 
-torchvision's ResNets and a transformer encoder block: NCHW, symbolic batch "N", Conv without
-bias followed by BatchNormalization nodes, node names `/layer1/layer1.0/conv1/Conv`, Flatten then
-Gemm(transB=1) for the classifier. Weights are declared as external data that does not exist:
-dims suffice, and any attempt to read them would fail.
+The primitives:
+  value(name, shape, dtype)       a graph input or output (float unless given)
+  tensor(name, array), w(*shape)  an initializer; zeros of a shape
+  external(name, dims, ...)       a float initializer whose data lives in a file (never written)
+  set_external(t, location, ...)  declare an existing initializer's data external
+  graph(nodes, inputs, outputs)   a GraphProto (a model's, or an If/Loop/Scan body)
+  model(nodes, inputs, outputs)   a ModelProto at opset 17 unless told
+  one_node(op, inputs, shape)     a model of one node
+  Net                             NCHW graphs layer by layer, each op its own layer (`<layer>/<Op>`)
+  TorchNet                        nodes named as torch.onnx names them (`/layer1/layer1.0/conv1/Conv`)
+`inputs` and `outputs` are a mapping name → shape (float), a list of value infos, or, for
+outputs, a list of names (float, shape unknown).
+
+Then the models: small_cnn (and its counts), if_loop_scan, nested_ifs, vad_stft and the fuzzers' seeds;
+in PyTorch's export patterns, torchvision's resnet, a transformer encoder block, vit, a YOLO head
+and a CRNN (each with its closed-form MACs); and the onnx package's own light models.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+F = TensorProto.FLOAT
 
-def external(name: str, dims, location: str = "weights.bin", offset: int = 0) -> onnx.TensorProto:
-    """A float initializer whose data is declared to live in `location` (never written)."""
-    t = onnx.TensorProto(name=name, data_type=TensorProto.FLOAT, dims=list(dims))
+
+# --- primitives ------------------------------------------------------------------------------
+
+def value(name: str, shape=None, dtype: int = F) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, dtype, shape)
+
+
+def _values(spec) -> list[onnx.ValueInfoProto]:
+    if isinstance(spec, Mapping):
+        return [value(n, s) for n, s in spec.items()]
+    return [v if isinstance(v, onnx.ValueInfoProto) else value(v) for v in spec]
+
+
+def tensor(name: str, array, dtype=None) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.asarray(array, dtype), name)
+
+
+def w(*shape, dtype=np.float32) -> np.ndarray:
+    return np.zeros(shape, dtype)
+
+
+def set_external(t: onnx.TensorProto, location: str, **entries: str) -> onnx.TensorProto:
+    """Declare `t`'s data to live at `location` (offset 0, its own length unless given)."""
+    nbytes = len(t.raw_data) if t.HasField("raw_data") else 4 * int(np.prod(t.dims))
+    t.ClearField("raw_data")
     t.data_location = TensorProto.EXTERNAL
-    n = 4 * int(np.prod(dims))
-    for k, v in (("location", location), ("offset", str(offset)), ("length", str(n))):
+    del t.external_data[:]
+    for k, v in {"location": location, "offset": "0", "length": str(nbytes), **entries}.items():
         e = t.external_data.add()
         e.key, e.value = k, v
     return t
 
 
-class _Net:
+def external(name: str, dims, location: str = "weights.bin", offset: int = 0) -> onnx.TensorProto:
+    """A float initializer whose data is declared to live in `location` (never written)."""
+    return set_external(onnx.TensorProto(name=name, data_type=F, dims=list(dims)), location, offset=str(offset))
+
+
+def graph(nodes: Iterable[onnx.NodeProto], inputs, outputs, inits: Iterable[onnx.TensorProto] = (),
+          name: str = "g") -> onnx.GraphProto:
+    return helper.make_graph(list(nodes), name, _values(inputs), _values(outputs), list(inits))
+
+
+def model(nodes: Sequence[onnx.NodeProto], inputs, outputs=None, inits: Iterable[onnx.TensorProto] = (), *,
+          opset: int = 17, opsets: Iterable[onnx.OperatorSetIdProto] = (), name: str = "g",
+          **model_fields) -> onnx.ModelProto:
+    """A model from nodes as given (no sorting). `outputs` defaults to the last node's first
+    output; `opsets`: further domains' opset ids; `model_fields`: e.g. producer_name, ir_version."""
+    outputs = [nodes[-1].output[0]] if outputs is None else outputs
+    return helper.make_model(graph(nodes, inputs, outputs, inits, name),
+                             opset_imports=[helper.make_opsetid("", opset), *opsets], **model_fields)
+
+
+def one_node(op_type: str, inputs: dict, output_shape, *, weights: dict | None = None, opset: int = 18,
+             domain: str = "", n_outputs: int = 1, **attrs) -> onnx.ModelProto:
+    """A model holding one node. `inputs`: graph inputs name → shape (float); `weights`:
+    initializers name → numpy array. Node inputs are the graph inputs then the weights, in order;
+    a weight named "" leaves that slot empty."""
+    weights = weights or {}
+    node = helper.make_node(op_type, list(inputs) + list(weights), [f"y{i}" for i in range(n_outputs)],
+                            name=f"layer/{op_type}", domain=domain, **attrs)
+    outputs = [value(f"y{i}", output_shape if i == 0 else None) for i in range(n_outputs)]
+    return model([node], inputs, outputs, [tensor(n, v) for n, v in weights.items() if n], opset=opset,
+                 opsets=[helper.make_opsetid(domain, 1)] if domain else [])
+
+
+class Net:
+    """A hand-built NCHW graph: `conv(...)` and friends add nodes named `<layer>/<Op>` (so each
+    op is its own layer, as scopes make it in files without archkit's metadata)."""
+
+    def __init__(self, shape=(1, 8, 16, 16), name="x"):
+        self.nodes, self.inits, self.name = [], [], name
+        self.inputs = [value(name, list(shape))]
+        self.channels = {name: shape[1]}
+
+    def _add(self, op, layer, inputs, channels, **attrs):
+        out = f"{layer}_out"
+        self.nodes.append(helper.make_node(op, inputs, [out], name=f"{layer}/{op}", **attrs))
+        self.channels[out] = channels
+        return out
+
+    def conv(self, layer, x, out_ch, kernel=(3, 3), *, stride=1, pads=None, weights=None, **attrs):
+        cin = self.channels[x]
+        weight = weights if weights is not None else np.ones((out_ch, cin, *kernel), np.float32)
+        self.inits.append(tensor(f"{layer}_w", weight.astype(np.float32)))
+        if pads is None and "auto_pad" not in attrs:
+            pads = [k // 2 for k in kernel] * 2
+        if pads is not None:
+            attrs["pads"] = pads
+        return self._add("Conv", layer, [x, f"{layer}_w"], out_ch, kernel_shape=list(kernel), strides=[stride] * 2,
+                         **attrs)
+
+    def relu(self, layer, x):
+        return self._add("Relu", layer, [x], self.channels[x])
+
+    def add(self, layer, a, b):
+        return self._add("Add", layer, [a, b], self.channels[a])
+
+    def concat(self, layer, *xs):
+        return self._add("Concat", layer, list(xs), sum(self.channels[x] for x in xs), axis=1)
+
+    def maxpool(self, layer, x, k=2, s=2):
+        return self._add("MaxPool", layer, [x], self.channels[x], kernel_shape=[k, k], strides=[s, s])
+
+    def model(self, *outputs) -> onnx.ModelProto:
+        return model(self.nodes, self.inputs, list(outputs), self.inits, opset=18)
+
+
+# --- small models: the input-safety tests and the fuzzers' seeds -------------------------
+
+CONV_MACS = 8 * 3 * 3 * 3 * 16 * 16  # the conv of small_cnn: Cout * Cin * k * k * Hout * Wout
+GEMM_MACS = 8 * 10
+SMALL_CNN_MACS = CONV_MACS + GEMM_MACS
+
+
+def small_cnn(*, external: str | None = None, batch="N", name: str = "small_cnn") -> onnx.ModelProto:
+    """Conv(3→8, 3x3, pad 1) → Relu → GlobalAveragePool → Flatten → Gemm(8→10) on 1x3x16x16
+    (batch symbolic). `external`: the conv weight's external data location (file not written)."""
+    rng = np.random.default_rng(0)
+    inits = [tensor(n, rng.standard_normal(shape).astype(np.float32))
+             for n, shape in (("conv.weight", (8, 3, 3, 3)), ("conv.bias", 8), ("fc.weight", (10, 8)), ("fc.bias", 10))]
+    if external is not None:
+        set_external(inits[0], external)
+    nodes = [helper.make_node("Conv", ["image", "conv.weight", "conv.bias"], ["c"], name="/conv/Conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"], name="/relu/Relu"),
+             helper.make_node("GlobalAveragePool", ["r"], ["p"], name="/pool/GlobalAveragePool"),
+             helper.make_node("Flatten", ["p"], ["f"], name="/flatten/Flatten"),
+             helper.make_node("Gemm", ["f", "fc.weight", "fc.bias"], ["logits"], name="/fc/Gemm", transB=1)]
+    return model(nodes, {"image": [batch, 3, 16, 16]}, {"logits": [batch, 10]}, inits, name=name, producer_name="tests")
+
+
+CONV_WEIGHT_BYTES = 8 * 3 * 3 * 3 * 4
+
+
+def conv_weight_bytes() -> bytes:
+    return numpy_helper.to_array(small_cnn().graph.initializer[0]).tobytes()
+
+
+def if_loop_scan() -> onnx.ModelProto:
+    """An If, a Loop and a Scan, each with a MatMul inside (x: 2x4; weights 4x4)."""
+    B, I64 = TensorProto.BOOL, TensorProto.INT64
+    then_b = graph([helper.make_node("MatMul", ["x", "w"], ["t"], name="then/MatMul")], [], {"t": [2, 4]}, name="then")
+    else_b = graph([helper.make_node("Relu", ["x"], ["t"], name="else/Relu")], [], {"t": [2, 4]}, name="else")
+    loop_b = graph([helper.make_node("Identity", ["c"], ["c2"], name="loop/Identity"),
+                    helper.make_node("MatMul", ["h", "w"], ["h2"], name="loop/MatMul")],
+                   [value("i", [], I64), value("c", [], B), value("h", [2, 4])], [value("c2", [], B), value("h2", [2, 4])],
+                   name="loop")
+    scan_b = graph([helper.make_node("Add", ["s", "row"], ["s2"], name="scan/Add"),
+                    helper.make_node("Identity", ["s2"], ["o"], name="scan/Identity")],
+                   {"s": [4], "row": [4]}, {"s2": [4], "o": [4]}, name="scan")
+    nodes = [helper.make_node("If", ["flag"], ["a"], name="if", then_branch=then_b, else_branch=else_b),
+             helper.make_node("Loop", ["trips", "", "a"], ["b"], name="loop", body=loop_b),
+             helper.make_node("Scan", ["s0", "x"], ["sf", "rows"], name="scan", body=scan_b, num_scan_inputs=1)]
+    inits = [tensor("w", np.eye(4, dtype=np.float32)), tensor("trips", 3, np.int64), tensor("s0", np.zeros(4, np.float32))]
+    return model(nodes, [value("x", [2, 4]), value("flag", [], B)], ["b", "rows"], inits, name="subgraphs")
+
+
+def nested_ifs(depth: int) -> bytes:
+    """A serialized model of `depth` Ifs, each in the previous one's then-branch. Written as
+    bytes by hand: protobuf itself refuses to copy messages nested this deep."""
+    def field(number: int, payload: bytes) -> bytes:
+        n, length = len(payload), bytearray()
+        while True:
+            length.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+            n >>= 7
+            if not n:
+                break
+        return bytes([number << 3 | 2]) + bytes(length) + payload
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y0"], name="relu")], "leaf", [],
+                              [helper.make_tensor_value_info("y0", F, [2])]).SerializeToString()
+    for k in range(depth):
+        out = f"y{k + 1}"
+        other = helper.make_graph([helper.make_node("Neg", ["x"], [out], name="neg")], "else", [],
+                                  [helper.make_tensor_value_info(out, F, [2])])
+        then = onnx.AttributeProto(name="then_branch", type=onnx.AttributeProto.GRAPH).SerializeToString() + field(6, graph)
+        node = helper.make_node("If", ["flag"], [out], name=f"if{k}", else_branch=other).SerializeToString() + field(5, then)
+        top = k == depth - 1
+        shell = helper.make_graph([], "nested" if top else f"level{k}",
+                                  [helper.make_tensor_value_info("x", F, [2]),
+                                   helper.make_tensor_value_info("flag", TensorProto.BOOL, [])] if top else [],
+                                  [helper.make_tensor_value_info(out, F, [2])])
+        graph = shell.SerializeToString() + field(1, node)
+    model = helper.make_model(onnx.GraphProto(), opset_imports=[helper.make_opsetid("", 17)])
+    model.ClearField("graph")
+    return model.SerializeToString() + field(7, graph)
+
+
+def vad_stft() -> onnx.ModelProto:
+    """The voice-activity pattern (Silero VAD as torch.onnx writes it): an If on `sr == 16000`
+    whose branches hold the STFT front end, a Conv over a reflection-padded signal whose
+    Reshape target comes from the outer input's Shape, then a Slice whose axes and steps are
+    the same tensor; the branches differ in their conv's filters (258 vs 130). Input audio
+    [1, "samples"], sr a scalar int64."""
+    def r(name, v):
+        return tensor(name, v, np.int64)
+
+    def branch(tag, filters, kernel):
+        nodes = [helper.make_node("Shape", ["audio"], [f"{tag}_s"]),
+                 helper.make_node("Gather", [f"{tag}_s", "idx1"], [f"{tag}_len"], axis=0),
+                 helper.make_node("Unsqueeze", [f"{tag}_len", "ax0"], [f"{tag}_len1"]),
+                 helper.make_node("Concat", ["one_1", "one_1", f"{tag}_len1"], [f"{tag}_target"], axis=0),
+                 helper.make_node("Reshape", ["audio", f"{tag}_target"], [f"{tag}_x"]),
+                 helper.make_node("Conv", [f"{tag}_x", f"{tag}_basis"], [f"{tag}_spec"], name=f"{tag}/stft/Conv",
+                                  kernel_shape=[kernel], strides=[kernel // 2]),
+                 helper.make_node("Slice", [f"{tag}_spec", "zero_1", f"{tag}_half", "one_1", "one_1"], [f"{tag}_re"]),
+                 helper.make_node("ReduceMean", [f"{tag}_re", "ax12"], [f"{tag}_out"], keepdims=0)]
+        inits = [tensor(f"{tag}_basis", np.ones((filters, 1, kernel), np.float32)), r(f"{tag}_half", [filters // 2])]
+        return graph(nodes, [], [f"{tag}_out"], inits, name=tag)
+
+    nodes = [helper.make_node("Equal", ["sr", "k16"], ["is16k"]),
+             helper.make_node("If", ["is16k"], ["y"], name="If_0", then_branch=branch("b16", 258, 256),
+                              else_branch=branch("b8", 130, 128))]
+    inits = [r("k16", 16000), r("idx1", 1), r("ax0", [0]), r("one_1", [1]), r("zero_1", [0]), r("ax12", [1, 2])]
+    return model(nodes, [value("audio", [1, "samples"]), value("sr", [], TensorProto.INT64)], ["y"], inits,
+                 opset=18, name="vad")
+
+
+def seeds() -> list[bytes]:
+    """The serialized models the fuzzers start from."""
+    return [small_cnn().SerializeToString(), if_loop_scan().SerializeToString(),
+            nested_ifs(3), small_cnn(external="weights.bin").SerializeToString()]
+
+
+# --- PyTorch's export patterns (torchvision's ResNets, transformers, detection, OCR) ----------
+# NCHW, symbolic batch "N", Conv without bias followed by BatchNormalization, Flatten then
+# Gemm(transB=1) for a classifier. Weights are external data that does not exist: any read fails.
+
+class TorchNet:
+    """Nodes named as torch.onnx names them; weights declared external (dims suffice)."""
+
     def __init__(self):
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
@@ -55,18 +291,15 @@ class _Net:
         return self.node("BatchNormalization", [y, *bn], bn_scope, epsilon=1e-5, momentum=0.9)
 
     def model(self, x_name, x_shape, out, name):
-        graph = helper.make_graph(self.nodes, name, [helper.make_tensor_value_info(x_name, TensorProto.FLOAT, x_shape)],
-                                  [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)], self.inits)
-        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="pytorch",
-                              producer_version="2.5.0")
-        return m
+        return model(self.nodes, {x_name: x_shape}, [out], self.inits, name=name, producer_name="pytorch",
+                     producer_version="2.5.0")
 
 
 def resnet(depth: int, *, classes: int = 1000, size: int = 224) -> onnx.ModelProto:
     """torchvision.models.resnet{18,34,50,101,152} as PyTorch exports it (v1.5: stride on the 3x3)."""
     bottleneck, layers = {18: (False, [2, 2, 2, 2]), 34: (False, [3, 4, 6, 3]), 50: (True, [3, 4, 6, 3]),
                           101: (True, [3, 4, 23, 3]), 152: (True, [3, 8, 36, 3])}[depth]
-    n = _Net()
+    n = TorchNet()
     x = n.conv_bn("input", 3, 64, 7, 2, "/conv1", "/bn1", "conv1", "bn1")
     x = n.node("Relu", [x], "/relu")
     x = n.node("MaxPool", [x], "/maxpool", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
@@ -107,7 +340,7 @@ def encoder_block(*, seq: int = 16, dim: int = 64, heads: int = 4, mlp: int = 4)
 
     MACs per sample: QKV 3·S·D², scores S²·D, weighted sum S²·D, projection S·D²,
     MLP 2·mlp·S·D²."""
-    n = _Net()
+    n = TorchNet()
     d = dim // heads
     s = "/encoder/layers.0"
     const = []
@@ -171,7 +404,7 @@ def vit(*, size: int = 224, patch: int = 16, dim: int = 768, depth: int = 12, he
     [N, D, S] from Shape/Gather/Unsqueeze/Concat; the class token's `expand(n, -1, -1)` (Concat,
     then Equal/Where turning -1 into 1, then Expand); nn.MultiheadAttention's per-head Reshape to
     [L, N·heads, d] with N·heads computed by Mul; the score and context MatMuls between them."""
-    n = _Net()
+    n = TorchNet()
     const: list[onnx.TensorProto] = []
 
     def ints(name, *v):
@@ -284,7 +517,7 @@ def yolo_head(*, classes: int = 80, reg_max: int = 16, widths=(64, 128, 256), si
     Reshape [N, 4, A]; anchors computed at run time from each map's Shape (Range, Expand,
     Concat: make_anchors); dist2bbox (Slice, Sub, Add, Div, Concat) times the strides;
     Sigmoid of the classes; Concat to [N, 4 + classes, A]."""
-    n = _Net()
+    n = TorchNet()
     const: list[onnx.TensorProto] = []
     ints = lambda name, *v: _ints(const, name, *v)  # noqa: E731
     scal = lambda name, v: _ints(const, name, v, scalar=True)  # noqa: E731
@@ -339,12 +572,8 @@ def yolo_head(*, classes: int = 80, reg_max: int = 16, widths=(64, 128, 256), si
     box = n.node("Mul", [n.node("Concat", [centre, n.node("Sub", [x2y2, x1y1], s)], s, axis=1), stride], s)
     out = n.node("Concat", [box, n.node("Sigmoid", ["cls"], s)], s, axis=1)
     n.inits.extend(const)
-    graph = helper.make_graph(n.nodes, "yolo_head",
-                              [helper.make_tensor_value_info(f"P{i + 3}", TensorProto.FLOAT,
-                                                             ["N", w, size // st, size // st])
-                               for i, (w, st) in enumerate(zip(widths, (8, 16, 32)))],
-                              [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)], n.inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="pytorch")
+    maps = {f"P{i + 3}": ["N", width, size // st, size // st] for i, (width, st) in enumerate(zip(widths, (8, 16, 32)))}
+    return model(n.nodes, maps, [out], n.inits, name="yolo_head", producer_name="pytorch")
 
 
 def yolo_head_macs(*, classes: int = 80, reg_max: int = 16, widths=(64, 128, 256), size: int = 640) -> int:
@@ -358,7 +587,7 @@ def crnn(*, height: int = 32, channels: int = 64, hidden: int = 96, classes: int
     "width"), a 32-row pooling to height 1, Squeeze, Permute to [W', N, C], a bidirectional LSTM
     whose sequence length is the free width, the directions merged with Transpose/Reshape (target
     from Shape), and a per-step Linear (MatMul) to the classes."""
-    n = _Net()
+    n = TorchNet()
     const: list[onnx.TensorProto] = []
     ints = lambda name, *v: _ints(const, name, *v)  # noqa: E731
     x = n.node("Conv", ["x", n.weight("cnn.0.weight", (channels, 1, 3, 3))], "/cnn/cnn.0", kernel_shape=[3, 3],
@@ -388,3 +617,20 @@ def crnn_macs(width: int, *, height: int = 32, channels: int = 64, hidden: int =
     conv = channels * 9 * height * width
     lstm = 2 * steps * 4 * hidden * (channels + hidden)
     return conv + lstm + steps * 2 * hidden * classes
+
+
+# --- files the tests read ----------------------------------------------------------------------
+
+def light_model(name: str) -> Path:
+    """Path of one of the Caffe2-zoo models the onnx package ships (onnx/backend/test/data/light/,
+    e.g. "resnet50"): third-party files, small because their weights are not stored."""
+    path = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light" / f"light_{name}.onnx"
+    if not path.is_file():
+        pytest.skip(f"this onnx package does not ship {path.name}")
+    return path
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of a PNG, from its IHDR chunk (the drawings made from these graphs)."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
