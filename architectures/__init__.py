@@ -12,7 +12,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-__all__ = ["Architecture", "Reference", "register", "get", "names", "all_architectures", "closest"]
+__all__ = ["Architecture", "Reference", "PublishedField", "register", "get", "names", "all_architectures", "closest"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,20 @@ class Reference:
 
 
 @dataclass(frozen=True)
+class PublishedField:
+    """A receptive field from google-research/receptive_field's table (TF-slim models, 224x224),
+    and the archkit layer where the same field is measured."""
+
+    layer: str  # archkit's layer
+    model: str  # TF-slim's model
+    end_point: str
+    size: int
+    stride: int
+    padding: int
+    note: str = ""  # why archkit's figure differs, where it does
+
+
+@dataclass(frozen=True)
 class Architecture:
     name: str
     family: str
@@ -48,6 +62,8 @@ class Architecture:
     # key (matching block_of's names), the paper's columns, and an optional "note" explaining
     # where the paper disagrees with its own configuration.
     paper_table: tuple[Mapping[str, Any], ...] = ()
+    # Published receptive fields of the same network, each beside the layer where archkit measures it.
+    receptive_fields: tuple[PublishedField, ...] = ()
 
     def config(self, **overrides: Any) -> dict[str, Any]:
         unknown = set(overrides) - set(self.defaults)

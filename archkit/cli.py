@@ -778,23 +778,26 @@ def _cmd_connectivity(args) -> int:
         from archkit.pipeline import run_architecture
 
         analysis, _ = run_architecture(arch.name, verify=False, progress=_Progress(arch.name, args.started))
+    import architectures
     from archkit.render import drawing
 
     conn, name = analysis.connectivity, analysis.name
+    # receptive fields published for the same network (an architecture's, or an export of one)
+    published = architectures.get(name).receptive_fields if name in architectures.names() else ()
     if args.format != "text":  # the text says it in its "not computed" lines
         for line in drawing.unknowns(conn):
             print(f"archkit: warning: connectivity: {line}", file=sys.stderr)
     if args.output is not None:
         from archkit.io import atomic_write_bytes
 
-        files = {"connectivity.md": (drawing.markdown(conn, name) + "\n").encode(),
+        files = {"connectivity.md": (drawing.markdown(conn, name, published=published) + "\n").encode(),
                  **drawing.files(conn, name, ("csv", "png"))}
         for fname, data in files.items():
             atomic_write_bytes(args.output / fname, data)
     if args.format == "text":
         out = drawing.text(conn, name)
     elif args.format == "md":
-        out = drawing.markdown(conn, name, images=False) + "\n"
+        out = drawing.markdown(conn, name, images=False, published=published) + "\n"
     elif args.format == "csv":
         out = drawing.csv(conn).decode()
     elif args.format == "dot":

@@ -23,7 +23,7 @@ from typing import Iterable, Sequence
 import networkx as nx
 
 from archkit.render import escape as esc
-from archkit.connectivity import PUBLISHED_RECEPTIVE_FIELDS, Connectivity, DenseBlock, ReceptiveField
+from archkit.connectivity import Connectivity, DenseBlock, ReceptiveField
 from archkit.render.escape import Markdown, md, md_code
 from archkit.io import png_bytes
 
@@ -159,8 +159,10 @@ def unknowns(conn: Connectivity, show=esc.name) -> list[str]:
     return out
 
 
-def markdown(conn: Connectivity, name: str, *, images: bool = True) -> str:
-    """The "Connectivity" section of a report README."""
+def markdown(conn: Connectivity, name: str, *, images: bool = True, published: Sequence = ()) -> str:
+    """The "Connectivity" section of a report README. `published`: receptive fields published for
+    the same network (architectures.PublishedField: layer, model, end_point, size, stride, padding,
+    note), set beside the fields measured at the same layers."""
     s = conn.summary()
     rf = conn.final_rf
     level = "layers" if _layer_level(conn) else "blocks"
@@ -280,7 +282,6 @@ def markdown(conn: Connectivity, name: str, *, images: bool = True) -> str:
                        "effective stride", "effective padding", "aligned"), rows, "lllrrrl") + [""]
     if conn.rf_unsupported:
         out += [f"Receptive fields stop at ops archkit cannot follow: {', '.join(md(o) for o in conn.rf_unsupported)}.", ""]
-    published = [p for p in PUBLISHED_RECEPTIVE_FIELDS if p.architecture == name]
     if published:
         out += ["Beside the published figures (google-research/receptive_field, TF-slim models at 224x224):", ""]
         rows = []
