@@ -81,21 +81,8 @@ from archkit.connectivity.rows import layer_rows
 from archkit.connectivity.stacks import kernel_stacks
 from archkit.costs import CostReport
 
-__all__ = [
-    "COLUMNS",
-    "Branch",
-    "ConcatFanIn",
-    "Connectivity",
-    "DenseBlock",
-    "ForkJoin",
-    "KernelStack",
-    "Layer",
-    "LayerGraph",
-    "ReceptiveField",
-    "Residual",
-    "analyse",
-    "layer_graph",
-]
+__all__ = ["COLUMNS", "Branch", "ConcatFanIn", "Connectivity", "DenseBlock", "ForkJoin", "KernelStack", "Layer",
+           "LayerGraph", "ReceptiveField", "Residual", "analyse", "layer_graph"]
 
 
 def analyse(G: nx.DiGraph, costs: CostReport, *, constants: Mapping[str, tuple[int, ...]] | None = None,

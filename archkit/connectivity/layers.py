@@ -54,8 +54,8 @@ class Geometry(NamedTuple):
 
 @dataclass(frozen=True)
 class LayerGraph:
-    G: nx.DiGraph  # the analysis graph (archkit.onnx.graph), read only
     inputs: tuple[tuple[str, TensorInfo], ...]  # graph inputs: (node id, tensor)
+    ends: Mapping[str, TensorInfo]  # graph input and output node id → its tensor
     data_ops: tuple[DataOp, ...]  # in the graph's op order
     op: Mapping[str, DataOp]  # by node id
     const: frozenset[str]  # tensors that depend on no graph input: weights and what is computed from them alone
@@ -185,7 +185,7 @@ def layer_graph(G: nx.DiGraph, costs: CostReport, constants: Mapping[str, tuple[
     geometry = {layer: g for layer, op in kernel_op.items() if (g := _conv_geometry(op)) is not None}
 
     return LayerGraph(
-        G=G, inputs=tuple(inputs), data_ops=tuple(data_ops), op={op.nid: op for op in data_ops},
+        inputs=tuple(inputs), ends=dict(inputs + outputs), data_ops=tuple(data_ops), op={op.nid: op for op in data_ops},
         const=frozenset(const), producer=producer, shape=shape,
         constants=constants if constants is not None else G.graph.get("constants", {}),
         defaulted={(f"input:{name}", axis): d for name, axes in G.graph.get("fixed_dims", {}).items()

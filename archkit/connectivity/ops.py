@@ -10,28 +10,9 @@ from typing import Any, Final, TypeGuard
 from archkit.costs.rules import FREE
 from archkit.onnx.graph import FLOAT_TYPES, Dim, TensorInfo
 
-__all__ = [
-    "ELEMENTWISE",
-    "GLOBAL_POOLS",
-    "KERNEL_OPS",
-    "LAYOUT_OPS",
-    "MAC_FREE",
-    "MERGE_OPS",
-    "POOL_OPS",
-    "REDUCE_OPS",
-    "RESHAPE_OPS",
-    "UNKNOWN",
-    "WINDOW_OPS",
-    "Attrs",
-    "Shape",
-    "Unknown",
-    "axis_of",
-    "concrete",
-    "dim",
-    "inferred",
-    "is_data",
-    "map_axis",
-]
+__all__ = ["ELEMENTWISE", "GLOBAL_POOLS", "KERNEL_OPS", "LAYOUT_OPS", "MAC_FREE", "MERGE_OPS", "POOL_OPS",
+           "REDUCE_OPS", "RESHAPE_OPS", "UNKNOWN", "WINDOW_OPS", "Attrs", "Shape", "Unknown", "axis_of", "concrete",
+           "dim", "inferred", "is_data", "map_axis"]
 
 KERNEL_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "Einsum"})
 WINDOW_OPS = frozenset({"Conv", "MaxPool", "AveragePool", "LpPool"})

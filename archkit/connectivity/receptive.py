@@ -33,24 +33,8 @@ from archkit.connectivity.ops import (
 from archkit.connectivity.results import ReceptiveField
 from archkit.onnx.graph import OpNode
 
-__all__ = [
-    "RULES",
-    "Axes",
-    "AxisField",
-    "FieldState",
-    "Fields",
-    "Step",
-    "final_layer",
-    "layer_field",
-    "out_rank",
-    "rank",
-    "receptive_fields",
-    "reduce_axes",
-    "size",
-    "spatial_axes",
-    "split_sizes",
-    "tensor_field",
-]
+__all__ = ["RULES", "Axes", "AxisField", "Field", "FieldState", "Fields", "Step", "final_layer", "layer_field", "out_rank",
+           "rank", "receptive_fields", "reduce_axes", "size", "spatial_axes", "split_sizes", "tensor_field"]
 
 
 class AxisField(NamedTuple):
@@ -72,12 +56,17 @@ Axes = tuple[AxisField | None, ...]  # one state per axis of a tensor
 FieldState = Axes | Unknown  # a tensor with no state (absent): no spatial meaning
 
 
+Field = ReceptiveField | None | Unknown  # over the spatial axes of an input; None: none (or not all) left
+
+
 @dataclass(frozen=True)
 class Fields:
     states: Mapping[str, FieldState]  # tensor → its state
     origins: frozenset[Origin]  # the inputs' spatial axes: those a window op slides over
     unsupported: frozenset[str]  # op types where a field could not be followed
     unknown_at: tuple[str, ...]  # ops (or inputs) where a field, or part of one, stopped being known
+    handed: Mapping[str, Field]  # the field of each tensor a layer hands on (LayerGraph.outputs)
+    layers: Mapping[str, Field]  # each layer's: the largest of the tensors it hands on
 
 
 class Step(NamedTuple):
@@ -244,10 +233,10 @@ def _rule(*op_types: str) -> Callable[[Rule], Rule]:
     return deco
 
 
-def _whole(w: _Walk, shape: Shape | None, i: int, s: AxisField, stride: int | None) -> AxisField:
-    """One window over the whole axis i (its size None where not known)."""
+def _whole(w: _Walk, shape: Shape | None, i: int, s: AxisField, stride: int | None) -> tuple[AxisField, bool]:
+    """One window over the whole axis i, and whether its size is known (the field's is not, else)."""
     n = size(w.lg, shape, i, s)
-    return _step(s, n, n if stride is None else stride, 0)
+    return _step(s, n, n if stride is None else stride, 0), n is not None
 
 
 @_rule(*REDUCE_OPS)
@@ -261,12 +250,14 @@ def _reduce(w: _Walk, op: DataOp, states: list[Axes]) -> Step:
     out: list[AxisField | None] = []
     partial = False
     for i, s in enumerate(state):
-        if i not in axes:
+        if i in axes and not keep:
+            continue  # the axis is gone
+        if i not in axes or s is None:
             out.append(s)
-        elif keep:  # a global pooling: the whole axis in one window
-            if s is not None:
-                partial |= size(w.lg, in_shape, i, s) is None
-            out.append(None if s is None else _whole(w, in_shape, i, s, None))
+            continue
+        field, known = _whole(w, in_shape, i, s, None)  # a global pooling: the whole axis in one window
+        out.append(field)
+        partial |= not known
     return Step(tuple(out), unknown=partial)
 
 
@@ -279,9 +270,16 @@ def _spatial(state: Axes) -> tuple[Origin, ...]:
 def _global_pool(w: _Walk, op: DataOp, states: list[Axes]) -> Step:
     state = states[0]
     in_shape = op.node.inputs[0].shape if op.node.inputs[0] is not None else None
-    partial = any(s is not None and size(w.lg, in_shape, i, s) is None for i, s in enumerate(state) if i >= 2)
-    out = tuple(s if i < 2 or s is None else _whole(w, in_shape, i, s, 1) for i, s in enumerate(state))
-    return Step(out, unknown=partial, origins=_spatial(state))
+    out: list[AxisField | None] = list(state[:2])
+    partial = False
+    for i, s in enumerate(state[2:], 2):
+        if s is None:
+            out.append(None)
+            continue
+        field, known = _whole(w, in_shape, i, s, 1)
+        out.append(field)
+        partial |= not known
+    return Step(tuple(out), unknown=partial, origins=_spatial(state))
 
 
 @_rule(*WINDOW_OPS)
@@ -503,26 +501,35 @@ def receptive_fields(lg: LayerGraph) -> Fields:
                 states.pop(t.name, None)
             else:
                 states[t.name] = out
-    return Fields(states, frozenset(origins), frozenset(unsupported), tuple(dict.fromkeys(unknown_at)))
+    spatial = frozenset(origins)
+    handed = {t: _field(states, spatial, t) for ts in lg.outputs.values() for t in ts}
+    return Fields(states, spatial, frozenset(unsupported), tuple(dict.fromkeys(unknown_at)), handed,
+                  {layer: _largest([handed[t] for t in ts]) for layer, ts in lg.outputs.items()})
 
 
 # --- read-outs -------------------------------------------------------------------------------------
 
-def tensor_field(fields: Fields, tensor: str) -> ReceptiveField | None | Unknown:
-    """The field of a tensor over the spatial axes of the input it comes from, if all are still there."""
-    states = fields.states.get(tensor)
-    if states is UNKNOWN:
+def _field(states: Mapping[str, FieldState], origins: frozenset[Origin], tensor: str) -> Field:
+    state = states.get(tensor)
+    if state is UNKNOWN:
         return UNKNOWN
-    if not states:
+    if not state:
         return None
-    present = {s.key: s for s in states if s is not None and s.key in fields.origins}
+    present = {s.key: s for s in state if s is not None and s.key in origins}
     inputs = {o[0] for o in present}
-    if len(inputs) != 1 or set(present) != {o for o in fields.origins if o[0] in inputs}:
+    if len(inputs) != 1 or set(present) != {o for o in origins if o[0] in inputs}:
         return None
     ss = [present[o] for o in sorted(present)]
     oks = [s.aligned for s in ss]
     return ReceptiveField(tuple(s.size for s in ss), tuple(s.stride for s in ss), tuple(s.padding for s in ss),
                           False if False in oks else None if None in oks else True)
+
+
+def tensor_field(fields: Fields, tensor: str) -> Field:
+    """The field of a tensor over the spatial axes of the input it comes from, if all are still there."""
+    if tensor in fields.handed:
+        return fields.handed[tensor]
+    return _field(fields.states, fields.origins, tensor)
 
 
 def spatial_axes(fields: Fields, tensor: str) -> tuple[int, ...]:
@@ -540,9 +547,7 @@ def _spatial_extent(lg: LayerGraph, fields: Fields, tensor: str) -> tuple[int | 
     return tuple(size(lg, shape, i, s) for i, s in enumerate(states) if s is not None and s.key in fields.origins)
 
 
-def layer_field(lg: LayerGraph, fields: Fields, layer: str) -> ReceptiveField | None | Unknown:
-    """The field of a layer's output: the largest of the tensors it hands on."""
-    found = [tensor_field(fields, t) for t in lg.outputs.get(layer, ())]
+def _largest(found: list[Field]) -> Field:
     present = [f for f in found if f is not None]
     if not present:
         return None
@@ -556,6 +561,11 @@ def layer_field(lg: LayerGraph, fields: Fields, layer: str) -> ReceptiveField | 
     return max(known, key=lambda f: (prod(x or 0 for x in f.size), f.size))
 
 
+def layer_field(fields: Fields, layer: str) -> Field:
+    """The field of a layer's output: the largest of the tensors it hands on."""
+    return fields.layers.get(layer)
+
+
 def final_layer(lg: LayerGraph, fields: Fields) -> tuple[str | None, str | None]:
     """(The last layer whose output still has spatial extent, whose field is the network's;
     None and the first later layer whose field or spatial size is not known, when there is one.)"""
@@ -564,7 +574,7 @@ def final_layer(lg: LayerGraph, fields: Fields) -> tuple[str | None, str | None]
         if layer.startswith(("input:", "output:")):
             continue
         for t in lg.outputs.get(layer, ()):
-            field = tensor_field(fields, t)
+            field = fields.handed[t]
             if field is None:
                 continue
             extent = None if field is UNKNOWN else _spatial_extent(lg, fields, t)

@@ -8,18 +8,8 @@ from functools import cached_property
 import networkx as nx
 import pandas as pd
 
-__all__ = [
-    "COLUMNS",
-    "Branch",
-    "ConcatFanIn",
-    "Connectivity",
-    "DenseBlock",
-    "ForkJoin",
-    "KernelStack",
-    "Layer",
-    "ReceptiveField",
-    "Residual",
-]
+__all__ = ["COLUMNS", "Branch", "ConcatFanIn", "Connectivity", "DenseBlock", "ForkJoin", "KernelStack", "Layer",
+           "ReceptiveField", "Residual"]
 
 @dataclass(frozen=True)
 class ReceptiveField:

@@ -13,7 +13,6 @@ from archkit.connectivity.receptive import (
     tensor_field,
 )
 from archkit.connectivity.results import Layer
-from archkit.onnx.graph import TensorNode
 
 __all__ = ["layer_rows"]
 
@@ -55,13 +54,13 @@ def layer_rows(lg: LayerGraph, fields: Fields, depth: Mapping[str, int]) -> tupl
         kernel, stride = _window(lg, n)
         outs = list(lg.outputs.get(n, ())) if ops else []
         shape: Shape | None
-        end = lg.G.nodes[n] if n.startswith(("input:", "output:")) else None
-        if isinstance(end, TensorNode):
-            outs, shape = [end.tensor.name], end.tensor.shape
+        end = lg.ends.get(n) if n.startswith(("input:", "output:")) else None
+        if end is not None:
+            outs, shape = [end.name], end.shape
         else:  # the last output with a shape (not an unused Dropout mask)
             shape = next((s for s in (lg.shape.get(t) for t in reversed(outs)) if s is not None),
                          lg.shape.get(outs[-1]) if outs else None)
-        rf = layer_field(lg, fields, n) if ops else (tensor_field(fields, outs[0]) if outs else None)
+        rf = layer_field(fields, n) if ops else (tensor_field(fields, outs[0]) if outs else None)
         out.append(Layer(
             name=n, block=lg.block_of.get(n, n), kind=_kind(lg, n),
             op_types=tuple(dict.fromkeys(op.op_type for op in ops)), macs=lg.layer_macs([n]),

@@ -33,7 +33,7 @@ def kernel_stacks(lg: LayerGraph, fields: Fields) -> tuple[KernelStack, ...]:
             u = preds[0]
             if u in lg.weighted or any(op.op_type in _SPATIAL for op in lg.ops_of.get(u, ())):
                 break
-            if layer_field(lg, fields, u) is UNKNOWN:  # what it does to the spatial axes is not known
+            if layer_field(fields, u) is UNKNOWN:  # what it does to the spatial axes is not known
                 break
         if u != v and _wide(lg, u):
             link[v] = u
