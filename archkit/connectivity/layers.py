@@ -109,8 +109,9 @@ class LayerGraph:
 
 
 def _ops(G: nx.DiGraph) -> list[tuple[str, OpNode]]:
-    # Ops inside subgraphs (If/Loop/Scan bodies) are not part of the wiring.
-    return [(nid, cast(OpNode, d)) for nid, d in op_nodes(G) if not d.get("parent")]
+    """The main graph's ops in order: those inside subgraphs (If/Loop/Scan bodies) are not part of the wiring."""
+    ops = ((nid, cast(OpNode, d)) for nid, d in op_nodes(G))  # op_nodes hands out the graph's OpNode records
+    return [(nid, node) for nid, node in ops if not node.parent]
 
 
 def _tensor_nodes(G: nx.DiGraph, kind: str) -> list[tuple[str, TensorInfo]]:
