@@ -15,7 +15,7 @@ from typing import Any
 
 from archkit.errors import UsageError
 
-__all__ = ["Architecture", "Reference", "all_architectures", "closest", "get", "names", "register"]
+__all__ = ["Architecture", "PublishedField", "Reference", "all_architectures", "closest", "get", "names", "register"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,20 @@ class Reference:
 
 
 @dataclass(frozen=True)
+class PublishedField:
+    """A receptive field from google-research/receptive_field's table (TF-slim models, 224x224),
+    and the archkit layer where the same field is measured."""
+
+    layer: str  # archkit's layer
+    model: str  # TF-slim's model
+    end_point: str
+    size: int
+    stride: int
+    padding: int
+    note: str = ""  # why archkit's figure differs, where it does
+
+
+@dataclass(frozen=True)
 class Architecture:
     name: str
     family: str
@@ -56,6 +70,8 @@ class Architecture:
     # key (matching block_of's names), the paper's columns, and an optional "note" explaining
     # where the paper disagrees with its own configuration.
     paper_table: tuple[Mapping[str, Any], ...] = ()
+    # Published receptive fields of the same network, each beside the layer where archkit measures it.
+    receptive_fields: tuple[PublishedField, ...] = ()
 
     def config(self, **overrides: Any) -> dict[str, Any]:
         unknown = set(overrides) - set(self.defaults)

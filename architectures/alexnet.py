@@ -36,7 +36,7 @@ from __future__ import annotations
 import functools
 from typing import NamedTuple
 
-from architectures import Architecture, Reference, register
+from architectures import Architecture, PublishedField, Reference, register
 
 PAPER = ("Krizhevsky, Sutskever, Hinton: ImageNet Classification with Deep Convolutional Neural "
          "Networks (NIPS 2012), Section 3, Figure 2")
@@ -184,6 +184,17 @@ def block_of(layer: str) -> str:
     return f"conv{n}" if n <= 5 else f"fc{n}"
 
 
+SLIM_ALEXNET_NOTE = (
+    "Which AlexNet: the paper gives no receptive field; the table's alexnet_v2 is TF-slim's one-tower variant "
+    "(Krizhevsky 2014: 64-192-384-384-256 maps, conv1 unpadded on 224x224, no LRN) and its 195 / 32 is measured at "
+    "pool5, after the third max pool; its conv5 reaches 163 / 16. archkit's alexnet (the paper's two towers, "
+    "227x227) and alexnet_onetower (torchvision) stack the same kernels and strides (11/4, pool 3/2, 5, pool 3/2, "
+    "3, 3, 3, pool 3/2), so sizes and strides agree layer by layer; effective paddings follow each model's own "
+    "padding (torchvision pads conv1 by 2).")
+# google-research/receptive_field's table: alexnet_v2 at conv5 and pool5, for both of archkit's AlexNets.
+SLIM_FIELDS = tuple(PublishedField(layer, "alexnet_v2", f"alexnet_v2/{layer}", size, stride, 64, SLIM_ALEXNET_NOTE)
+                    for layer, size, stride in (("conv5", 163, 16), ("pool5", 195, 32)))
+
 register(Architecture(
     name="alexnet",
     family="alexnet",
@@ -199,6 +210,7 @@ register(Architecture(
         Reference("macs", 724_406_816, "[count] Conv + FC MACs of the paper's configuration at 227x227"),
     ),
     block_of=block_of,
+    receptive_fields=SLIM_FIELDS,
     notes=(
         "Input 227x227: the paper's 224 does not give its own 55x55 conv1 maps.",
         ("Grouped conv2/conv4/conv5 computed tower by tower (Split, two Conv, Concat in ONNX): "
@@ -221,5 +233,6 @@ register(Architecture(
         Reference("macs", 714_000_000, f"[tv] {TV}['_ops'] (GMACs)", rounding=1e6),
     ),
     block_of=block_of,
+    receptive_fields=SLIM_FIELDS,
     notes=("A softmax on fc8, as the paper's network; torchvision returns logits.",),
 ))

@@ -36,7 +36,7 @@ import re
 from collections.abc import Callable
 from typing import NamedTuple
 
-from architectures import Architecture, Reference, register
+from architectures import Architecture, PublishedField, Reference, register
 from archkit.errors import UsageError
 
 __all__ = [
@@ -802,6 +802,9 @@ register(Architecture(
     block_of=_prefix_blocks(*_V2_BLOCKS),
     notes=V2_NOTES,
     paper_table=BN_TABLE_ROWS,
+    receptive_fields=(PublishedField("inception_5b_concat", "inception_v2", "Mixed_5c", 699, 32, 318,
+                                     "TF-slim's inception_v2 is BN-Inception, as archkit's; its blocks Mixed_3b ... "
+                                     "Mixed_5c are archkit's inception_3a ... inception_5b."),),
 ))
 
 register(Architecture(
@@ -859,6 +862,7 @@ register(Architecture(
     ),
     block_of=_prefix_blocks(*_V3_BLOCKS),
     notes=V3_NOTES,
+    receptive_fields=(PublishedField("mixed10_concat", "inception_v3", "Mixed_7c", 1311, 32, 618),),
 ))
 
 _V3_MODULE_DOCS = {

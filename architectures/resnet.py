@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 from typing import NamedTuple
 
-from architectures import Architecture, Reference, register
+from architectures import Architecture, PublishedField, Reference, register
 
 PAPER = "He, Zhang, Ren, Sun: Deep Residual Learning for Image Recognition (arXiv:1512.03385), Table 1"
 
@@ -284,6 +284,29 @@ def _references(p: _Published) -> tuple[Reference, ...]:
     return tuple(refs) + tv_refs
 
 
+SLIM_RESNET_NOTE = (
+    "Which ResNet: the table measures TF-slim's resnet_v1, which puts each stage's stride 2 in the *last* unit of "
+    "blocks 1-3 (on its 3x3 conv) and pads stride-2 convs explicitly; its block1..block4 end-points therefore have "
+    "strides 8/16/32/32. archkit counts the paper's and keras.applications' v1 (stride on the first 1x1 of the "
+    "first block of conv3_x..conv5_x, padding as Keras), so its stage ends have strides 4/8/16/32. The sizes agree "
+    "at every stage end (a stride on a block's last 3x3 does not widen that block's own output field) and so does "
+    "the stride at the end, 32; effective paddings differ by 2, from Keras' ZeroPadding + VALID against slim's "
+    "padding of its strided convs.")
+# google-research/receptive_field's table: resnet_v1_<depth> block1..block4 as (size, stride, padding).
+SLIM_FIELDS = {
+    50: ((35, 8, 15), (99, 16, 47), (291, 32, 143), (483, 32, 239)),
+    101: ((35, 8, 15), (99, 16, 47), (835, 32, 415), (1027, 32, 511)),
+    152: ((35, 8, 15), (163, 16, 79), (1315, 32, 655), (1507, 32, 751)),
+}
+
+
+def _receptive_fields(depth: int) -> tuple[PublishedField, ...]:
+    """TF-slim's stage ends, at the last block of each of archkit's stages."""
+    return tuple(PublishedField(f"conv{i + 2}_block{n}_out", f"resnet_v1_{depth}", f"resnet_v1_{depth}/block{i + 1}",
+                                size, stride, pad, SLIM_RESNET_NOTE)
+                 for i, (n, (size, stride, pad)) in enumerate(zip(DEPTHS[depth].blocks, SLIM_FIELDS.get(depth, ()))))
+
+
 for _p in PUBLISHED:
     _kind = DEPTHS[_p.depth].kind
     register(Architecture(
@@ -297,6 +320,7 @@ for _p in PUBLISHED:
         defaults={"input_shape": (224, 224, 3), "classes": 1000, "variant": "v1"},
         references=_references(_p),
         block_of=block_of,
+        receptive_fields=_receptive_fields(_p.depth),
         notes=(
             "Blocks are residual blocks (conv2_block1 ...); stage_of() groups them into Table 1's rows.",
             "Shortcuts: identity, or a 1x1 projection + BN when the shape changes (option B).",

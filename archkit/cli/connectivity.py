@@ -9,6 +9,7 @@ import json
 import sys
 from pathlib import Path
 
+import architectures
 from archkit.cli.common import Progress, architecture, connectivity_folder, is_file_target, warn
 from archkit.cli.options import input_shapes
 from archkit.errors import UsageError
@@ -37,18 +38,20 @@ def run(args: argparse.Namespace) -> int:
     from archkit.render import drawing  # after the checks: a usage error loads nothing heavy
 
     conn, name = analysis.connectivity, analysis.name
+    # receptive fields published for the same network (an architecture's, or an export of one)
+    published = architectures.get(name).receptive_fields if name in architectures.names() else ()
     if args.format != "text":  # the text says it in its "not computed" lines
         for line in drawing.unknowns(conn):
             print(f"archkit: warning: connectivity: {line}", file=sys.stderr)
     if args.output is not None:
-        files = {"connectivity.md": (drawing.markdown(conn, name) + "\n").encode(),
+        files = {"connectivity.md": (drawing.markdown(conn, name, published=published) + "\n").encode(),
                  **drawing.files(conn, name, ("csv", "png"))}
         for fname, data in files.items():
             atomic_write_bytes(args.output / fname, data)
     if args.format == "text":
         out = drawing.text(conn, name)
     elif args.format == "md":
-        out = drawing.markdown(conn, name, images=False) + "\n"
+        out = drawing.markdown(conn, name, images=False, published=published) + "\n"
     elif args.format == "csv":
         out = drawing.csv(conn).decode()
     elif args.format == "dot":

@@ -18,17 +18,30 @@ from __future__ import annotations
 import hashlib
 import io
 from collections import defaultdict
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import networkx as nx
+import numpy as np
 
-from archkit.render import escape as esc
-from archkit.connectivity import PUBLISHED_RECEPTIVE_FIELDS, Connectivity, DenseBlock, ReceptiveField
-from archkit.render.escape import Markdown, md, md_code
+from archkit.connectivity import Connectivity, DenseBlock, ReceptiveField
 from archkit.io import png_bytes
+from archkit.render import escape as esc
+from archkit.render.escape import Markdown, md, md_code
 
-__all__ = ["LAYER_LIMIT", "MAX_ROWS", "DPI", "markdown", "csv", "dot", "png", "figure", "dense_png", "files", "text",
-           "unknowns"]
+__all__ = [
+    "DPI",
+    "LAYER_LIMIT",
+    "MAX_ROWS",
+    "csv",
+    "dense_png",
+    "dot",
+    "figure",
+    "files",
+    "markdown",
+    "png",
+    "text",
+    "unknowns",
+]
 
 LAYER_LIMIT = 100  # layers up to which the PNG is drawn layer by layer
 MAX_ROWS = 50  # rows of a drawing (topological generations); later rows are left to connectivity.dot
@@ -159,17 +172,19 @@ def unknowns(conn: Connectivity, show=esc.name) -> list[str]:
     return out
 
 
-def markdown(conn: Connectivity, name: str, *, images: bool = True) -> str:
-    """The "Connectivity" section of a report README."""
+def markdown(conn: Connectivity, name: str, *, images: bool = True, published: Sequence = ()) -> str:
+    """The "Connectivity" section of a report README. `published`: receptive fields published for
+    the same network (architectures.PublishedField: layer, model, end_point, size, stride, padding,
+    note), set beside the fields measured at the same layers."""
     s = conn.summary()
     rf = conn.final_rf
     level = "layers" if _layer_level(conn) else "blocks"
     out = ["## Connectivity", "",
-           f"Measured on the ONNX graph with its ops collapsed to layers (and to blocks): {s['layers']:,} layers, "
+           (f"Measured on the ONNX graph with its ops collapsed to layers (and to blocks): {s['layers']:,} layers, "
            "weighted layers being those with a constant conv/dense kernel. A fork/join pair is a layer where paths "
            "meet and the layer every path to it passes through (its immediate dominator). Receptive fields follow "
            "Araujo et al. (2019) over all paths: size / effective stride, effective padding, per spatial axis "
-           "(one number when height and width agree).", ""]
+           "(one number when height and width agree)."), ""]
     rows = [
         ("depth", f"{conn.depth} weighted layers on the longest input→output path"),
         ("weighted layers", f"{conn.weighted_layers:,}"),
@@ -203,8 +218,8 @@ def markdown(conn: Connectivity, name: str, *, images: bool = True) -> str:
 
     if conn.fork_joins:
         out += ["### Parallel branches", "",
-                "Every fork/join pair; each branch with its weighted layers (longest path) and its share of the "
-                "MACs of all the pair's branches.", ""]
+                ("Every fork/join pair; each branch with its weighted layers (longest path) and its share of the "
+                "MACs of all the pair's branches."), ""]
         rows = []
         for f in conn.fork_joins:
             parts = []
@@ -222,9 +237,9 @@ def markdown(conn: Connectivity, name: str, *, images: bool = True) -> str:
 
     if conn.residuals:
         out += ["### Skip connections", "",
-                "Every Add of two computed tensors from different layers: the span is the number of weighted layers "
+                ("Every Add of two computed tensors from different layers: the span is the number of weighted layers "
                 "on the longer branch (what the shortcut skips); a projection shortcut carries weighted layers of its "
-                "own.", ""]
+                "own."), ""]
         out += _table(("Add", "block", "fork", "span", "shortcut"),
                       [(md_code(r.layer), r.block, md_code(r.fork), r.span,
                         Markdown("projection: " + ", ".join(md_code(l) for l in r.shortcut)) if r.projection else "identity")
@@ -232,8 +247,8 @@ def markdown(conn: Connectivity, name: str, *, images: bool = True) -> str:
 
     if conn.concats:
         out += ["### Concatenations", "",
-                "Per Concat: the tensors it joins, and the earlier layers whose features (channels) its output "
-                "carries, followed back through elementwise ops, pooling, transposes and reshapes.", ""]
+                ("Per Concat: the tensors it joins, and the earlier layers whose features (channels) its output "
+                "carries, followed back through elementwise ops, pooling, transposes and reshapes."), ""]
         out += _table(("Concat", "block", "inputs", "layers carried", "from"),
                       [(md_code(c.layer), c.block, c.inputs, "unknown" if c.sources is None else len(c.sources),
                         "" if c.sources is None else _few(c.sources)) for c in conn.concats], "llrrl") + [""]
@@ -260,7 +275,7 @@ def markdown(conn: Connectivity, name: str, *, images: bool = True) -> str:
         for st in conn.stacks:
             groups[(st.kernels, st.strides, st.field)].append(st)
         out += ["Stacked convolutions (nothing spatial between them) and the field they reach together:", ""]
-        for (_, _, _), sts in groups.items():
+        for sts in groups.values():
             first = sts[0]
             more = f" and {len(sts) - 1} more" if len(sts) > 1 else ""
             out += [f"- {first.text}: {' → '.join(md_code(l, table=False) for l in first.layers)}{more}"]
@@ -274,13 +289,12 @@ def markdown(conn: Connectivity, name: str, *, images: bool = True) -> str:
     if rows:
         two = all(len(l.spatial_axes) == 2 for _, l in ends if not l.field_unknown)
         layout = "height x width x channels" if two else "spatial dimensions, then channels"
-        out += [f"At the last layer of each block (every layer's in `connectivity.csv`). Outputs are {layout}, "
-                "batch left out, whatever the ONNX graph's layout (`connectivity.csv` keeps the graph's own):", ""]
+        out += [(f"At the last layer of each block (every layer's in `connectivity.csv`). Outputs are {layout}, "
+                "batch left out, whatever the ONNX graph's layout (`connectivity.csv` keeps the graph's own):"), ""]
         out += _table(("block", "layer", "output (HxWxC)" if two else "output (spatial x C)", "size",
                        "effective stride", "effective padding", "aligned"), rows, "lllrrrl") + [""]
     if conn.rf_unsupported:
         out += [f"Receptive fields stop at ops archkit cannot follow: {', '.join(md(o) for o in conn.rf_unsupported)}.", ""]
-    published = [p for p in PUBLISHED_RECEPTIVE_FIELDS if p.architecture == name]
     if published:
         out += ["Beside the published figures (google-research/receptive_field, TF-slim models at 224x224):", ""]
         rows = []
@@ -513,12 +527,12 @@ _LEGEND = {"input": "input / output", "weighted": "weighted layer (conv, dense)"
 
 def _figure(g: nx.DiGraph, labels: dict, colors: dict, groups: dict | None, title: str, unit: str = "layers"):
     """The matplotlib figure of a wiring drawing (drawn at DPI)."""
-    import matplotlib
+    import matplotlib  # heavy (~0.5 s): only when a picture is drawn
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import FancyBboxPatch, Patch
+    import matplotlib.pyplot as plt  # heavy (~0.5 s): only when a picture is drawn
+    from matplotlib.lines import Line2D  # heavy (~0.5 s): only when a picture is drawn
+    from matplotlib.patches import FancyBboxPatch, Patch  # heavy (~0.5 s): only when a picture is drawn
 
     pos = _layout(g)
     hidden_rows, hidden = _hidden_rows(g)
@@ -556,12 +570,12 @@ def _figure(g: nx.DiGraph, labels: dict, colors: dict, groups: dict | None, titl
         span = y0 - y1
         style = "arc3,rad=0" if span <= 1.01 or abs(x1 - x0) > 0.01 else f"arc3,rad={min(0.3, 0.8 / span):.3f}"
         ax.annotate("", xy=(x1, y1 + 0.22), xytext=(x0, y0 - 0.22),
-                    arrowprops=dict(arrowstyle="-|>", lw=0.8, color="#595959", shrinkA=0, shrinkB=0,
-                                    connectionstyle=style, mutation_scale=9), zorder=2)
+                    arrowprops={"arrowstyle": "-|>", "lw": 0.8, "color": "#595959", "shrinkA": 0, "shrinkB": 0,
+                                    "connectionstyle": style, "mutation_scale": 9}, zorder=2)
     for n in g:
         x, y = pos[n]
         ax.text(x, y, labels[n], ha="center", va="center", fontsize=LABEL_PT, zorder=3,
-                bbox=dict(boxstyle="round,pad=0.3", fc=colors[n], ec="#7f7f7f", lw=0.6))
+                bbox={"boxstyle": "round,pad=0.3", "fc": colors[n], "ec": "#7f7f7f", "lw": 0.6})
     if hidden:
         ax.text((min(xs) + max(xs)) / 2, -MAX_ROWS + 0.1, f"… {hidden:,} more {unit} in {hidden_rows:,} more rows "
                 "(connectivity.dot holds the whole graph)", ha="center", va="center", fontsize=LABEL_PT + 1,
@@ -583,12 +597,10 @@ def _figure(g: nx.DiGraph, labels: dict, colors: dict, groups: dict | None, titl
 
 def dense_png(conn: Connectivity, name: str) -> bytes:
     """The DenseNet paper's Figure 5 for each dense block: source layer s (rows) → target ℓ (columns)."""
-    import matplotlib
+    import matplotlib  # heavy (~0.5 s): only when a picture is drawn
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
+    import matplotlib.pyplot as plt  # heavy (~0.5 s): only when a picture is drawn
     blocks = conn.dense_blocks
     weighted = all(d.mean_abs_weight is not None for d in blocks)
     fig, axes = plt.subplots(1, len(blocks), figsize=(3.2 * len(blocks) + 0.6, 3.6), squeeze=False)
@@ -628,8 +640,8 @@ def text(conn: Connectivity, name: str) -> str:
     Names are shown with escape.name: no control character or escape sequence reaches the terminal."""
     n = esc.name
     s = conn.summary()
-    lines = [f"{n(name)}: {s['layers']:,} layers ({conn.weighted_layers:,} weighted); depth {conn.depth} weighted layers; "
-             f"at most {conn.max_parallel_paths} parallel paths"]
+    lines = [(f"{n(name)}: {s['layers']:,} layers ({conn.weighted_layers:,} weighted); depth {conn.depth} weighted layers; "
+             f"at most {conn.max_parallel_paths} parallel paths")]
     rf = conn.final_rf
     if rf:
         lines.append(f"receptive field: {n(conn.final_layer)} {rf.text}")

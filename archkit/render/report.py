@@ -361,7 +361,8 @@ def _markdown(a: Analysis, arch=None, *, chart: bool = False) -> str:
     if v is not None:
         out += _parity_section(v, measured=getattr(a, "bench", None) is not None)
     if a.connectivity is not None:
-        out += [connectivity_markdown(a.connectivity, a.name, images=chart), ""]
+        out += [connectivity_markdown(a.connectivity, a.name, images=chart,
+                                      published=arch.receptive_fields if arch is not None else ()), ""]
     if getattr(a, "bench", None) is not None:
         out += deployment_section(a.bench)
     out += ["## Conventions", "",
