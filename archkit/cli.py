@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from archkit import __version__
-from archkit.errors import EXIT_CODES, ArchkitError, OutputError, ParityError, UsageError
+from archkit.errors import EXIT_CODES, ArchkitError, InternalError, OutputError, ParityError, UsageError
 
 __all__ = ["main"]
 
@@ -916,7 +916,7 @@ def main(argv: list[str] | None = None) -> int:
     except ArchkitError as e:
         if debug and not isinstance(e, UsageError):  # a usage error's traceback tells nothing
             traceback.print_exc()
-        print(f"archkit: error: {terminal(str(e))}", file=sys.stderr)
+        print(f"archkit: {'' if isinstance(e, InternalError) else 'error: '}{terminal(str(e))}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("archkit: interrupted", file=sys.stderr)

@@ -21,7 +21,7 @@ from typing import Callable, Mapping, NamedTuple
 import networkx as nx
 import pandas as pd
 
-from archkit.errors import MalformedModelError
+from archkit.errors import ArchkitError, InternalError
 from archkit.costs.rules import DATA_DEPENDENT, FREE, RULES, SHAPE_ONLY as _SHAPE_ONLY, Cost, ShapeUnknown
 from archkit.onnx.graph import FLOAT_TYPES, OpNode, op_nodes
 from archkit.onnx.names import LayerResolver, ScopeNames
@@ -471,21 +471,21 @@ def _rows(order, nodes, pred, layer_of, block_of, sym: "_Symbolic | None" = None
             n = _generated_size(data, pred[nid], nodes)
             if n:
                 generated[data.outputs[0][0]] = n
-        try:
-            if rule is None:
-                cost, status = _cost(data)
-                if sym is not None and op_type == "Reshape":
-                    sym.reshape(nid, data)
-            else:
-                try:
-                    cost, status = (rule(data) if sym is None else sym.cost(nid, data, rule)), "counted"
-                except ShapeUnknown:
-                    cost, status = _ZERO, "unknown"
-        except (KeyError, IndexError, ValueError, TypeError, ZeroDivisionError) as e:
-            # A rule follows the operator's spec; an op outside it (a required attribute missing,
-            # an input of the wrong rank) is a malformed model -- or a rule's bug: --debug tells
-            raise MalformedModelError(f"op {nid!r} ({op_type}) has attributes or input shapes its operator does not "
-                                      f"allow ({type(e).__name__}: {e})") from e
+        if rule is None:
+            cost, status = _cost(data)
+            if sym is not None and op_type == "Reshape":
+                sym.reshape(nid, data)
+        else:
+            try:
+                cost, status = (rule(data) if sym is None else sym.cost(nid, data, rule)), "counted"
+            except ShapeUnknown:
+                cost, status = _ZERO, "unknown"
+            except (ArchkitError, MemoryError, RecursionError):
+                raise
+            except Exception as e:
+                # load checked the op against its schema and the shape engine its shapes: what fails
+                # here is archkit's own bug
+                raise InternalError(_rule_failed(op_type, nid, e)) from e
         outs = data.outputs
         shape = outs[0][1] if outs else None
         text = shape_text.get(shape)
@@ -506,6 +506,13 @@ def _rows(order, nodes, pred, layer_of, block_of, sym: "_Symbolic | None" = None
         append(_new(OpCost, (nid, op_type, domain, layer, block, text, cost[0], cost[1], params, weights,
                              status, stats, context, made, True)))
     return rows, subgraphs, n_generated
+
+
+def _rule_failed(op_type: str, nid: str, e: Exception) -> str:
+    """The one line that reports a cost rule's bug."""
+    what = (str(e).strip().splitlines() or [""])[0]
+    return (f"internal error in the cost rule for {op_type} (node {nid!r}): {type(e).__name__}"
+            f"{': ' + what if what else ''}; please report it with the file")
 
 
 def _generated_size(data: OpNode, preds, nodes) -> int:
@@ -637,17 +644,12 @@ def _unsummed(rows: list[OpCost], skipped: set[str], order, nodes, pred, layer_o
 
 
 def _cost(data: OpNode) -> tuple[Cost, str]:
-    rule = RULES.get((data.domain, data.op_type))
-    if rule is None:
-        if data.domain == "ai.onnx" and data.op_type in FREE:
-            return _ZERO, "free"
-        if data.domain == "ai.onnx" and data.op_type in DATA_DEPENDENT:
-            return _ZERO, "unknown"
-        return _ZERO, "unsupported"
-    try:
-        return rule(data), "counted"
-    except ShapeUnknown:
+    """The cost and status of an op without a cost rule."""
+    if data.domain == "ai.onnx" and data.op_type in FREE:
+        return _ZERO, "free"
+    if data.domain == "ai.onnx" and data.op_type in DATA_DEPENDENT:
         return _ZERO, "unknown"
+    return _ZERO, "unsupported"
 
 
 _ZERO = Cost()

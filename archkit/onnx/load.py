@@ -7,6 +7,11 @@ it, and before any file it names is opened:
 - structure: every tensor's dims are non-negative and their element count fits int64; the
   bytes a tensor holds match its dims and type; names are text; subgraphs nest at most
   MAX_SUBGRAPH_DEPTH deep;
+- operators: each node of a domain onnx.defs knows is checked against its operator's schema in
+  the file's own opset version (an opset-9 file against the opset-9 schemas): attribute names,
+  types and required attributes, the number of inputs and outputs. An op onnx.defs has no
+  schema for (a custom domain, an op its version does not define) is left to the costs, which
+  list it without a cost rule;
 - external data: the location is relative, has no `..`, drive letter or UNC prefix, resolves
   inside the model's folder (realpath, compared with commonpath), crosses no symlink, names a
   regular file with one link, and offset + length lie within that file. Nothing is opened:
@@ -26,9 +31,10 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Mapping, NamedTuple
+from typing import Iterable, Mapping, NamedTuple
 
 import onnx
+import onnx.defs
 from google.protobuf.message import DecodeError
 
 from archkit.errors import InputError, MalformedModelError, ResourceError, UnsafeModelError
@@ -69,6 +75,53 @@ for _dt in (_T.UINT4, _T.INT4, _T.FLOAT4E2M1):
 
 
 _HOLDERS = frozenset({_A.TENSOR, _A.TENSORS, _A.GRAPH, _A.GRAPHS, _A.SPARSE_TENSOR, _A.SPARSE_TENSORS})
+
+
+class _Schema(NamedTuple):
+    """What load checks of one operator schema (onnx.defs.OpSchema, read once)."""
+
+    op: str  # "Conv, opset 9": the op and the file's opset version, for messages
+    attributes: Mapping[str, int]  # name → AttributeProto type
+    required: tuple[str, ...]
+    inputs: tuple[int, int]  # the fewest and the most inputs
+    outputs: tuple[int, int]
+    single_inputs: tuple[int, ...]  # inputs that must be named (not optional, not variadic)
+    single_outputs: tuple[int, ...]
+    unchecked: bool  # attributes outside the schema are allowed
+
+
+# Schemas that allow attributes outside them (onnx's AllowUncheckedAttributes, which onnx.defs
+# does not expose): (domain, op_type, since_version).
+_UNCHECKED = frozenset({("", "LayerNormalization", 17)})
+_SINGLE = onnx.defs.OpSchema.FormalParameterOption.Single
+_SCHEMAS: dict[tuple[str, str, int], _Schema | None] = {}  # (domain, op_type, opset version) → schema
+
+
+def _schema(domain: str, op_type: str, version: int) -> _Schema | None:
+    """The schema an op has in opset `version` of its domain; None where onnx.defs has none (a
+    custom domain, an op the version does not define or has deprecated)."""
+    key = (domain, op_type, version)
+    if key in _SCHEMAS:
+        return _SCHEMAS[key]
+    try:
+        s = onnx.defs.get_schema(op_type, version, domain)
+    except onnx.defs.SchemaError:
+        s = None
+    found = None
+    if s is not None and not s.deprecated:
+        found = _Schema(f"{op_type}, opset {version}", {n: int(a.type) for n, a in s.attributes.items()},
+                        tuple(sorted(n for n, a in s.attributes.items() if a.required)),
+                        (s.min_input, s.max_input), (s.min_output, s.max_output),
+                        tuple(i for i, f in enumerate(s.inputs) if f.option == _SINGLE),
+                        tuple(i for i, f in enumerate(s.outputs) if f.option == _SINGLE),
+                        (domain, op_type, s.since_version) in _UNCHECKED)
+    _SCHEMAS[key] = found
+    return found
+
+
+def _opsets(imports: Iterable[onnx.OperatorSetIdProto]) -> dict[str, int]:
+    """Domain → version, the default domain as "" (as onnx.defs names it)."""
+    return {("" if o.domain == "ai.onnx" else o.domain): o.version for o in imports}
 
 
 class ExternalRef(NamedTuple):
@@ -190,6 +243,7 @@ class _Checker:
         self.absent: list[str] = []
         self.files: dict[str, os.stat_result | None] = {}
         self.freed: list[str] = []
+        self.opsets: dict[str, int] = {}
 
     def model(self, model: onnx.ModelProto) -> None:
         for text in (model.producer_name, model.producer_version, model.domain, model.doc_string):
@@ -199,10 +253,12 @@ class _Checker:
             self.text(p.value, "metadata value")
         for o in model.opset_import:
             self.text(o.domain, "opset domain")
+        self.opsets = _opsets(model.opset_import)
         self.graph(model.graph, 0)
         for f in model.functions:
             self.text(f.name, "function name")
-            self.nodes(f.node, 1)
+            # a function's body is read in its own opsets (the model's where it names none)
+            self.nodes(f.node, 1, {**self.opsets, **_opsets(f.opset_import)}, f"function {_q(f.name)}")
         for t in model.training_info:
             self.graph(t.initialization, 1)
             self.graph(t.algorithm, 1)
@@ -226,7 +282,7 @@ class _Checker:
         for vis in (g.input, g.output, g.value_info):
             for vi in vis:
                 self.value_info(vi)
-        self.nodes(g.node, depth)
+        self.nodes(g.node, depth, self.opsets, f"subgraph {_q(g.name)}" if depth else "")
 
     def value_info(self, vi: onnx.ValueInfoProto) -> None:
         self.text(vi.name, "tensor name")
@@ -242,13 +298,34 @@ class _Checker:
                     self.freed.append(d.dim_param)
                 self.text(d.dim_param, "dimension name")
 
-    def nodes(self, nodes, depth: int) -> None:
+    def nodes(self, nodes: Iterable[onnx.NodeProto], depth: int, opsets: Mapping[str, int], where: str) -> None:
+        """Each node against its operator's schema, then the tensors and graphs its attributes hold."""
+        schemas: dict[tuple[str, str], _Schema | None] = {}  # (domain, op_type) → its schema in `opsets`
+        position = -1
         for node in nodes:
+            position += 1
+            op_type, domain = node.op_type, node.domain
+            key = (domain, op_type)
+            if key in schemas:
+                schema = schemas[key]
+            else:
+                self.text(op_type, "op type")
+                self.text(domain, "op domain")
+                d = "" if domain == "ai.onnx" else domain
+                version = opsets.get(d)
+                schema = schemas[key] = None if version is None else _schema(d, op_type, version)
+            if schema is not None:
+                self.arity(node, schema, position, where)
             if not node.attribute:
+                if schema is not None and schema.required:
+                    self.bad_node(node, schema, position, where,
+                                  f"required attribute {_q(schema.required[0])} is missing")
                 continue
+            if schema is not None:
+                self.attributes(node, schema, position, where)
             for a in node.attribute:
                 t = a.type
-                if t not in _HOLDERS:  # ints, floats, strings: nothing to check
+                if t not in _HOLDERS:  # ints, floats, strings: nothing more to check
                     continue
                 if t == _A.TENSOR:
                     self.tensor(a.t)
@@ -267,6 +344,46 @@ class _Checker:
                     for x in a.sparse_tensors:
                         self.tensor(x.values)
                         self.tensor(x.indices)
+
+    def arity(self, node: onnx.NodeProto, schema: _Schema, position: int, where: str) -> None:
+        """As many inputs and outputs as the schema allows, each one it requires named."""
+        for kind, names, (least, most), single in (("input", node.input, schema.inputs, schema.single_inputs),
+                                                   ("output", node.output, schema.outputs, schema.single_outputs)):
+            n = len(names)
+            if not least <= n <= most:
+                takes = f"{least}" if least == most else f"at least {least}" if most >= 2**31 - 1 else \
+                    f"{least} to {most}"
+                self.bad_node(node, schema, position, where, f"{n} {kind}{'s' if n != 1 else ''}, the operator "
+                                                             f"takes {takes}")
+            if "" in names:
+                for i in single:
+                    if i < n and not names[i]:
+                        self.bad_node(node, schema, position, where, f"{kind} {i} is required but has no name")
+
+    def attributes(self, node: onnx.NodeProto, schema: _Schema, position: int, where: str) -> None:
+        """Every attribute known to the schema, of the type it says, none twice; none it requires missing."""
+        known = schema.attributes
+        names = set()
+        for a in node.attribute:
+            name, t = a.name, a.type
+            self.text(name, "attribute name")
+            if name in names:
+                self.bad_node(node, schema, position, where, f"attribute {_q(name)} is given twice")
+            names.add(name)
+            want = known.get(name)
+            if want is None:
+                if not schema.unchecked and not name.startswith("__"):  # "__": implementation details (onnx)
+                    self.bad_node(node, schema, position, where, f"unknown attribute {_q(name)}")
+            elif t != want:
+                self.bad_node(node, schema, position, where, f"attribute {_q(name)} "
+                              + (f"has type {_attr_type(t)}" if t else "has no type") + f", the schema says {_attr_type(want)}")
+        for name in schema.required:
+            if name not in names:
+                self.bad_node(node, schema, position, where, f"required attribute {_q(name)} is missing")
+
+    def bad_node(self, node: onnx.NodeProto, schema: _Schema, position: int, where: str, problem: str) -> None:
+        who = f"node {_q(node.name)}" if node.name else f"unnamed node {position}"
+        self.fail(MalformedModelError, f"{who} ({schema.op}){' in ' + where if where else ''}: {problem}")
 
     def tensor(self, t: onnx.TensorProto) -> None:
         name = t.name
@@ -433,6 +550,13 @@ def has_data(t: onnx.TensorProto) -> bool:
         return True
     typed = _TYPED.get(t.data_type)
     return typed is not None and len(getattr(t, typed[0])) > 0 or math.prod(t.dims) == 0
+
+
+def _attr_type(t: int) -> str:
+    try:
+        return _A.AttributeType.Name(t)
+    except ValueError:
+        return str(t)
 
 
 def _dtype(dt: int) -> str:
