@@ -318,11 +318,13 @@ class _Checker:
                 self.arity(node, schema, position, where)
             if not node.attribute:
                 if schema is not None and schema.required:
-                    self.bad_node(node, schema, position, where,
+                    self.bad_node(node, schema.op, position, where,
                                   f"required attribute {_q(schema.required[0])} is missing")
                 continue
             if schema is not None:
                 self.attributes(node, schema, position, where)
+            if op_type == "Einsum" and domain in ("", "ai.onnx"):
+                self.einsum(node, "Einsum" if schema is None else schema.op, position, where)
             for a in node.attribute:
                 t = a.type
                 if t not in _HOLDERS:  # ints, floats, strings: nothing more to check
@@ -353,12 +355,12 @@ class _Checker:
             if not least <= n <= most:
                 takes = f"{least}" if least == most else f"at least {least}" if most >= 2**31 - 1 else \
                     f"{least} to {most}"
-                self.bad_node(node, schema, position, where, f"{n} {kind}{'s' if n != 1 else ''}, the operator "
+                self.bad_node(node, schema.op, position, where, f"{n} {kind}{'s' if n != 1 else ''}, the operator "
                                                              f"takes {takes}")
             if "" in names:
                 for i in single:
                     if i < n and not names[i]:
-                        self.bad_node(node, schema, position, where, f"{kind} {i} is required but has no name")
+                        self.bad_node(node, schema.op, position, where, f"{kind} {i} is required but has no name")
 
     def attributes(self, node: onnx.NodeProto, schema: _Schema, position: int, where: str) -> None:
         """Every attribute known to the schema, of the type it says, none twice; none it requires missing."""
@@ -368,22 +370,31 @@ class _Checker:
             name, t = a.name, a.type
             self.text(name, "attribute name")
             if name in names:
-                self.bad_node(node, schema, position, where, f"attribute {_q(name)} is given twice")
+                self.bad_node(node, schema.op, position, where, f"attribute {_q(name)} is given twice")
             names.add(name)
             want = known.get(name)
             if want is None:
                 if not schema.unchecked and not name.startswith("__"):  # "__": implementation details (onnx)
-                    self.bad_node(node, schema, position, where, f"unknown attribute {_q(name)}")
+                    self.bad_node(node, schema.op, position, where, f"unknown attribute {_q(name)}")
             elif t != want:
-                self.bad_node(node, schema, position, where, f"attribute {_q(name)} "
+                self.bad_node(node, schema.op, position, where, f"attribute {_q(name)} "
                               + (f"has type {_attr_type(t)}" if t else "has no type") + f", the schema says {_attr_type(want)}")
         for name in schema.required:
             if name not in names:
-                self.bad_node(node, schema, position, where, f"required attribute {_q(name)} is missing")
+                self.bad_node(node, schema.op, position, where, f"required attribute {_q(name)} is missing")
 
-    def bad_node(self, node: onnx.NodeProto, schema: _Schema, position: int, where: str, problem: str) -> None:
+    def einsum(self, node: onnx.NodeProto, op: str, position: int, where: str) -> None:
+        """An Einsum's equation in the operator's grammar, one term per input (onnx's own inference
+        does not return on some that are not, such as a term with two ellipses)."""
+        for a in node.attribute:
+            if a.name == "equation" and a.type == _A.STRING:
+                problem = _einsum_problem(a.s, len(node.input))
+                if problem:
+                    self.bad_node(node, op, position, where, f"equation {_q(a.s.decode('utf-8', 'replace'))} {problem}")
+
+    def bad_node(self, node: onnx.NodeProto, op: str, position: int, where: str, problem: str) -> None:
         who = f"node {_q(node.name)}" if node.name else f"unnamed node {position}"
-        self.fail(MalformedModelError, f"{who} ({schema.op}){' in ' + where if where else ''}: {problem}")
+        self.fail(MalformedModelError, f"{who} ({op}){' in ' + where if where else ''}: {problem}")
 
     def tensor(self, t: onnx.TensorProto) -> None:
         name = t.name
@@ -550,6 +561,23 @@ def has_data(t: onnx.TensorProto) -> bool:
         return True
     typed = _TYPED.get(t.data_type)
     return typed is not None and len(getattr(t, typed[0])) > 0 or math.prod(t.dims) == 0
+
+
+_EINSUM_TERM = re.compile(r"[A-Za-z]*(\.\.\.)?[A-Za-z]*")
+
+
+def _einsum_problem(equation: bytes, inputs: int) -> str | None:
+    """What makes an Einsum equation invalid (None: nothing): letters, at most one `...` per
+    term, as many terms left of `->` as the op has inputs."""
+    text = equation.replace(b" ", b"").decode("ascii", "replace")
+    lhs, arrow, rhs = text.partition("->")
+    terms = lhs.split(",")
+    for term in terms + ([rhs] if arrow else []):
+        if not _EINSUM_TERM.fullmatch(term):
+            return f"has a term {term!r} that is not letters with at most one '...'"
+    if len(terms) != inputs:
+        return f"has {len(terms)} input terms for {inputs} inputs"
+    return None
 
 
 def _attr_type(t: int) -> str:
