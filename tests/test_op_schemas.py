@@ -75,8 +75,8 @@ def _given_twice(m):
 @pytest.mark.parametrize("change, fragment", [
     (_unknown_attribute, "node '/conv/Conv' (Conv, opset 17): unknown attribute 'kernel_sizes'"),
     (_wrong_type, "node '/fc/Gemm' (Gemm, opset 17): attribute 'transB' has type FLOAT, the schema says INT"),
-    (_missing_required, "node '/pool/GlobalAveragePool' (MaxPool, opset 17): required attribute 'kernel_shape' "
-                        "is missing"),
+    (_missing_required, ("node '/pool/GlobalAveragePool' (MaxPool, opset 17): required attribute 'kernel_shape' "
+                         "is missing")),
     (_too_few_inputs, "node '/conv/Conv' (Conv, opset 17): 1 input, the operator takes 2 to 3"),
     (_unnamed_required_output, "node '/conv/Conv' (Conv, opset 17): output 0 is required but has no name"),
     (_given_twice, "node '/conv/Conv' (Conv, opset 17): attribute 'pads' is given twice"),

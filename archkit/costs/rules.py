@@ -28,10 +28,10 @@ schema to check it, and a rule that finds an attribute or input it cannot read s
 from __future__ import annotations
 
 from math import prod
-from typing import Any, Callable, NamedTuple, TypeVar
+from typing import Any, Callable, NamedTuple, TypeVar, cast
 
 from archkit.errors import MalformedModelError
-from archkit.onnx.graph import OpNode
+from archkit.onnx.graph import OpNode, TensorInfo
 from archkit.onnx.symbolic import Expr
 
 __all__ = ["Cost", "ShapeUnknown", "RULES", "FREE", "DATA_DEPENDENT", "SHAPE_ONLY", "rule_for"]
@@ -69,7 +69,7 @@ FREE = frozenset({
 })
 
 
-def _register(*op_types: str, domain: str = "ai.onnx"):
+def _register(*op_types: str, domain: str = "ai.onnx") -> Callable[[Rule], Rule]:
     def deco(fn: Rule) -> Rule:
         for op in op_types:
             RULES[(domain, op)] = fn
@@ -86,7 +86,7 @@ def rule_for(domain: str, op_type: str) -> Rule | None:
 _KNOWN: dict[tuple, bool] = {}  # shape → all dims known (shapes repeat: a cache beats a scan)
 
 
-def _shape(t) -> tuple[int, ...]:
+def _shape(t: TensorInfo | None) -> tuple[int, ...]:
     if t is None or t.shape is None:
         raise ShapeUnknown(t.name if t is not None else "missing input")
     s = t.shape
@@ -97,7 +97,7 @@ def _shape(t) -> tuple[int, ...]:
         k = _KNOWN[s] = all(d.__class__ is int or d.__class__ is Expr for d in s)  # Expr: a formula in free dims
     if not k:
         raise ShapeUnknown(t.name)
-    return s
+    return cast("tuple[int, ...]", s)  # every dim an int, or a formula (Expr) that computes as one
 
 
 def _in(node: OpNode, i: int) -> tuple[int, ...]:
@@ -265,7 +265,7 @@ def attention(node: OpNode) -> Cost:
     return Cost(scores * (e + ev), scores * (4 + _has_input(node, 3)))
 
 
-def _recurrent(gates: int):
+def _recurrent(gates: int) -> Rule:
     def rule(node: OpNode) -> Cost:
         # X (seq, batch, input) [layout 0] or (batch, seq, input); W (dirs, gates·hidden, input);
         # R (dirs, gates·hidden, hidden). Per step: X·Wᵀ and H·Rᵀ; flops: biases (2 per gate

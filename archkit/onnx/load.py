@@ -26,18 +26,25 @@ guard against hostile files, not against a hostile file system.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
 import stat
 from pathlib import Path
-from typing import Iterable, Mapping, NamedTuple
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, NoReturn
 
 import onnx
 import onnx.defs
 from google.protobuf.message import DecodeError
 
-from archkit.errors import InputError, MalformedModelError, ResourceError, UnsafeModelError
+from archkit.errors import (
+    ArchkitError,
+    InputError,
+    MalformedModelError,
+    ResourceError,
+    UnsafeModelError,
+)
 
 __all__ = ["load_model", "parse_model", "check_model", "Loaded", "ExternalRef", "has_data", "parse_size",
            "ArchkitMetadata", "archkit_metadata",
@@ -54,7 +61,7 @@ _EXTERNAL = _T.EXTERNAL
 _EXTERNAL_KEYS = frozenset({"location", "offset", "length", "checksum"})
 
 # Bits per element as stored in raw_data (packed sub-byte types round up to whole bytes).
-_BITS = {_T.FLOAT: 32, _T.UINT8: 8, _T.INT8: 8, _T.UINT16: 16, _T.INT16: 16, _T.INT32: 32, _T.INT64: 64,
+_BITS: dict[int, int] = {_T.FLOAT: 32, _T.UINT8: 8, _T.INT8: 8, _T.UINT16: 16, _T.INT16: 16, _T.INT32: 32, _T.INT64: 64,
          _T.BOOL: 8, _T.FLOAT16: 16, _T.DOUBLE: 64, _T.UINT32: 32, _T.UINT64: 64, _T.COMPLEX64: 64,
          _T.COMPLEX128: 128, _T.BFLOAT16: 16, _T.FLOAT8E4M3FN: 8, _T.FLOAT8E4M3FNUZ: 8, _T.FLOAT8E5M2: 8,
          _T.FLOAT8E5M2FNUZ: 8, _T.UINT4: 4, _T.INT4: 4, _T.FLOAT4E2M1: 4}
@@ -64,7 +71,7 @@ for _name, _bits in (("FLOAT8E8M0", 8), ("UINT2", 2), ("INT2", 2)):  # newer onn
 
 # Which typed repeated field holds a type's values, and how many entries n elements take:
 # ceil(n * a / b) for (field, a, b) (complex numbers are two; 4-bit types pack two per entry).
-_TYPED = {_T.FLOAT: ("float_data", 1, 1), _T.COMPLEX64: ("float_data", 2, 1), _T.DOUBLE: ("double_data", 1, 1),
+_TYPED: dict[int, tuple[str, int, int]] = {_T.FLOAT: ("float_data", 1, 1), _T.COMPLEX64: ("float_data", 2, 1), _T.DOUBLE: ("double_data", 1, 1),
           _T.COMPLEX128: ("double_data", 2, 1), _T.INT64: ("int64_data", 1, 1), _T.UINT32: ("uint64_data", 1, 1),
           _T.UINT64: ("uint64_data", 1, 1), _T.STRING: ("string_data", 1, 1)}
 for _dt in (_T.INT32, _T.INT16, _T.INT8, _T.UINT16, _T.UINT8, _T.BOOL, _T.FLOAT16, _T.BFLOAT16, _T.FLOAT8E4M3FN,
@@ -94,6 +101,9 @@ class _Schema(NamedTuple):
 # does not expose): (domain, op_type, since_version).
 _UNCHECKED = frozenset({("", "LayerNormalization", 17)})
 _SINGLE = onnx.defs.OpSchema.FormalParameterOption.Single
+# a schema's attribute type → AttributeProto's
+_ATTR_TYPES = {getattr(onnx.defs.OpSchema.AttrType, name): value for name, value in _A.AttributeType.items()
+               if hasattr(onnx.defs.OpSchema.AttrType, name)}
 _SCHEMAS: dict[tuple[str, str, int], _Schema | None] = {}  # (domain, op_type, opset version) → schema
 
 
@@ -109,7 +119,7 @@ def _schema(domain: str, op_type: str, version: int) -> _Schema | None:
         s = None
     found = None
     if s is not None and not s.deprecated:
-        found = _Schema(f"{op_type}, opset {version}", {n: int(a.type) for n, a in s.attributes.items()},
+        found = _Schema(f"{op_type}, opset {version}", {n: _ATTR_TYPES[a.type] for n, a in s.attributes.items()},
                         tuple(sorted(n for n, a in s.attributes.items() if a.required)),
                         (s.min_input, s.max_input), (s.min_output, s.max_output),
                         tuple(i for i, f in enumerate(s.inputs) if f.option == _SINGLE),
@@ -263,12 +273,12 @@ class _Checker:
             self.graph(t.initialization, 1)
             self.graph(t.algorithm, 1)
 
-    def fail(self, kind, problem: str):
+    def fail(self, kind: type[ArchkitError], problem: str) -> NoReturn:
         raise kind(f"{self.origin}: {problem}")
 
-    def text(self, s, what: str) -> None:
-        if s.__class__ is not str:  # protobuf hands back bytes for a string field that is not UTF-8
-            self.fail(MalformedModelError, f"a {what} is not valid UTF-8: {bytes(s)[:40]!r}")
+    def text(self, s: str | bytes, what: str) -> None:
+        if isinstance(s, bytes):  # protobuf hands back bytes for a string field that is not UTF-8
+            self.fail(MalformedModelError, f"a {what} is not valid UTF-8: {s[:40]!r}")
 
     def graph(self, g: onnx.GraphProto, depth: int) -> None:
         if depth > MAX_SUBGRAPH_DEPTH:
@@ -470,8 +480,9 @@ class _Checker:
         """lstat the external data file after checking its location; None when it is missing."""
         if location in self.files:
             return self.files[location]
-        unsafe = lambda why: self.fail(UnsafeModelError, f"tensor {_q(name)}: external data location "  # noqa: E731
-                                                         f"{_q(location)} {why}")
+        def unsafe(why: str) -> NoReturn:
+            self.fail(UnsafeModelError, f"tensor {_q(name)}: external data location {_q(location)} {why}")
+
         if "\0" in location:
             unsafe("contains a NUL byte")
         if location.startswith(("/", "\\")):
@@ -484,13 +495,15 @@ class _Checker:
         parts = [p for p in parts if p not in ("", ".")]
         if not parts:
             unsafe("names no file")
-        path = os.path.join(self.root, *parts)
+        root = self.root
+        assert root is not None  # external data needs a folder (external_data refuses it without one)
+        path = os.path.join(root, *parts)
         real = os.path.realpath(path)
-        if os.path.commonpath([self.root, real]) != self.root:
+        if os.path.commonpath([root, real]) != root:
             unsafe("resolves outside the model's folder")
         # No symlink anywhere below the model's folder, and the last part a regular file, alone.
-        here = self.root
-        st = None
+        here = root
+        st: os.stat_result | None = None
         for i, part in enumerate(parts):
             here = os.path.join(here, part)
             try:
@@ -504,6 +517,7 @@ class _Checker:
                 unsafe(f"goes through a symbolic link ({_q('/'.join(parts[:i + 1]))})")
             if i < len(parts) - 1 and not stat.S_ISDIR(st.st_mode):
                 unsafe(f"goes through {_q('/'.join(parts[:i + 1]))}, which is not a folder")
+        assert st is not None  # parts is not empty
         if not stat.S_ISREG(st.st_mode):
             unsafe("is not a regular file")
         if st.st_nlink != 1:
@@ -521,7 +535,7 @@ class ArchkitMetadata(NamedTuple):
     problems: tuple[str, ...] = ()  # keys ignored because they are not what archkit writes
 
 
-def _layer_ok(l) -> bool:
+def _layer_ok(l: object) -> bool:
     shape = l.get("output_shape") if isinstance(l, dict) else None
     return (isinstance(l, dict) and isinstance(l.get("name"), str) and isinstance(l.get("class"), str)
             and isinstance(l.get("block", ""), str)
@@ -532,10 +546,9 @@ def _layer_ok(l) -> bool:
 
 def archkit_metadata(meta: Mapping[str, str]) -> ArchkitMetadata:
     """The archkit.* metadata of a model, each key kept only if it has the form archkit writes."""
-    import json
-
-    out, problems = {}, []
-    checks = {"archkit.layers": ("layers", lambda v: isinstance(v, list) and all(map(_layer_ok, v))),
+    out: dict[str, Any] = {}
+    problems = []
+    checks: dict[str, tuple[str, Callable[[Any], bool]]] = {"archkit.layers": ("layers", lambda v: isinstance(v, list) and all(map(_layer_ok, v))),
               "archkit.keras_params": ("keras_params", lambda v: isinstance(v, dict) and all(
                   isinstance(v.get(k), int) for k in ("total", "trainable", "non_trainable"))),
               "archkit.config": ("config", lambda v: isinstance(v, dict))}
@@ -545,8 +558,9 @@ def archkit_metadata(meta: Mapping[str, str]) -> ArchkitMetadata:
         try:
             value = json.loads(meta[key])
         except (ValueError, RecursionError):
-            value = ok = None
-        if ok is None or not ok(value):
+            problems.append(key)
+            continue
+        if not ok(value):
             problems.append(key)
             continue
         out[field] = tuple(value) if field == "layers" else value
@@ -600,7 +614,7 @@ def _q(s: str, limit: int = 80) -> str:
     return r if len(r) <= limit else r[:limit - 5] + "…" + r[-4:]
 
 
-def _few(items, n: int = 3) -> str:
+def _few(items: Iterable[str], n: int = 3) -> str:
     items = list(items)
     shown = ", ".join(_q(x) for x in items[:n])
     return shown + (f" and {len(items) - n} more" if len(items) > n else "")
