@@ -309,7 +309,7 @@ class _Checker:
                 self.text(d.dim_param, "dimension name")
 
     def nodes(self, nodes: Iterable[onnx.NodeProto], depth: int, opsets: Mapping[str, int], where: str) -> None:
-        """Each node against its operator's schema, then the tensors and graphs its attributes hold."""
+        """Each node against its operator's schema, and the tensors and graphs its attributes hold."""
         schemas: dict[tuple[str, str], _Schema | None] = {}  # (domain, op_type) → its schema in `opsets`
         position = -1
         for node in nodes:
@@ -324,38 +324,58 @@ class _Checker:
                 d = "" if domain == "ai.onnx" else domain
                 version = opsets.get(d)
                 schema = schemas[key] = None if version is None else _schema(d, op_type, version)
+            attributes = node.attribute
             if schema is not None:
-                self.arity(node, schema, position, where)
-            if not node.attribute:
-                if schema is not None and schema.required:
-                    self.bad_node(node, schema.op, position, where,
-                                  f"required attribute {_q(schema.required[0])} is missing")
-                continue
-            if schema is not None:
-                self.attributes(node, schema, position, where)
+                # the common case at a glance; on any doubt the methods below name the problem
+                ins, outs = node.input, node.output
+                (in_least, in_most), (out_least, out_most) = schema.inputs, schema.outputs
+                if not (in_least <= len(ins) <= in_most and out_least <= len(outs) <= out_most) \
+                        or "" in ins or "" in outs:
+                    self.arity(node, schema, position, where)
+                if not attributes:
+                    if schema.required:
+                        self.attributes(node, schema, position, where)
+                    continue
+                known = schema.attributes
+                names = []
+                doubt = False
+                for a in attributes:
+                    name, t = a.name, a.type
+                    names.append(name)
+                    if known.get(name) != t:
+                        doubt = True
+                    if t in _HOLDERS:
+                        self.holder(a, depth)
+                if doubt or len(set(names)) != len(names) or schema.required and \
+                        any(r not in names for r in schema.required):
+                    self.attributes(node, schema, position, where)
+            elif attributes:
+                for a in attributes:
+                    if a.type in _HOLDERS:
+                        self.holder(a, depth)
             if op_type == "Einsum" and domain in ("", "ai.onnx"):
                 self.einsum(node, "Einsum" if schema is None else schema.op, position, where)
-            for a in node.attribute:
-                t = a.type
-                if t not in _HOLDERS:  # ints, floats, strings: nothing more to check
-                    continue
-                if t == _A.TENSOR:
-                    self.tensor(a.t)
-                elif t == _A.GRAPH:
-                    self.graph(a.g, depth + 1)
-                elif t == _A.TENSORS:
-                    for x in a.tensors:
-                        self.tensor(x)
-                elif t == _A.GRAPHS:
-                    for x in a.graphs:
-                        self.graph(x, depth + 1)
-                elif t == _A.SPARSE_TENSOR:
-                    self.tensor(a.sparse_tensor.values)
-                    self.tensor(a.sparse_tensor.indices)
-                elif t == _A.SPARSE_TENSORS:
-                    for x in a.sparse_tensors:
-                        self.tensor(x.values)
-                        self.tensor(x.indices)
+
+    def holder(self, a: onnx.AttributeProto, depth: int) -> None:
+        """The tensors and graphs an attribute holds."""
+        t = a.type
+        if t == _A.TENSOR:
+            self.tensor(a.t)
+        elif t == _A.GRAPH:
+            self.graph(a.g, depth + 1)
+        elif t == _A.TENSORS:
+            for x in a.tensors:
+                self.tensor(x)
+        elif t == _A.GRAPHS:
+            for x in a.graphs:
+                self.graph(x, depth + 1)
+        elif t == _A.SPARSE_TENSOR:
+            self.tensor(a.sparse_tensor.values)
+            self.tensor(a.sparse_tensor.indices)
+        elif t == _A.SPARSE_TENSORS:
+            for x in a.sparse_tensors:
+                self.tensor(x.values)
+                self.tensor(x.indices)
 
     def arity(self, node: onnx.NodeProto, schema: _Schema, position: int, where: str) -> None:
         """As many inputs and outputs as the schema allows, each one it requires named."""
