@@ -43,6 +43,22 @@ def test_a_rule_that_fails_is_an_internal_error_that_asks_for_a_report(tmp_path,
     assert rc == 1 and "Traceback" in err and "raise KeyError" in err
 
 
+def test_the_report_request_survives_a_hostile_node_name(tmp_path, capsys, monkeypatch):
+    m = small_cnn()
+    _node(m, "/conv/Conv").name = "/conv\x1b[2J\u202e" + "x" * 20_000 + "/Conv"
+    f = tmp_path / "m.onnx"
+    f.write_bytes(m.SerializeToString())
+
+    def broken(node):
+        raise IndexError("tuple index out of range\nsecond line")
+
+    monkeypatch.setitem(RULES, ("ai.onnx", "Conv"), broken)
+    rc, err = analyse(capsys, f)
+    assert rc == 1 and err.count("\n") == 1 and len(err) < 500 and "\x1b" not in err
+    assert err.startswith("archkit: internal error in the cost rule for Conv (node '/conv\\x1b[2J")
+    assert err.endswith("): IndexError: tuple index out of range; please report it with the file\n")
+
+
 def _unknown_attribute(m):
     _node(m, "/conv/Conv").attribute.append(helper.make_attribute("kernel_sizes", [3, 3]))
 

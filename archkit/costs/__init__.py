@@ -524,10 +524,15 @@ def _rows(order: Iterable[tuple[str, OpNode]], nodes: _Nodes, pred: _Preds, laye
 
 
 def _rule_failed(op_type: str, nid: str, e: Exception) -> str:
-    """The one line that reports a cost rule's bug."""
+    """The one line that reports a cost rule's bug (names cut short: the request to report stays on it)."""
     what = (str(e).strip().splitlines() or [""])[0]
-    return (f"internal error in the cost rule for {op_type} (node {nid!r}): {type(e).__name__}"
-            f"{': ' + what if what else ''}; please report it with the file")
+    return (f"internal error in the cost rule for {_cut(op_type, quote=False)} (node {_cut(nid)}): {type(e).__name__}"
+            f"{': ' + _cut(what, quote=False) if what else ''}; please report it with the file")
+
+
+def _cut(text: str, limit: int = 160, *, quote: bool = True) -> str:
+    r = repr(text) if quote else text
+    return r if len(r) <= limit else f"{r[:limit - 20]}…{r[-15:]}"
 
 
 def _generated_size(data: OpNode, preds: Mapping[str, Mapping[str, Any]], nodes: _Nodes) -> int:
