@@ -30,12 +30,12 @@ _PUBLIC = {
     "ArchkitError": "archkit.errors", "UsageError": "archkit.errors", "InputError": "archkit.errors",
     "MalformedModelError": "archkit.errors", "UnsafeModelError": "archkit.errors",
     "UnsupportedError": "archkit.errors", "ResourceError": "archkit.errors", "ParityError": "archkit.errors",
-    "ExportError": "archkit.errors", "OutputError": "archkit.errors",
+    "ExportError": "archkit.errors", "OutputError": "archkit.errors", "InternalError": "archkit.errors",
 }
 
 __all__ = [  # __version__ and the keys of _PUBLIC
     "Analysis", "ArchkitError", "Bench", "Connectivity", "CostReport", "ExportError", "InputError",
-    "MalformedModelError", "ModelInfo", "OpCost", "OutputError", "OutputParity", "ParityError", "ResourceError",
+    "InternalError", "MalformedModelError", "ModelInfo", "OpCost", "OutputError", "OutputParity", "ParityError", "ResourceError",
     "UnsafeModelError", "UnsupportedError", "UsageError", "Verification", "__version__", "analyse_file",
     "analyse_model",
 ]

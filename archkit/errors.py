@@ -12,6 +12,13 @@ class ArchkitError(Exception):
     exit_code = 1
 
 
+class InternalError(ArchkitError):
+    """A bug in archkit found where it happened (a cost rule failing on an op that passed load's
+    checks): the message names where and asks for a report."""
+
+    exit_code = 1
+
+
 class UsageError(ArchkitError):
     """Bad command line: unknown architecture, malformed option value."""
 

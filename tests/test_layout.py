@@ -218,3 +218,18 @@ def test_mypy_fails_on_an_untyped_function_of_the_analysis_side(tmp_path):
                           "--cache-dir", str(tmp_path / "cache"), str(bad)],
                          capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 1 and "no-untyped-def" in run.stdout, run.stdout + run.stderr
+
+
+def test_the_public_face_loads_lazily_and_completely():
+    """`import archkit` costs nothing; every name of __all__ resolves to what its module defines."""
+    code = ("import sys, archkit\n"
+            "print(sorted(h for h in ('onnx', 'numpy', 'pandas', 'networkx') if h in sys.modules))\n"
+            "names = [n for n in archkit.__all__ if n != '__version__']\n"
+            "assert sorted(archkit.__all__) == sorted(['__version__', *archkit._PUBLIC]), archkit.__all__\n"
+            "import importlib\n"
+            "assert all(getattr(archkit, n) is getattr(importlib.import_module(archkit._PUBLIC[n]), n) for n in names)\n"
+            "print(len(names))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                         check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["[]", "21"]

@@ -15,7 +15,7 @@ import time
 import traceback
 
 from archkit.cli.parser import build
-from archkit.errors import ArchkitError, UsageError
+from archkit.errors import ArchkitError, InternalError, UsageError
 from archkit.render.escape import terminal
 
 __all__ = ["COMMANDS", "EXIT_PIPE", "main"]
@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     except ArchkitError as e:
         if debug and not isinstance(e, UsageError):  # a usage error's traceback tells nothing
             traceback.print_exc()
-        print(f"archkit: error: {terminal(str(e))}", file=sys.stderr)
+        # an InternalError's message says itself that it is archkit's bug
+        print(f"archkit: {'' if isinstance(e, InternalError) else 'error: '}{terminal(str(e))}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("archkit: interrupted", file=sys.stderr)

@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import gc
 from dataclasses import dataclass, field, replace
-from types import MappingProxyType
 from math import prod
-from typing import Callable, Mapping, NamedTuple
+from types import MappingProxyType
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Protocol, cast
 
 import networkx as nx
 import pandas as pd
 
-from archkit.errors import MalformedModelError
+from archkit.costs.rules import DATA_DEPENDENT, FREE, RULES, Cost, Rule, ShapeUnknown
+from archkit.costs.rules import SHAPE_ONLY as _SHAPE_ONLY
+from archkit.errors import ArchkitError, InternalError
 from archkit.metadata import read as read_metadata
-from archkit.costs.rules import DATA_DEPENDENT, FREE, RULES, SHAPE_ONLY as _SHAPE_ONLY, Cost, ShapeUnknown
 from archkit.onnx.graph import FLOAT_TYPES, OpNode, op_nodes
 from archkit.onnx.names import LayerResolver, ScopeNames
 from archkit.onnx.symbolic import TooLarge, pretty, value
@@ -111,7 +112,7 @@ class CostReport:
     why_no_formulas: str | None = None
 
     @property
-    def formulas(self) -> Mapping[str, object] | None:
+    def formulas(self) -> Mapping[str, Any] | None:
         """The totals as formulas in the free dims (archkit.onnx.symbolic: "macs", "flops", "params";
         "ops": op node → (macs, flops) of the ops whose cost depends on a free dim), or None."""
         return self.formulas_found[0] if self.formulas_found else None
@@ -239,6 +240,7 @@ def analyse(G: nx.DiGraph, *, block_of: Callable[[str], str] | None = None) -> C
 
 def _analyse(G: nx.DiGraph, block_of: Callable[[str], str] | None) -> CostReport:
     layers, blocks = _layer_metadata(G)
+    resolve: Callable[[str], str | None]
     if layers:
         resolve = LayerResolver(layers)
         block_of = block_of or (lambda layer: blocks.get(layer, layer))
@@ -247,12 +249,12 @@ def _analyse(G: nx.DiGraph, block_of: Callable[[str], str] | None) -> CostReport
         resolve = scopes.layer
         block_of = block_of or scopes.block
 
-    order = list(op_nodes(G))
+    order = cast("list[tuple[str, OpNode]]", list(op_nodes(G)))  # op nodes hold OpNode records
     fast = isinstance(getattr(G, "_pred", None), dict) and isinstance(getattr(G, "_succ", None), dict)
     pred, succ = (G._pred, G._succ) if fast else (G.pred, G.succ)
     layer_of: dict[str, str] = {}
     any_layer = False
-    by_scope: dict[str, str | None] = {}
+    by_scope: dict[str, Any] = {}  # scope → its layer (None: none), or _MISSING
     for nid, data in order:
         name = data.name
         if name:
@@ -298,20 +300,34 @@ def _analyse(G: nx.DiGraph, block_of: Callable[[str], str] | None) -> CostReport
                       why_no_formulas=G.graph.get("no_formulas"))
 
 
+class _FreeDims(Protocol):
+    """What the costs read of the graph's free dims (archkit.onnx.graph keeps them in
+    graph["formulas"])."""
+
+    formulas: Mapping[str, tuple]  # tensor → its dims as formulas
+    point: Mapping[str, int]  # free dim → the value the figures are at
+    invalid: set[str]  # tensors whose formula is negative at the point
+    merged: list  # (op, op_type, a, b, kept): two formulas the shape engine took as equal
+
+
+_Nodes = Mapping[str, OpNode]  # the analysis graph's op nodes (G.nodes)
+_Preds = Mapping[str, Mapping[str, Mapping[str, Any]]]  # op → its producers → edge data ("tensors")
+
+
 class _Symbolic:
     """Costs as formulas, op by op, while the rows are costed: an op whose tensors have free dims
     is costed by its rule on their formulas, once per distinct (rule, shapes) for the rules that
     read shapes only, and its cost in the row is the formula's value at the point (each free dim
     1), which must equal the rule's answer on the values (checked once per distinct op)."""
 
-    def __init__(self, free):
+    def __init__(self, free: "_FreeDims"):
         self.shapes, self.point, self.invalid = free.formulas, free.point, free.invalid
         self.merged = list(free.merged)  # the shape engine's merges; the costs pass adds onnx's
         self.memo: dict = {}  # (rule, shapes) → (formulas, values, merges)
         self.per_op: dict = {}  # op node → (macs, flops) formulas
         self.failed: str | None = None
 
-    def cost(self, nid: str, data: OpNode, rule) -> Cost:
+    def cost(self, nid: str, data: OpNode, rule: Rule) -> Cost:
         get = self.shapes.get
         # shapes are shared objects, alive while the graph is (one per distinct type, archkit.onnx.graph):
         # their ids make the key, which then hashes without walking every dim
@@ -331,7 +347,7 @@ class _Symbolic:
                 self.merged += [(nid, data.op_type, a, b, b) for a, b in merges]
         return cost
 
-    def _cost(self, nid, data, rule, ins, outs) -> tuple:
+    def _cost(self, nid: str, data: OpNode, rule: Rule, ins: tuple, outs: tuple) -> tuple:
         cost = rule(data)  # ShapeUnknown: the row's cost is unknown, and so is its formula
         shapes = self.shapes
         if all(t is None or t[0] not in shapes for t in (*data.inputs, *data.outputs)):
@@ -416,8 +432,8 @@ def _merged_text(merged: list) -> str:
             f"(the file runs only where they are): {shown}")
 
 
-def _rows(order, nodes, pred, layer_of, block_of, sym: "_Symbolic | None" = None
-          ) -> tuple[list[OpCost], dict[str, str], int]:
+def _rows(order: Iterable[tuple[str, OpNode]], nodes: _Nodes, pred: _Preds, layer_of: Mapping[str, str],
+          block_of: Callable[[str], str], sym: "_Symbolic | None" = None) -> tuple[list[OpCost], dict[str, str], int]:
     """One row per op, in `order`; a parameter is counted at the first op (in that order) that
     reads it. Also: the subgraph kind of each If/Loop/Scan, and how many generated weights."""
     subgraphs: dict[str, str] = {}
@@ -427,7 +443,7 @@ def _rows(order, nodes, pred, layer_of, block_of, sym: "_Symbolic | None" = None
     n_generated = 0
     shape_text: dict = {}
     block_cache: dict[str, str] = {}
-    rows = []
+    rows: list[OpCost] = []
     append = rows.append
     per_type: dict[tuple[str, str], tuple] = {}  # (domain, op_type) → (rule, kernel inputs, is BN, is Constant)
     for nid, data in order:
@@ -448,7 +464,7 @@ def _rows(order, nodes, pred, layer_of, block_of, sym: "_Symbolic | None" = None
             if t[3]:  # an initializer
                 if t[0] in seen or not (t[2] in PARAM_TYPES or (op_type, i) in _INT_PARAMS):
                     continue
-                n = prod(t[1])
+                n = prod(cast("tuple[int, ...]", t[1]))  # an initializer's dims are ints
             elif generated and t[0] in generated and t[0] not in seen:
                 n = generated[t[0]]
                 made += n
@@ -470,21 +486,21 @@ def _rows(order, nodes, pred, layer_of, block_of, sym: "_Symbolic | None" = None
             n = _generated_size(data, pred[nid], nodes)
             if n:
                 generated[data.outputs[0][0]] = n
-        try:
-            if rule is None:
-                cost, status = _cost(data)
-                if sym is not None and op_type == "Reshape":
-                    sym.reshape(nid, data)
-            else:
-                try:
-                    cost, status = (rule(data) if sym is None else sym.cost(nid, data, rule)), "counted"
-                except ShapeUnknown:
-                    cost, status = _ZERO, "unknown"
-        except (KeyError, IndexError, ValueError, TypeError, ZeroDivisionError) as e:
-            # A rule follows the operator's spec; an op outside it (a required attribute missing,
-            # an input of the wrong rank) is a malformed model -- or a rule's bug: --debug tells
-            raise MalformedModelError(f"op {nid!r} ({op_type}) has attributes or input shapes its operator does not "
-                                      f"allow ({type(e).__name__}: {e})") from e
+        if rule is None:
+            cost, status = _cost(data)
+            if sym is not None and op_type == "Reshape":
+                sym.reshape(nid, data)
+        else:
+            try:
+                cost, status = (rule(data) if sym is None else sym.cost(nid, data, rule)), "counted"
+            except ShapeUnknown:
+                cost, status = _ZERO, "unknown"
+            except (ArchkitError, MemoryError, RecursionError):
+                raise
+            except Exception as e:
+                # load checked the op against its schema and the shape engine its shapes: what fails
+                # here is archkit's own bug
+                raise InternalError(_rule_failed(op_type, nid, e)) from e
         outs = data.outputs
         shape = outs[0][1] if outs else None
         text = shape_text.get(shape)
@@ -499,15 +515,26 @@ def _rows(order, nodes, pred, layer_of, block_of, sym: "_Symbolic | None" = None
             context = ""
         else:
             key = (data.parent, data.subgraph)
-            context = contexts.get(key)
-            if context is None:
-                context = contexts[key] = _context(nodes, data, subgraphs)
+            found = contexts.get(key)
+            context = found if found is not None else contexts.setdefault(key, _context(nodes, data, subgraphs))
         append(_new(OpCost, (nid, op_type, domain, layer, block, text, cost[0], cost[1], params, weights,
                              status, stats, context, made, True)))
     return rows, subgraphs, n_generated
 
 
-def _generated_size(data: OpNode, preds, nodes) -> int:
+def _rule_failed(op_type: str, nid: str, e: Exception) -> str:
+    """The one line that reports a cost rule's bug (names cut short: the request to report stays on it)."""
+    what = (str(e).strip().splitlines() or [""])[0]
+    return (f"internal error in the cost rule for {_cut(op_type, quote=False)} (node {_cut(nid)}): {type(e).__name__}"
+            f"{': ' + _cut(what, quote=False) if what else ''}; please report it with the file")
+
+
+def _cut(text: str, limit: int = 160, *, quote: bool = True) -> str:
+    r = repr(text) if quote else text
+    return r if len(r) <= limit else f"{r[:limit - 20]}…{r[-15:]}"
+
+
+def _generated_size(data: OpNode, preds: Mapping[str, Mapping[str, Any]], nodes: _Nodes) -> int:
     """Elements of a weight made at load time: a float ConstantOfShape whose shape is a constant
     (an initializer or a Constant op), as Caffe2's converted models build every kernel. A shape
     computed from the input (PyTorch's `zeros(x.shape[0], ...)`) makes activations, not weights: 0."""
@@ -519,7 +546,7 @@ def _generated_size(data: OpNode, preds, nodes) -> int:
         src = next((p for p in preds if shape_in.name in preds[p]["tensors"]), None)
         if src is None or nodes[src].get("op_type") != "Constant":
             return 0
-    n = prod(out.shape)
+    n = out.size
     return n if n > 1 else 0  # a scalar fill is an arithmetic literal, as for Constant
 
 
@@ -531,7 +558,7 @@ def _batch(G: nx.DiGraph) -> int | None:
     return firsts.pop() if len(firsts) == 1 and all(isinstance(f, int) for f in firsts) else None
 
 
-def _context(nodes, data: OpNode, subgraphs: dict[str, str], branches: Mapping[str, Branch] | None = None) -> str:
+def _context(nodes: _Nodes, data: OpNode, subgraphs: dict[str, str], branches: Mapping[str, Branch] | None = None) -> str:
     """Where a subgraph op runs: "per iteration of L (body)", "branch then_branch of I", nested
     outermost first; with `branches`, each If branch says whether it counts and why."""
     parts = []
@@ -555,14 +582,14 @@ _BRANCHES = ("then_branch", "else_branch")
 _SAME_COST = "counted: the same cost, the first branch"
 
 
-def _choose_branches(rows: list[OpCost], nodes, conditions: Mapping[str, tuple[bool, str]]
-                     ) -> tuple[dict[str, Branch], set[str]]:
+def _choose_branches(rows: list[OpCost], nodes: _Nodes, conditions: Mapping[str, tuple[bool, str]]
+                     ) -> tuple[dict[str, Branch], set[str], frozenset[str]]:
     """For each If, the branch that counts: the one taken when its condition is known
     (`conditions`: If → (value, how)), else the one with more MACs (then more flops; then the
     first). Nested Ifs are decided first, so a branch's MACs are those it counts. Returns the
     choices (outermost first, then in op order), the ops not summed, and those of them in a
     branch known not to run."""
-    under: dict[tuple[str, str], list[int]] = {}  # (If, branch) → rows inside it, at any depth
+    under: dict[tuple[str, str | None], list[int]] = {}  # (If, branch) → rows inside it, at any depth
     for k, r in enumerate(rows):
         data = nodes[r.node]
         while data.parent is not None:
@@ -573,8 +600,9 @@ def _choose_branches(rows: list[OpCost], nodes, conditions: Mapping[str, tuple[b
 
     def depth(nid: str) -> int:
         n = 0
-        while nodes[nid].parent is not None:
-            nid = nodes[nid].parent
+        parent = nodes[nid].parent
+        while parent is not None:
+            parent = nodes[parent].parent
             n += 1
         return n
 
@@ -610,8 +638,9 @@ def _choose_branches(rows: list[OpCost], nodes, conditions: Mapping[str, tuple[b
             frozenset(rows[k].node for k in not_taken))
 
 
-def _unsummed(rows: list[OpCost], skipped: set[str], order, nodes, pred, layer_of, block_of,
-              branches: Mapping[str, Branch], sym: "_Symbolic | None" = None) -> tuple[list[OpCost], int]:
+def _unsummed(rows: list[OpCost], skipped: set[str], order: list[tuple[str, OpNode]], nodes: _Nodes, pred: _Preds,
+              layer_of: Mapping[str, str], block_of: Callable[[str], str], branches: Mapping[str, Branch],
+              sym: "_Symbolic | None" = None) -> tuple[list[OpCost], int | None]:
     """The rows with the ops of branches not counted marked not summed, and every If branch's
     context saying why. A weight both branches read is counted in the branch that counts: if
     the others hold parameters, the rows are costed again with them last."""
@@ -636,17 +665,12 @@ def _unsummed(rows: list[OpCost], skipped: set[str], order, nodes, pred, layer_o
 
 
 def _cost(data: OpNode) -> tuple[Cost, str]:
-    rule = RULES.get((data.domain, data.op_type))
-    if rule is None:
-        if data.domain == "ai.onnx" and data.op_type in FREE:
-            return _ZERO, "free"
-        if data.domain == "ai.onnx" and data.op_type in DATA_DEPENDENT:
-            return _ZERO, "unknown"
-        return _ZERO, "unsupported"
-    try:
-        return rule(data), "counted"
-    except ShapeUnknown:
+    """The cost and status of an op without a cost rule."""
+    if data.domain == "ai.onnx" and data.op_type in FREE:
+        return _ZERO, "free"
+    if data.domain == "ai.onnx" and data.op_type in DATA_DEPENDENT:
         return _ZERO, "unknown"
+    return _ZERO, "unsupported"
 
 
 _ZERO = Cost()

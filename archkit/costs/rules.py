@@ -18,15 +18,20 @@ Conventions (README, "Cost conventions"):
 - Data-dependent costs (NonMaxSuppression, RoiAlign with adaptive sampling) are "cost unknown".
 A rule receives the node (an archkit.onnx.graph.OpNode: its resolved input/output TensorInfo and
 attributes) and returns (macs, flops). It raises ShapeUnknown when a shape it needs was not
-inferred.
+inferred. A rule reads its op's output shape before its input shapes: onnx's inference gives an
+output only where the inputs fit the operator. Its attributes were checked against the op's schema
+when the file was read (archkit.onnx.load); an op that its file's opset does not define has no
+schema to check it, and a rule that finds an attribute or input it cannot read says so
+(MalformedModelError). Any other exception in a rule is a bug in archkit.
 """
 
 from __future__ import annotations
 
 from math import prod
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, TypeVar, cast
 
-from archkit.onnx.graph import OpNode
+from archkit.errors import MalformedModelError
+from archkit.onnx.graph import OpNode, TensorInfo
 from archkit.onnx.symbolic import Expr
 
 __all__ = ["Cost", "ShapeUnknown", "RULES", "FREE", "DATA_DEPENDENT", "SHAPE_ONLY", "rule_for"]
@@ -64,7 +69,7 @@ FREE = frozenset({
 })
 
 
-def _register(*op_types: str, domain: str = "ai.onnx"):
+def _register(*op_types: str, domain: str = "ai.onnx") -> Callable[[Rule], Rule]:
     def deco(fn: Rule) -> Rule:
         for op in op_types:
             RULES[(domain, op)] = fn
@@ -81,7 +86,7 @@ def rule_for(domain: str, op_type: str) -> Rule | None:
 _KNOWN: dict[tuple, bool] = {}  # shape → all dims known (shapes repeat: a cache beats a scan)
 
 
-def _shape(t) -> tuple[int, ...]:
+def _shape(t: TensorInfo | None) -> tuple[int, ...]:
     if t is None or t.shape is None:
         raise ShapeUnknown(t.name if t is not None else "missing input")
     s = t.shape
@@ -92,7 +97,7 @@ def _shape(t) -> tuple[int, ...]:
         k = _KNOWN[s] = all(d.__class__ is int or d.__class__ is Expr for d in s)  # Expr: a formula in free dims
     if not k:
         raise ShapeUnknown(t.name)
-    return s
+    return cast("tuple[int, ...]", s)  # every dim an int, or a formula (Expr) that computes as one
 
 
 def _in(node: OpNode, i: int) -> tuple[int, ...]:
@@ -101,7 +106,8 @@ def _in(node: OpNode, i: int) -> tuple[int, ...]:
 
 
 def _out(node: OpNode, i: int = 0) -> tuple[int, ...]:
-    return _shape(node.outputs[i])
+    outs = node.outputs  # the named ones: an op may leave its optional outputs out
+    return _shape(outs[i] if i < len(outs) else None)
 
 
 def _has_input(node: OpNode, i: int) -> bool:
@@ -109,8 +115,30 @@ def _has_input(node: OpNode, i: int) -> bool:
     return i < len(ins) and ins[i] is not None
 
 
-def _attr(node: OpNode, name: str, default=None):
-    return node.attrs.get(name, default)
+_V = TypeVar("_V", int, str, tuple)
+
+
+def _attr(node: OpNode, name: str, default: _V) -> _V:
+    """An attribute's value, of its default's type (an int, a str, a tuple of ints)."""
+    v = node.attrs.get(name, default)
+    if v.__class__ is not default.__class__ or v.__class__ is tuple and any(x.__class__ is not int for x in v):
+        raise _malformed(node, f"attribute {name!r} is not {_KINDS[default.__class__]}")
+    return v
+
+
+_KINDS = {int: "an int", str: "a string", tuple: "a list of ints"}
+
+
+def _ranked(node: OpNode, i: int, rank: int) -> tuple[Any, ...]:
+    """Input `i`'s shape, which the operator says has `rank` dims (where onnx's inference does not check it)."""
+    s = _in(node, i)
+    if len(s) != rank:
+        raise _malformed(node, f"input {i} has {len(s)} dims, the operator takes {rank}")
+    return s
+
+
+def _malformed(node: OpNode, problem: str) -> MalformedModelError:
+    return MalformedModelError(f"op {node.name!r} ({node.op_type}): {problem}")
 
 
 # --- weighted ops: MACs ------------------------------------------------------------------
@@ -156,24 +184,23 @@ def conv_transpose(node: OpNode) -> Cost:
 
 @_register("Gemm")
 def gemm(node: OpNode) -> Cost:
-    a = _in(node, 0)
-    k = a[0] if node.attrs.get("transA", 0) else a[1]
     n = prod(_out(node))
+    a = _ranked(node, 0, 2)
+    k = a[0] if _attr(node, "transA", 0) else a[1]
     return Cost(n * k, n if _has_input(node, 2) else 0)
 
 
 @_register("MatMul", "MatMulInteger")
 def matmul(node: OpNode) -> Cost:
     # numpy semantics: (..., M, K) x (..., K, N), batch dims broadcast; 1-D operands promoted.
-    a = _in(node, 0)
-    return Cost(prod(_out(node)) * a[-1], 0)
+    n = prod(_out(node))
+    return Cost(n * _in(node, 0)[-1], 0)
 
 
 @_register("QLinearMatMul")
 def qlinear_matmul(node: OpNode) -> Cost:
-    a = _in(node, 0)
     n = prod(_out(node))
-    return Cost(n * a[-1], 2 * n)
+    return Cost(n * _in(node, 0)[-1], 2 * n)
 
 
 @_register("Einsum")
@@ -182,6 +209,7 @@ def einsum(node: OpNode) -> Cost:
     multiplied, `...` as its broadcast dims). More operands: contracted pairwise, costed as
     (operands - 1) times the joint space (exact for two, an upper bound beyond). One operand:
     a sum over the letters it drops (one flop per input element) or a pure transpose (free)."""
+    _out(node)  # an equation its inputs do not fit has none (load checked the equation's grammar)
     eq = _attr(node, "equation", "").replace(" ", "")
     lhs, _, rhs = eq.partition("->")
     terms = lhs.split(",")
@@ -219,25 +247,31 @@ def attention(node: OpNode) -> Cost:
     """ONNX Attention (opset 23): softmax(Q·Kᵀ · scale + mask)·V per head. Q (B, Hq, S, E) or
     (B, S, Hq·E); K (B, Hkv, L, E) or 3-D; V (B, Hkv, L, Ev) or 3-D. MACs: B·Hq·S·L·(E + Ev);
     flops: scale 1, softmax 3, mask 1 (if given) per score."""
-    q, k, v = _in(node, 0), _in(node, 1), _in(node, 2)
-    if len(q) == 4:
+    _out(node)
+    q = _in(node, 0)
+    rank = len(q)
+    if rank not in (3, 4):
+        raise _malformed(node, f"input 0 has {rank} dims, the operator takes 3 or 4")
+    k, v = _ranked(node, 1, rank), _ranked(node, 2, rank)
+    if rank == 4:
         b, hq, s, e = q
         l, ev = k[2], v[3]
     else:
-        hq = _attr(node, "q_num_heads") or 1
-        hkv = _attr(node, "kv_num_heads") or 1
+        hq = _attr(node, "q_num_heads", 0) or 1
+        hkv = _attr(node, "kv_num_heads", 0) or 1
         b, s, e = q[0], q[1], q[2] // hq
         l, ev = k[1], v[2] // hkv
     scores = b * hq * s * l
     return Cost(scores * (e + ev), scores * (4 + _has_input(node, 3)))
 
 
-def _recurrent(gates: int):
+def _recurrent(gates: int) -> Rule:
     def rule(node: OpNode) -> Cost:
         # X (seq, batch, input) [layout 0] or (batch, seq, input); W (dirs, gates·hidden, input);
         # R (dirs, gates·hidden, hidden). Per step: X·Wᵀ and H·Rᵀ; flops: biases (2 per gate
         # element if B), activations (1 per gate element) and the cell update (3 per hidden unit).
-        x, w, r = _in(node, 0), _in(node, 1), _in(node, 2)
+        _out(node)
+        x, w, r = _ranked(node, 0, 3), _ranked(node, 1, 3), _ranked(node, 2, 3)  # onnx checks X's rank only
         seq, batch = (x[1], x[0]) if _attr(node, "layout", 0) else (x[0], x[1])
         dirs, gh, inp = w
         hidden = r[2]
@@ -315,7 +349,11 @@ def variadic(node: OpNode) -> Cost:
 
 @_register("MaxPool", "AveragePool", "LpPool")
 def pool(node: OpNode) -> Cost:
-    return Cost(0, prod(_out(node)) * prod(node.attrs["kernel_shape"]))
+    n = prod(_out(node))
+    kernel = _attr(node, "kernel_shape", ())
+    if not kernel:  # required since opset 2 (and load checks it there)
+        raise ShapeUnknown("no kernel_shape")
+    return Cost(0, n * prod(kernel))
 
 
 @_register("GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool")
@@ -372,7 +410,11 @@ DATA_DEPENDENT = frozenset({"NonMaxSuppression", "MaxRoiPool"})
 @_register("LRN")
 def lrn(node: OpNode) -> Cost:
     # sum of squares over `size` channels, then scale, power and divide
-    return Cost(0, prod(_out(node)) * (node.attrs["size"] + 3))
+    n = prod(_out(node))
+    size = _attr(node, "size", 0)  # required (load checks it)
+    if size < 1:
+        raise _malformed(node, f"attribute 'size' is {size}, the operator takes a positive size")
+    return Cost(0, n * (size + 3))
 
 
 # The rules that read shapes only (no attribute): an op's cost follows from its tensors' shapes

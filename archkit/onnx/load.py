@@ -7,6 +7,11 @@ it, and before any file it names is opened:
 - structure: every tensor's dims are non-negative and their element count fits int64; the
   bytes a tensor holds match its dims and type; names are text; subgraphs nest at most
   MAX_SUBGRAPH_DEPTH deep;
+- operators: each node of a domain onnx.defs knows is checked against its operator's schema in
+  the file's own opset version (an opset-9 file against the opset-9 schemas): attribute names,
+  types and required attributes, the number of inputs and outputs. An op onnx.defs has no
+  schema for (a custom domain, an op its version does not define) is left to the costs, which
+  list it without a cost rule;
 - external data: the location is relative, has no `..`, drive letter or UNC prefix, resolves
   inside the model's folder (realpath, compared with commonpath), crosses no symlink, names a
   regular file with one link, and offset + length lie within that file. Nothing is opened:
@@ -25,17 +30,18 @@ import math
 import os
 import re
 import stat
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Mapping, NamedTuple
+from typing import NamedTuple, NoReturn
 
 import onnx
+import onnx.defs
 from google.protobuf.message import DecodeError
 
-from archkit.errors import InputError, MalformedModelError, ResourceError, UnsafeModelError
+from archkit.errors import ArchkitError, InputError, MalformedModelError, ResourceError, UnsafeModelError
+from archkit.onnx.tensors import TYPED_FIELDS
 
-__all__ = ["load_model", "parse_model", "check_model", "Loaded", "ExternalRef", "has_data", "parse_size",
-           "ArchkitMetadata", "archkit_metadata",
-           "MAX_BYTES", "MAX_SUBGRAPH_DEPTH"]
+__all__ = ["MAX_BYTES", "MAX_SUBGRAPH_DEPTH", "ExternalRef", "Loaded", "check_model", "load_model", "parse_model"]
 
 # protobuf cannot parse a single message over 2 GiB; refuse before reading it whole.
 MAX_BYTES = 2**31 - 1
@@ -48,7 +54,7 @@ _EXTERNAL = _T.EXTERNAL
 _EXTERNAL_KEYS = frozenset({"location", "offset", "length", "checksum"})
 
 # Bits per element as stored in raw_data (packed sub-byte types round up to whole bytes).
-_BITS = {_T.FLOAT: 32, _T.UINT8: 8, _T.INT8: 8, _T.UINT16: 16, _T.INT16: 16, _T.INT32: 32, _T.INT64: 64,
+_BITS: dict[int, int] = {_T.FLOAT: 32, _T.UINT8: 8, _T.INT8: 8, _T.UINT16: 16, _T.INT16: 16, _T.INT32: 32, _T.INT64: 64,
          _T.BOOL: 8, _T.FLOAT16: 16, _T.DOUBLE: 64, _T.UINT32: 32, _T.UINT64: 64, _T.COMPLEX64: 64,
          _T.COMPLEX128: 128, _T.BFLOAT16: 16, _T.FLOAT8E4M3FN: 8, _T.FLOAT8E4M3FNUZ: 8, _T.FLOAT8E5M2: 8,
          _T.FLOAT8E5M2FNUZ: 8, _T.UINT4: 4, _T.INT4: 4, _T.FLOAT4E2M1: 4}
@@ -56,19 +62,57 @@ for _name, _bits in (("FLOAT8E8M0", 8), ("UINT2", 2), ("INT2", 2)):  # newer onn
     if hasattr(_T, _name):
         _BITS[getattr(_T, _name)] = _bits
 
-# Which typed repeated field holds a type's values, and how many entries n elements take:
-# ceil(n * a / b) for (field, a, b) (complex numbers are two; 4-bit types pack two per entry).
-_TYPED = {_T.FLOAT: ("float_data", 1, 1), _T.COMPLEX64: ("float_data", 2, 1), _T.DOUBLE: ("double_data", 1, 1),
-          _T.COMPLEX128: ("double_data", 2, 1), _T.INT64: ("int64_data", 1, 1), _T.UINT32: ("uint64_data", 1, 1),
-          _T.UINT64: ("uint64_data", 1, 1), _T.STRING: ("string_data", 1, 1)}
-for _dt in (_T.INT32, _T.INT16, _T.INT8, _T.UINT16, _T.UINT8, _T.BOOL, _T.FLOAT16, _T.BFLOAT16, _T.FLOAT8E4M3FN,
-            _T.FLOAT8E4M3FNUZ, _T.FLOAT8E5M2, _T.FLOAT8E5M2FNUZ):
-    _TYPED[_dt] = ("int32_data", 1, 1)
-for _dt in (_T.UINT4, _T.INT4, _T.FLOAT4E2M1):
-    _TYPED[_dt] = ("int32_data", 1, 2)
-
-
 _HOLDERS = frozenset({_A.TENSOR, _A.TENSORS, _A.GRAPH, _A.GRAPHS, _A.SPARSE_TENSOR, _A.SPARSE_TENSORS})
+
+
+class _Schema(NamedTuple):
+    """What load checks of one operator schema (onnx.defs.OpSchema, read once)."""
+
+    op: str  # "Conv, opset 9": the op and the file's opset version, for messages
+    attributes: Mapping[str, int]  # name → AttributeProto type
+    required: tuple[str, ...]
+    inputs: tuple[int, int]  # the fewest and the most inputs
+    outputs: tuple[int, int]
+    single_inputs: tuple[int, ...]  # inputs that must be named (not optional, not variadic)
+    single_outputs: tuple[int, ...]
+    unchecked: bool  # attributes outside the schema are allowed
+
+
+# Schemas that allow attributes outside them (onnx's AllowUncheckedAttributes, which onnx.defs
+# does not expose): (domain, op_type, since_version).
+_UNCHECKED = frozenset({("", "LayerNormalization", 17)})
+_SINGLE = onnx.defs.OpSchema.FormalParameterOption.Single
+# a schema's attribute type → AttributeProto's
+_ATTR_TYPES = {getattr(onnx.defs.OpSchema.AttrType, name): value for name, value in _A.AttributeType.items()
+               if hasattr(onnx.defs.OpSchema.AttrType, name)}
+_SCHEMAS: dict[tuple[str, str, int], _Schema | None] = {}  # (domain, op_type, opset version) → schema
+
+
+def _schema(domain: str, op_type: str, version: int) -> _Schema | None:
+    """The schema an op has in opset `version` of its domain; None where onnx.defs has none (a
+    custom domain, an op the version does not define or has deprecated)."""
+    key = (domain, op_type, version)
+    if key in _SCHEMAS:
+        return _SCHEMAS[key]
+    try:
+        s = onnx.defs.get_schema(op_type, version, domain)
+    except onnx.defs.SchemaError:
+        s = None
+    found = None
+    if s is not None and not s.deprecated:
+        found = _Schema(f"{op_type}, opset {version}", {n: _ATTR_TYPES[a.type] for n, a in s.attributes.items()},
+                        tuple(sorted(n for n, a in s.attributes.items() if a.required)),
+                        (s.min_input, s.max_input), (s.min_output, s.max_output),
+                        tuple(i for i, f in enumerate(s.inputs) if f.option == _SINGLE),
+                        tuple(i for i, f in enumerate(s.outputs) if f.option == _SINGLE),
+                        (domain, op_type, s.since_version) in _UNCHECKED)
+    _SCHEMAS[key] = found
+    return found
+
+
+def _opsets(imports: Iterable[onnx.OperatorSetIdProto]) -> dict[str, int]:
+    """Domain → version, the default domain as "" (as onnx.defs names it)."""
+    return {("" if o.domain == "ai.onnx" else o.domain): o.version for o in imports}
 
 
 class ExternalRef(NamedTuple):
@@ -116,14 +160,6 @@ class Loaded(NamedTuple):
                              + f"; {purpose} needs the weights")
         if self.absent:
             raise InputError(f"{self.path}: tensor {self.absent[0]!r} holds no data; {purpose} needs the weights")
-
-
-def parse_size(text: str) -> int:
-    """`2G`, `100M`, `512k`, `1000` → bytes (binary multiples)."""
-    m = re.fullmatch(r"\s*(\d+)\s*([kKmMgGtT]?)i?[bB]?\s*", text or "")
-    if not m:
-        raise ValueError(f"{text!r}: expected a size such as 1000, 512K, 100M or 2G")
-    return int(m.group(1)) * 1024 ** " KMGT".index(m.group(2).upper() or " ")
 
 
 def load_model(path: str | os.PathLike, *, max_bytes: int | None = None) -> Loaded:
@@ -190,6 +226,7 @@ class _Checker:
         self.absent: list[str] = []
         self.files: dict[str, os.stat_result | None] = {}
         self.freed: list[str] = []
+        self.opsets: dict[str, int] = {}
 
     def model(self, model: onnx.ModelProto) -> None:
         for text in (model.producer_name, model.producer_version, model.domain, model.doc_string):
@@ -199,20 +236,22 @@ class _Checker:
             self.text(p.value, "metadata value")
         for o in model.opset_import:
             self.text(o.domain, "opset domain")
+        self.opsets = _opsets(model.opset_import)
         self.graph(model.graph, 0)
         for f in model.functions:
             self.text(f.name, "function name")
-            self.nodes(f.node, 1)
+            # a function's body is read in its own opsets (the model's where it names none)
+            self.nodes(f.node, 1, {**self.opsets, **_opsets(f.opset_import)}, f"function {_q(f.name)}")
         for t in model.training_info:
             self.graph(t.initialization, 1)
             self.graph(t.algorithm, 1)
 
-    def fail(self, kind, problem: str):
+    def fail(self, kind: type[ArchkitError], problem: str) -> NoReturn:
         raise kind(f"{self.origin}: {problem}")
 
-    def text(self, s, what: str) -> None:
-        if s.__class__ is not str:  # protobuf hands back bytes for a string field that is not UTF-8
-            self.fail(MalformedModelError, f"a {what} is not valid UTF-8: {bytes(s)[:40]!r}")
+    def text(self, s: str | bytes, what: str) -> None:
+        if isinstance(s, bytes):  # protobuf hands back bytes for a string field that is not UTF-8
+            self.fail(MalformedModelError, f"a {what} is not valid UTF-8: {s[:40]!r}")
 
     def graph(self, g: onnx.GraphProto, depth: int) -> None:
         if depth > MAX_SUBGRAPH_DEPTH:
@@ -226,7 +265,7 @@ class _Checker:
         for vis in (g.input, g.output, g.value_info):
             for vi in vis:
                 self.value_info(vi)
-        self.nodes(g.node, depth)
+        self.nodes(g.node, depth, self.opsets, f"subgraph {_q(g.name)}" if depth else "")
 
     def value_info(self, vi: onnx.ValueInfoProto) -> None:
         self.text(vi.name, "tensor name")
@@ -242,31 +281,123 @@ class _Checker:
                     self.freed.append(d.dim_param)
                 self.text(d.dim_param, "dimension name")
 
-    def nodes(self, nodes, depth: int) -> None:
+    def nodes(self, nodes: Iterable[onnx.NodeProto], depth: int, opsets: Mapping[str, int], where: str) -> None:
+        """Each node against its operator's schema, and the tensors and graphs its attributes hold."""
+        schemas: dict[tuple[str, str], _Schema | None] = {}  # (domain, op_type) → its schema in `opsets`
+        position = -1
         for node in nodes:
-            if not node.attribute:
-                continue
-            for a in node.attribute:
-                t = a.type
-                if t not in _HOLDERS:  # ints, floats, strings: nothing to check
+            position += 1
+            op_type, domain = node.op_type, node.domain
+            key = (domain, op_type)
+            if key in schemas:
+                schema = schemas[key]
+            else:
+                self.text(op_type, "op type")
+                self.text(domain, "op domain")
+                d = "" if domain == "ai.onnx" else domain
+                version = opsets.get(d)
+                schema = schemas[key] = None if version is None else _schema(d, op_type, version)
+            attributes = node.attribute
+            if schema is not None:
+                # the common case at a glance; on any doubt the methods below name the problem
+                ins, outs = node.input, node.output
+                (in_least, in_most), (out_least, out_most) = schema.inputs, schema.outputs
+                if not (in_least <= len(ins) <= in_most and out_least <= len(outs) <= out_most) \
+                        or "" in ins or "" in outs:
+                    self.arity(node, schema, position, where)
+                if not attributes:
+                    if schema.required:
+                        self.attributes(node, schema, position, where)
                     continue
-                if t == _A.TENSOR:
-                    self.tensor(a.t)
-                elif t == _A.GRAPH:
-                    self.graph(a.g, depth + 1)
-                elif t == _A.TENSORS:
-                    for x in a.tensors:
-                        self.tensor(x)
-                elif t == _A.GRAPHS:
-                    for x in a.graphs:
-                        self.graph(x, depth + 1)
-                elif t == _A.SPARSE_TENSOR:
-                    self.tensor(a.sparse_tensor.values)
-                    self.tensor(a.sparse_tensor.indices)
-                elif t == _A.SPARSE_TENSORS:
-                    for x in a.sparse_tensors:
-                        self.tensor(x.values)
-                        self.tensor(x.indices)
+                known = schema.attributes
+                names = []
+                doubt = False
+                for a in attributes:
+                    name, t = a.name, a.type
+                    names.append(name)
+                    if known.get(name) != t:
+                        doubt = True
+                    if t in _HOLDERS:
+                        self.holder(a, depth)
+                if doubt or len(set(names)) != len(names) or schema.required and \
+                        any(r not in names for r in schema.required):
+                    self.attributes(node, schema, position, where)
+            elif attributes:
+                for a in attributes:
+                    if a.type in _HOLDERS:
+                        self.holder(a, depth)
+            if op_type == "Einsum" and domain in ("", "ai.onnx"):
+                self.einsum(node, "Einsum" if schema is None else schema.op, position, where)
+
+    def holder(self, a: onnx.AttributeProto, depth: int) -> None:
+        """The tensors and graphs an attribute holds."""
+        t = a.type
+        if t == _A.TENSOR:
+            self.tensor(a.t)
+        elif t == _A.GRAPH:
+            self.graph(a.g, depth + 1)
+        elif t == _A.TENSORS:
+            for x in a.tensors:
+                self.tensor(x)
+        elif t == _A.GRAPHS:
+            for x in a.graphs:
+                self.graph(x, depth + 1)
+        elif t == _A.SPARSE_TENSOR:
+            self.tensor(a.sparse_tensor.values)
+            self.tensor(a.sparse_tensor.indices)
+        elif t == _A.SPARSE_TENSORS:
+            for x in a.sparse_tensors:
+                self.tensor(x.values)
+                self.tensor(x.indices)
+
+    def arity(self, node: onnx.NodeProto, schema: _Schema, position: int, where: str) -> None:
+        """As many inputs and outputs as the schema allows, each one it requires named."""
+        for kind, names, (least, most), single in (("input", node.input, schema.inputs, schema.single_inputs),
+                                                   ("output", node.output, schema.outputs, schema.single_outputs)):
+            n = len(names)
+            if not least <= n <= most:
+                takes = f"{least}" if least == most else f"at least {least}" if most >= 2**31 - 1 else \
+                    f"{least} to {most}"
+                self.bad_node(node, schema.op, position, where, f"{n} {kind}{'s' if n != 1 else ''}, the operator "
+                                                             f"takes {takes}")
+            if "" in names:
+                for i in single:
+                    if i < n and not names[i]:
+                        self.bad_node(node, schema.op, position, where, f"{kind} {i} is required but has no name")
+
+    def attributes(self, node: onnx.NodeProto, schema: _Schema, position: int, where: str) -> None:
+        """Every attribute known to the schema, of the type it says, none twice; none it requires missing."""
+        known = schema.attributes
+        names = set()
+        for a in node.attribute:
+            name, t = a.name, a.type
+            self.text(name, "attribute name")
+            if name in names:
+                self.bad_node(node, schema.op, position, where, f"attribute {_q(name)} is given twice")
+            names.add(name)
+            want = known.get(name)
+            if want is None:
+                if not schema.unchecked and not name.startswith("__"):  # "__": implementation details (onnx)
+                    self.bad_node(node, schema.op, position, where, f"unknown attribute {_q(name)}")
+            elif t != want:
+                self.bad_node(node, schema.op, position, where, f"attribute {_q(name)} "
+                              + (f"has type {_attr_type(t)}" if t else "has no type") + f", the schema says {_attr_type(want)}")
+        for name in schema.required:
+            if name not in names:
+                self.bad_node(node, schema.op, position, where, f"required attribute {_q(name)} is missing")
+
+    def einsum(self, node: onnx.NodeProto, op: str, position: int, where: str) -> None:
+        """An Einsum's equation in the operator's grammar, one term per input (onnx's own inference
+        does not return on some that are not, such as a term with two ellipses)."""
+        for a in node.attribute:
+            if a.name == "equation" and a.type == _A.STRING:
+                problem = _einsum_problem(a.s, len(node.input))
+                if problem:
+                    self.bad_node(node, op, position, where, f"equation {_q(a.s.decode('utf-8', 'replace'))} {problem}")
+
+    def bad_node(self, node: onnx.NodeProto, op: str, position: int, where: str, problem: str) -> None:
+        who = f"node {_q(node.name)}" if node.name else f"unnamed node {position}"
+        self.fail(MalformedModelError, f"{who} ({op}){' in ' + where if where else ''}: {problem}")
 
     def tensor(self, t: onnx.TensorProto) -> None:
         name = t.name
@@ -286,7 +417,7 @@ class _Checker:
                 self.fail(MalformedModelError, f"tensor {_q(name)} declares {list(dims)} {_dtype(t.data_type)} "
                                                f"({(n * bits + 7) // 8:,} bytes) but holds {len(t.raw_data):,} bytes")
             return
-        typed = _TYPED.get(t.data_type)
+        typed = TYPED_FIELDS.get(t.data_type)
         if typed is None:
             return
         have = len(getattr(t, typed[0]))
@@ -342,8 +473,9 @@ class _Checker:
         """lstat the external data file after checking its location; None when it is missing."""
         if location in self.files:
             return self.files[location]
-        unsafe = lambda why: self.fail(UnsafeModelError, f"tensor {_q(name)}: external data location "  # noqa: E731
-                                                         f"{_q(location)} {why}")
+        def unsafe(why: str) -> NoReturn:
+            self.fail(UnsafeModelError, f"tensor {_q(name)}: external data location {_q(location)} {why}")
+
         if "\0" in location:
             unsafe("contains a NUL byte")
         if location.startswith(("/", "\\")):
@@ -356,13 +488,15 @@ class _Checker:
         parts = [p for p in parts if p not in ("", ".")]
         if not parts:
             unsafe("names no file")
-        path = os.path.join(self.root, *parts)
+        root = self.root
+        assert root is not None  # external data needs a folder (external_data refuses it without one)
+        path = os.path.join(root, *parts)
         real = os.path.realpath(path)
-        if os.path.commonpath([self.root, real]) != self.root:
+        if os.path.commonpath([root, real]) != root:
             unsafe("resolves outside the model's folder")
         # No symlink anywhere below the model's folder, and the last part a regular file, alone.
-        here = self.root
-        st = None
+        here = root
+        st: os.stat_result | None = None
         for i, part in enumerate(parts):
             here = os.path.join(here, part)
             try:
@@ -376,6 +510,7 @@ class _Checker:
                 unsafe(f"goes through a symbolic link ({_q('/'.join(parts[:i + 1]))})")
             if i < len(parts) - 1 and not stat.S_ISDIR(st.st_mode):
                 unsafe(f"goes through {_q('/'.join(parts[:i + 1]))}, which is not a folder")
+        assert st is not None  # parts is not empty
         if not stat.S_ISREG(st.st_mode):
             unsafe("is not a regular file")
         if st.st_nlink != 1:
@@ -384,55 +519,28 @@ class _Checker:
         return st
 
 
-class ArchkitMetadata(NamedTuple):
-    """What archkit's own exports record in metadata_props, checked (any file may carry the keys)."""
-
-    layers: tuple[dict, ...] = ()  # Keras layers: name, class, output_shape, trainable, non_trainable, block
-    keras_params: dict | None = None  # total, trainable, non_trainable
-    config: dict | None = None
-    problems: tuple[str, ...] = ()  # keys ignored because they are not what archkit writes
+_EINSUM_TERM = re.compile(r"[A-Za-z]*(\.\.\.)?[A-Za-z]*")
 
 
-def _layer_ok(l) -> bool:
-    shape = l.get("output_shape") if isinstance(l, dict) else None
-    return (isinstance(l, dict) and isinstance(l.get("name"), str) and isinstance(l.get("class"), str)
-            and isinstance(l.get("block", ""), str)
-            and all(isinstance(l.get(k), int) and not isinstance(l.get(k), bool) and l[k] >= 0
-                    for k in ("trainable", "non_trainable"))
-            and (shape is None or isinstance(shape, list) and all(d is None or isinstance(d, int) for d in shape)))
+def _einsum_problem(equation: bytes, inputs: int) -> str | None:
+    """What makes an Einsum equation invalid (None: nothing): letters, at most one `...` per
+    term, as many terms left of `->` as the op has inputs."""
+    text = equation.replace(b" ", b"").decode("ascii", "replace")
+    lhs, arrow, rhs = text.partition("->")
+    terms = lhs.split(",")
+    for term in terms + ([rhs] if arrow else []):
+        if not _EINSUM_TERM.fullmatch(term):
+            return f"has a term {term!r} that is not letters with at most one '...'"
+    if len(terms) != inputs:
+        return f"has {len(terms)} input terms for {inputs} inputs"
+    return None
 
 
-def archkit_metadata(meta: Mapping[str, str]) -> ArchkitMetadata:
-    """The archkit.* metadata of a model, each key kept only if it has the form archkit writes."""
-    import json
-
-    out, problems = {}, []
-    checks = {"archkit.layers": ("layers", lambda v: isinstance(v, list) and all(map(_layer_ok, v))),
-              "archkit.keras_params": ("keras_params", lambda v: isinstance(v, dict) and all(
-                  isinstance(v.get(k), int) for k in ("total", "trainable", "non_trainable"))),
-              "archkit.config": ("config", lambda v: isinstance(v, dict))}
-    for key, (field, ok) in checks.items():
-        if key not in meta:
-            continue
-        try:
-            value = json.loads(meta[key])
-        except (ValueError, RecursionError):
-            value = ok = None
-        if ok is None or not ok(value):
-            problems.append(key)
-            continue
-        out[field] = tuple(value) if field == "layers" else value
-    return ArchkitMetadata(**out, problems=tuple(problems))
-
-
-def has_data(t: onnx.TensorProto) -> bool:
-    """Whether a tensor's values are inside the file (not external, not absent)."""
-    if t.data_location == _EXTERNAL:
-        return False
-    if t.HasField("raw_data"):
-        return True
-    typed = _TYPED.get(t.data_type)
-    return typed is not None and len(getattr(t, typed[0])) > 0 or math.prod(t.dims) == 0
+def _attr_type(t: int) -> str:
+    try:
+        return _A.AttributeType.Name(t)
+    except ValueError:
+        return str(t)
 
 
 def _dtype(dt: int) -> str:
@@ -448,7 +556,7 @@ def _q(s: str, limit: int = 80) -> str:
     return r if len(r) <= limit else r[:limit - 5] + "…" + r[-4:]
 
 
-def _few(items, n: int = 3) -> str:
+def _few(items: Iterable[str], n: int = 3) -> str:
     items = list(items)
     shown = ", ".join(_q(x) for x in items[:n])
     return shown + (f" and {len(items) - n} more" if len(items) > n else "")
