@@ -28,8 +28,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.builders import conv_weight_bytes, seeds  # noqa: E402
-from tests.mutations import OWN_CODES, mutate_bytes, mutate_fields  # noqa: E402
+from tests.builders import conv_weight_bytes, seeds
+from tests.mutations import OWN_CODES, mutate_bytes, mutate_fields
+
 
 def run_case(path: Path, timeout: float) -> tuple[str, str]:
     """(outcome, detail): 'ok' / 'error N' / 'internal' / 'signal NAME' / 'timeout'."""

@@ -519,8 +519,8 @@ def yolo_head(*, classes: int = 80, reg_max: int = 16, widths=(64, 128, 256), si
     Sigmoid of the classes; Concat to [N, 4 + classes, A]."""
     n = TorchNet()
     const: list[onnx.TensorProto] = []
-    ints = lambda name, *v: _ints(const, name, *v)  # noqa: E731
-    scal = lambda name, v: _ints(const, name, v, scalar=True)  # noqa: E731
+    ints = lambda name, *v: _ints(const, name, *v)
+    scal = lambda name, v: _ints(const, name, v, scalar=True)
     flats, anchors, strides = [], [], []
     channels = 4 * reg_max + classes
     for i, (width, stride) in enumerate(zip(widths, (8, 16, 32))):
@@ -589,7 +589,7 @@ def crnn(*, height: int = 32, channels: int = 64, hidden: int = 96, classes: int
     from Shape), and a per-step Linear (MatMul) to the classes."""
     n = TorchNet()
     const: list[onnx.TensorProto] = []
-    ints = lambda name, *v: _ints(const, name, *v)  # noqa: E731
+    ints = lambda name, *v: _ints(const, name, *v)
     x = n.node("Conv", ["x", n.weight("cnn.0.weight", (channels, 1, 3, 3))], "/cnn/cnn.0", kernel_shape=[3, 3],
                pads=[1, 1, 1, 1])
     x = n.node("Relu", [x], "/cnn/cnn.1")

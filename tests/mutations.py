@@ -83,5 +83,5 @@ def mutate_fields(data: bytes, rng: random.Random) -> bytes:
             m.opset_import[0].version = rng.choice([1, 6, 11, 13, 17, 21, 99, -1, 0])
     try:
         return m.SerializeToString()
-    except Exception:  # a field value protobuf will not encode: fall back to bytes
+    except Exception:  # noqa: BLE001 - a field value protobuf will not encode: fall back to bytes
         return mutate_bytes(data, rng)

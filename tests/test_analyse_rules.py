@@ -12,7 +12,7 @@ from archkit.onnx.graph import build_graph
 from tests.builders import one_node, w
 from tests.test_rules import _FREE_CORE
 
-_I = lambda *v: np.array(v, np.int64)  # noqa: E731
+_I = lambda *v: np.array(v, np.int64)
 X = {"x": [2, 3, 4, 4]}
 
 # op → (graph inputs, initializers, attributes, outputs)

@@ -21,7 +21,8 @@ import pytest
 import architectures
 from architectures import resnet
 from tests.exports import ALL_EXPORTS, export_param
-from tests.references import counted, keras_figures as _keras_figures, reproduces
+from tests.references import counted, reproduces
+from tests.references import keras_figures as _keras_figures
 
 DEPTHS = [18, 34, 50, 101, 152]
 NAMES = [f"resnet{d}" for d in DEPTHS]

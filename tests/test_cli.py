@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(*args, cwd=None, env=None):
-    return subprocess.run([sys.executable, "-m", "archkit", *args], capture_output=True, text=True, cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "archkit", *args], check=False, capture_output=True, text=True, cwd=cwd,
                           timeout=600, env=env)
 
 
@@ -109,7 +109,6 @@ def test_report_is_quiet_and_equals_the_committed_one(tmp_path):
 
 def test_report_formats_select_files(tmp_path):
     from archkit.render.report import render
-
     from tests.conftest import _run
 
     analysis, _ = _run("baseline_cnn")
@@ -125,7 +124,7 @@ def test_export_command(tmp_path):
     import re
 
     m = re.search(r"^export: Keras -> ONNX conversion \(trace, tf2onnx, ONNX checker\) ([\d.]+) s; "
-                  r"whole command ([\d.]+) s", proc.stdout, re.M)
+                  r"whole command ([\d.]+) s", proc.stdout, re.MULTILINE)
     assert m and float(m[1]) <= float(m[2]), proc.stdout
     import onnx
 
@@ -137,7 +136,7 @@ def test_bad_opset_is_a_usage_error(tmp_path):
     """Refused before the export starts: TensorFlow is not even imported."""
     code = ("import sys; from archkit.cli import main; rc = main(['export', 'baseline_cnn', '-o', sys.argv[1], "
             "'--opset', '99']); print(rc, 'tensorflow' in sys.modules)")
-    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.onnx")], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.onnx")], check=False, capture_output=True, text=True,
                           timeout=120, cwd=ROOT)
     assert proc.stdout.split() == ["2", "False"]
     assert proc.stderr.strip().startswith("archkit: error: --opset 99: tf2onnx here supports opsets 9 to ")
@@ -149,7 +148,7 @@ def test_warm_report_uses_the_cache_without_tensorflow(tmp_path):
     code = ("import sys; from archkit.cli import main; rc = main(['report', 'baseline_cnn', '--out', sys.argv[1]]); "
             "print('tensorflow' in sys.modules, rc)")
     env = dict(os.environ, ARCHKIT_CACHE_DIR=str(tmp_path / "cache"))
-    first, second = (subprocess.run([sys.executable, "-c", code, str(tmp_path / out)], capture_output=True, text=True,
+    first, second = (subprocess.run([sys.executable, "-c", code, str(tmp_path / out)], check=False, capture_output=True, text=True,
                                     timeout=600, env=env) for out in ("a", "b"))
     assert first.stdout.split()[-2:] == ["True", "0"]
     assert second.stdout.split()[-2:] == ["False", "0"]
@@ -163,7 +162,6 @@ def test_committed_reports_hold_parity_verdicts_not_measured_errors(tmp_path):
     from dataclasses import replace
 
     from archkit.render.report import render
-
     from tests.conftest import _run
 
     analysis, _ = _run("baseline_cnn")

@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 
 from archkit.cli import main
-from archkit.cli.options import config
-from archkit.render.text import export_lines
-from archkit.cli.report import is_index, write_index
-from archkit.cli.parser import build
 from archkit.cli.common import Progress
+from archkit.cli.options import config
+from archkit.cli.parser import build
+from archkit.cli.report import is_index, write_index
 from archkit.errors import UsageError
 from archkit.render.formats import INDEX_MARKER
+from archkit.render.text import export_lines
 from tests.builders import SMALL_CNN_MACS, small_cnn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +29,7 @@ COMMITTED = ROOT / "reports" / "baseline_cnn" / "summary.json"
 
 
 def run(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "archkit", *args], capture_output=True, text=True, timeout=600,
+    return subprocess.run([sys.executable, "-m", "archkit", *args], check=False, capture_output=True, text=True, timeout=600,
                           cwd=ROOT, **kw)
 
 
@@ -157,7 +157,7 @@ def test_a_closed_pipe_ends_quietly():
         r, w = os.pipe()
         os.close(r)
         try:
-            proc = subprocess.run([sys.executable, "-m", "archkit", "list"], stdout=w, stderr=subprocess.PIPE,
+            proc = subprocess.run([sys.executable, "-m", "archkit", "list"], check=False, stdout=w, stderr=subprocess.PIPE,
                                   text=True, timeout=60, cwd=ROOT)
         finally:
             os.close(w)
@@ -199,7 +199,7 @@ for argv in (["--help"], ["report", "--help"], ["list"], ["report", "baseline_cn
 heavy = ("onnx", "numpy", "pandas", "tensorflow", "keras", "tf2onnx", "onnxruntime", "sympy", "networkx", "matplotlib")
 print(codes, sorted(m for m in heavy if m in sys.modules))
 """
-    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.onnx")], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.onnx")], check=False, capture_output=True, text=True,
                           timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2] []"
@@ -347,8 +347,8 @@ def test_config_values_are_literals_of_the_defaults_type(name, text, value):
 
 @pytest.mark.parametrize("argv,fragment", [
     (["report", "resnet50", "--config", "varient=v1.5"],
-     "--config varient: resnet50 has no setting 'varient'; its settings: input_shape=(224, 224, 3), classes=1000, "
-     "variant='v1'"),
+     ("--config varient: resnet50 has no setting 'varient'; its settings: input_shape=(224, 224, 3), classes=1000, "
+     "variant='v1'")),
     (["export", "inception_v2", "-o", "x.onnx", "--config", "factorised=no"],
      "--config 'factorised=no': factorised must be of type bool, like its default True"),
     (["verify", "baseline_cnn", "--config", "classes"], "--config 'classes': expected KEY=VALUE"),

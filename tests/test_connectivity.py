@@ -245,8 +245,8 @@ def test_long_graphs_are_drawn_to_a_readable_height():
 
 
 def test_light_densenet121_drawing_is_capped():
-    from archkit.render import drawing
     from archkit.analysis import analyse_file
+    from archkit.render import drawing
 
     a = analyse_file(light_model("densenet121"), connectivity=True)
     width, height = png_size(drawing.png(a.connectivity, a.name))
@@ -334,7 +334,7 @@ def test_alexnet_receptive_field_definitions(arch_run):
 def no_shapes(monkeypatch):
     """Shape inference withheld: the analysis graph keeps only what the file declares (graph
     inputs, initializers), as when every engine fails on a file."""
-    import archkit.onnx.graph as graph
+    from archkit.onnx import graph
 
     monkeypatch.setattr(graph, "_infer_bounded", lambda model, skeleton: (onnx.load_from_string(skeleton), False))
     monkeypatch.setattr(graph, "_engine", lambda *args, **kwargs: 0)
@@ -344,11 +344,11 @@ def no_shapes(monkeypatch):
 def _too_big_reshape(n: Net, layer: str, x: str, shape) -> str:
     """A Reshape of `x` to `shape` whose target is computed from a 1,000 x 1,000 broadcast: too
     large for the shape engine to evaluate (tests/test_shapes.py), so its output shape stays unknown."""
-    r = lambda name, v: n.inits.append(numpy_helper.from_array(np.array(v, np.int64), f"{layer}_{name}"))  # noqa: E731
+    r = lambda name, v: n.inits.append(numpy_helper.from_array(np.array(v, np.int64), f"{layer}_{name}"))
     for name, v in (("zero", 0), ("n", 1000), ("one", 1), ("ax1", [1]), ("ax0", [0]), ("ax01", [0, 1]),
                     ("head", list(shape[:-1])), ("last", shape[-1])):
         r(name, v)
-    k = lambda name: f"{layer}_{name}"  # noqa: E731
+    k = lambda name: f"{layer}_{name}"
     n.nodes += [helper.make_node("Range", [k("zero"), k("n"), k("one")], [k("v")]),
                 helper.make_node("Unsqueeze", [k("v"), k("ax1")], [k("col")]),
                 helper.make_node("Add", [k("v"), k("col")], [k("grid")]),
@@ -504,9 +504,9 @@ def test_light_densenet121_without_shapes_prints_no_wrong_number(no_shapes, caps
     """A real file (the Caffe2 zoo's DenseNet-121 in the onnx package) with shape inference withheld:
     no MAC share, no network receptive field, no per-layer MAC is printed as a number; what is
     missing is named; the wiring (depth 121, 58 concatenations) stays."""
-    from archkit.render import drawing
-    from archkit.cli import main
     from archkit.analysis import analyse_file
+    from archkit.cli import main
+    from archkit.render import drawing
 
     path = light_model("densenet121")
     proto = onnx.load(path)

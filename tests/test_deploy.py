@@ -26,11 +26,10 @@ import architectures
 from archkit.cli import main
 from archkit.deploy import DeployOptions
 from archkit.deploy.convert import count_transposes, fold_transpose_pairs, generated_inputs, load_calibration
-from archkit.metadata import entries as metadata
-from archkit.runtime.parity import precision_of
 from archkit.errors import MalformedModelError, ParityError, ResourceError, UnsupportedError, UsageError
-from archkit.runtime.parity import TOLERANCES, Verification, decided
+from archkit.metadata import entries as metadata
 from archkit.runtime.child import run_isolated
+from archkit.runtime.parity import TOLERANCES, Verification, decided, precision_of
 from tests import builders
 
 # Small inputs (and 10 classes) where the config allows; what each network's shape arithmetic needs.
@@ -242,8 +241,8 @@ def test_int8_agreement_counts_only_decided_samples():
 def test_int8_breakage_fails_verification():
     """A real int8 fault, every class reading its neighbour's int8 weights in the output layer:
     verification fails (exit 8), on the error bound and on top-1 agreement."""
-    from archkit.keras.pipeline import build_seeded
     from archkit.keras.parity import verify_keras
+    from archkit.keras.pipeline import build_seeded
 
     _, proto = _run("baseline_cnn", precision="int8")
     *_, model = build_seeded("baseline_cnn")
@@ -274,11 +273,11 @@ def test_int8_with_user_calibration(tmp_path):
         np.save(folder / f"{i:03d}.npy", x[i])  # one sample per file, no batch axis
     *_, model = build_seeded("baseline_cnn")
     for source in (tmp_path / "cal.npz", folder):
-        analysis, proto = _run("baseline_cnn", precision="int8", calibration=str(source))
+        _analysis, proto = _run("baseline_cnn", precision="int8", calibration=str(source))
         info = json.loads(metadata(proto)["archkit.quantization"])
         assert info["calibration_samples"] == (32 if source.suffix else 16)
         assert info["calibration_data"].startswith("user (sha256:")
-        agree, margin, _ = _int8_agreement(proto, model, _fixed_set())
+        agree, _margin, _ = _int8_agreement(proto, model, _fixed_set())
         assert agree.mean() >= TOLERANCES["int8"].top1
 
 
@@ -400,9 +399,9 @@ def test_a_hanging_session_is_stopped(monkeypatch):
 def test_bench_smoke(arch_run):
     """Runs and reports numbers; no timing is asserted."""
     from archkit.keras.bench import bench_with_keras
-    from archkit.render.text import bench_lines as summary_lines
     from archkit.keras.pipeline import build_seeded
     from archkit.render.report import deployment_section, render
+    from archkit.render.text import bench_lines as summary_lines
 
     analysis, proto = arch_run("baseline_cnn")
     *_, model = build_seeded("baseline_cnn")
@@ -474,5 +473,5 @@ def test_child_process_sees_no_tensorflow():
     from archkit.runtime.child import child_env
 
     code = "import archkit.runtime.child, archkit.runtime.bench, archkit.deploy, sys; print('tensorflow' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env(), timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, env=child_env(), timeout=120)
     assert out.stdout.strip() == "False", out.stderr

@@ -19,8 +19,18 @@ from archkit.costs import analyse
 from archkit.onnx.graph import build_graph
 from archkit.onnx.symbolic import Expr, TooLarge, exact_div, pretty, symbol, value
 from tests import builders
-from tests.builders import (crnn, crnn_macs, light_model, resnet, small_cnn, vad_stft, vit, vit_macs, yolo_head,
-                            yolo_head_macs)
+from tests.builders import (
+    crnn,
+    crnn_macs,
+    light_model,
+    resnet,
+    small_cnn,
+    vad_stft,
+    vit,
+    vit_macs,
+    yolo_head,
+    yolo_head_macs,
+)
 
 N, H, W = symbol("N"), symbol("height"), symbol("width")
 
@@ -171,7 +181,7 @@ def test_two_free_dims_meeting_in_a_broadcast_are_taken_as_equal_with_a_warning(
 def test_a_dim_squared_thirty_times_stays_bounded():
     """Shape → Mul(s, s) thirty times → Reshape: the formula would have degree 2^30; it goes over
     the bound, so there is no formula, and the costs are per sample, at once."""
-    r = lambda name, v: numpy_helper.from_array(np.array(v, np.int64), name)  # noqa: E731
+    r = lambda name, v: numpy_helper.from_array(np.array(v, np.int64), name)
     nodes = [helper.make_node("Shape", ["x"], ["s0"])]
     for k in range(30):
         nodes.append(helper.make_node("Mul", [f"s{k}", f"s{k}"], [f"s{k + 1}"]))
@@ -262,7 +272,7 @@ def test_ceil_mode_pooling_over_a_free_dim(kernel, stride, pads):
 def test_a_symbolic_value_that_doubles_until_it_is_large_is_not_followed():
     """Concat(s, s) twelve times over a Shape in N: 4,096 formulas, over the engine's bound on a
     value followed in free dims (1,024); the build falls back to N = 1, within seconds."""
-    r = lambda name, v: numpy_helper.from_array(np.array(v, np.int64), name)  # noqa: E731
+    r = lambda name, v: numpy_helper.from_array(np.array(v, np.int64), name)
     nodes = [helper.make_node("Shape", ["x"], ["s0"])]
     for k in range(12):
         nodes.append(helper.make_node("Concat", [f"s{k}", f"s{k}"], [f"s{k + 1}"], axis=0))

@@ -22,8 +22,15 @@ from onnx import TensorProto, helper, numpy_helper
 
 from archkit.cli import main
 from tests import builders
-from tests.builders import (CONV_WEIGHT_BYTES, SMALL_CNN_MACS, conv_weight_bytes, if_loop_scan, nested_ifs, set_external,
-                            small_cnn)
+from tests.builders import (
+    CONV_WEIGHT_BYTES,
+    SMALL_CNN_MACS,
+    conv_weight_bytes,
+    if_loop_scan,
+    nested_ifs,
+    set_external,
+    small_cnn,
+)
 
 F = TensorProto.FLOAT
 ROOT = os.geteuid() == 0
@@ -58,7 +65,7 @@ def fails(capsys, folder: Path, argv: list, code: int, *fragments: str, name: st
     """Run archkit; expect `code`, one error line naming the file and each fragment, nothing changed."""
     before = _snapshot(folder)
     rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
+    _out, err = capsys.readouterr()
     assert rc == code, err
     assert err.startswith("archkit: error: ") and err.count("\n") == 1, err
     assert "Traceback" not in err
@@ -341,7 +348,7 @@ def _limited(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
     root = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-c", code, str(_LIMIT_GIB), *argv], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-c", code, str(_LIMIT_GIB), *argv], check=False, capture_output=True, text=True,
                           timeout=300, cwd=cwd, env=env)
 
 
@@ -354,7 +361,7 @@ def test_no_huge_allocation_under_an_address_space_limit(tmp_path):
     valid = builders.model([helper.make_node("ConstantOfShape", ["shape"], ["big"], name="fill"),
                             helper.make_node("Add", ["big", "x"], ["y"], name="add")], {"x": [1]}, ["y"], inits=[shape])
     # value propagation would compute these element by element (onnx's took 14 GB for 1e8)
-    i64 = lambda name, v: numpy_helper.from_array(np.array(v, np.int64), name)  # noqa: E731
+    i64 = lambda name, v: numpy_helper.from_array(np.array(v, np.int64), name)
     ranged = builders.model([helper.make_node("Range", ["s", "l", "d"], ["r"], name="range"),
                              helper.make_node("Cast", ["r"], ["rf"], name="cast", to=F),
                              helper.make_node("NonZero", ["x"], ["nz"], name="nz"),  # a shape only values give
@@ -576,7 +583,7 @@ def test_forged_archkit_metadata_is_ignored_with_a_warning(tmp_path, capsys):
 
 
 def test_every_exit_code_is_documented():
-    import archkit.errors as errors
+    from archkit import errors
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     table = readme.split("## Exit codes", 1)[1].split("\n## ", 1)[0]

@@ -10,7 +10,9 @@ import json
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto as T, helper as h, numpy_helper as nh
+from onnx import TensorProto as T
+from onnx import helper as h
+from onnx import numpy_helper as nh
 
 from archkit.cli import main
 from archkit.costs import analyse

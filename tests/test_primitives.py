@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from archkit.course import primitives as pm
 from archkit.cli import main
+from archkit.course import primitives as pm
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -15,7 +15,7 @@ NAMES = architectures.names()
 @pytest.mark.parametrize("name", [export_param(n) for n in NAMES])
 def test_architecture_end_to_end(arch_run, name):
     arch = architectures.get(name)
-    analysis, proto = arch_run(name)
+    analysis, _proto = arch_run(name)
     costs = analysis.costs
     assert costs.unsupported == () and costs.unknown == ()
     assert analysis.verification.ok, analysis.verification.outputs

@@ -16,9 +16,9 @@ N, C, H, W_, M, K = 2, 3, 10, 12, 5, 3
 OH, OW = H - K + 1, W_ - K + 1  # VALID 3x3, stride 1
 X = {"x": [N, C, H, W_]}
 
-_u8 = lambda *shape: np.zeros(shape, np.uint8)  # noqa: E731
-_f = lambda *v: np.array(v, np.float32)  # noqa: E731
-_i64 = lambda *v: np.array(v, np.int64)  # noqa: E731
+_u8 = lambda *shape: np.zeros(shape, np.uint8)
+_f = lambda *v: np.array(v, np.float32)
+_i64 = lambda *v: np.array(v, np.int64)
 _scalar_f, _scalar_u8 = np.array(0.5, np.float32), np.array(0, np.uint8)
 _X120 = {"x": [2, 3, 4, 5]}  # 120 elements
 _QCONV = {"x": _u8(1, 4, 6, 6), "xs": _scalar_f, "xz": _scalar_u8, "w": _u8(5, 4, 3, 3), "ws": _scalar_f,
@@ -181,7 +181,7 @@ def test_integer_constants_are_not_parameters():
     assert (op.status, op.params, op.output_shape) == ("free", 0, "3x4")
 
 
-_I = lambda *v: np.array(v, np.int64)  # noqa: E731
+_I = lambda *v: np.array(v, np.int64)
 # Extra (integer) inputs a free op needs to be well formed.
 _FREE_INPUTS = {
     "Reshape": {"shape": _I(6, 4)}, "Pad": {"pads": _I(1, 1, 1, 1)}, "Slice": {"starts": _I(0), "ends": _I(2)},

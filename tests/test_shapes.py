@@ -8,8 +8,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import archkit.onnx.shapes as engine
-from archkit.onnx.graph import build_graph
 from archkit.analysis import analyse_model
+from archkit.onnx.graph import build_graph
 from tests import builders
 from tests.builders import crnn, crnn_macs, png_size, vad_stft, vit, vit_macs, yolo_head, yolo_head_macs
 
@@ -37,7 +37,7 @@ def test_vit_at_a_fixed_batch_scales_every_computed_shape():
 def _broadcast_model(n: int):
     """A Reshape whose target comes from an n x n broadcast of two small vectors: the engine
     must not evaluate it when n·n is over the bound; the rest of the graph still resolves."""
-    r = lambda name, v: numpy_helper.from_array(np.array(v, np.int64), name)  # noqa: E731
+    r = lambda name, v: numpy_helper.from_array(np.array(v, np.int64), name)
     nodes = [helper.make_node("Range", ["zero", "n", "one"], ["v"]),
              helper.make_node("Unsqueeze", ["v", "ax1"], ["col"]),
              helper.make_node("Add", ["v", "col"], ["grid"]),  # (n, n): grows, though no "generator"

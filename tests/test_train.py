@@ -9,8 +9,8 @@ import numpy as np
 import onnx
 import pytest
 
-from archkit.course import train as tr
 from archkit.cli import main
+from archkit.course import train as tr
 from archkit.errors import InputError
 
 PNG = b"\x89PNG\r\n\x1a\n"

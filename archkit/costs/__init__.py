@@ -13,10 +13,11 @@ formulas in the free dims, and the figures are their values with each free dim 1
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from math import prod
 from types import MappingProxyType
-from typing import Any, Callable, Iterable, Mapping, NamedTuple, Protocol, cast
+from typing import Any, NamedTuple, Protocol, cast
 
 import networkx as nx
 import pandas as pd
@@ -30,7 +31,7 @@ from archkit.onnx.names import LayerResolver, ScopeNames
 from archkit.onnx.symbolic import TooLarge, pretty, value
 from archkit.onnx.symbolic_shapes import BROADCAST
 
-__all__ = ["OpCost", "CostReport", "Branch", "analyse", "RULES", "FREE", "Cost", "PARAM_TYPES"]
+__all__ = ["FREE", "PARAM_TYPES", "RULES", "Branch", "Cost", "CostReport", "OpCost", "analyse"]
 
 COLUMNS = ["node", "op_type", "domain", "layer", "block", "output_shape", "macs", "flops", "params", "kernel_weights",
            "status"]
@@ -320,7 +321,7 @@ class _Symbolic:
     read shapes only, and its cost in the row is the formula's value at the point (each free dim
     1), which must equal the rule's answer on the values (checked once per distinct op)."""
 
-    def __init__(self, free: "_FreeDims"):
+    def __init__(self, free: _FreeDims):
         self.shapes, self.point, self.invalid = free.formulas, free.point, free.invalid
         self.merged = list(free.merged)  # the shape engine's merges; the costs pass adds onnx's
         self.memo: dict = {}  # (rule, shapes) → (formulas, values, merges)
@@ -433,7 +434,7 @@ def _merged_text(merged: list) -> str:
 
 
 def _rows(order: Iterable[tuple[str, OpNode]], nodes: _Nodes, pred: _Preds, layer_of: Mapping[str, str],
-          block_of: Callable[[str], str], sym: "_Symbolic | None" = None) -> tuple[list[OpCost], dict[str, str], int]:
+          block_of: Callable[[str], str], sym: _Symbolic | None = None) -> tuple[list[OpCost], dict[str, str], int]:
     """One row per op, in `order`; a parameter is counted at the first op (in that order) that
     reads it. Also: the subgraph kind of each If/Loop/Scan, and how many generated weights."""
     subgraphs: dict[str, str] = {}
@@ -640,7 +641,7 @@ def _choose_branches(rows: list[OpCost], nodes: _Nodes, conditions: Mapping[str,
 
 def _unsummed(rows: list[OpCost], skipped: set[str], order: list[tuple[str, OpNode]], nodes: _Nodes, pred: _Preds,
               layer_of: Mapping[str, str], block_of: Callable[[str], str], branches: Mapping[str, Branch],
-              sym: "_Symbolic | None" = None) -> tuple[list[OpCost], int | None]:
+              sym: _Symbolic | None = None) -> tuple[list[OpCost], int | None]:
     """The rows with the ops of branches not counted marked not summed, and every If branch's
     context saying why. A weight both branches read is counted in the branch that counts: if
     the others hold parameters, the rows are costed again with them last."""

@@ -27,14 +27,15 @@ schema to check it, and a rule that finds an attribute or input it cannot read s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from math import prod
-from typing import Any, Callable, NamedTuple, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 from archkit.errors import MalformedModelError
 from archkit.onnx.graph import OpNode, TensorInfo
 from archkit.onnx.symbolic import Expr
 
-__all__ = ["Cost", "ShapeUnknown", "RULES", "FREE", "DATA_DEPENDENT", "SHAPE_ONLY", "rule_for"]
+__all__ = ["DATA_DEPENDENT", "FREE", "RULES", "SHAPE_ONLY", "Cost", "ShapeUnknown", "rule_for"]
 
 
 class Cost(NamedTuple):

@@ -288,7 +288,10 @@ def _float_head(proto: onnx.ModelProto) -> list[str]:
 
 def _static_op_types() -> list[str]:
     """onnxruntime's default op types for static quantization, less _FLOAT_OPS."""
-    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry  # heavy (~0.3 s): only where a session runs
+    from onnxruntime.quantization.registry import (  # heavy (~0.3 s): only where a session runs
+        QDQRegistry,
+        QLinearOpsRegistry,
+    )
 
     return sorted((set(QLinearOpsRegistry) | set(QDQRegistry)) - _FLOAT_OPS)
 
@@ -299,7 +302,13 @@ def quantize_int8(proto: onnx.ModelProto, *, quantization: str = "static",
     """int8 with onnxruntime.quantization. static: QDQ, per-channel int8 weights, int8
     activations with MinMax ranges from `calibration`; dynamic: int8 weights, activations
     quantized at run time. Returns a new model."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static  # heavy (~0.3 s): only where a session runs
+    from onnxruntime.quantization import (  # heavy (~0.3 s): only where a session runs
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
 
     if quantization not in QUANTIZATIONS:
         raise UsageError(f"--quantization {quantization!r}: expected one of {', '.join(QUANTIZATIONS)}")

@@ -337,7 +337,7 @@ def _skeleton(model: onnx.ModelProto, fixed_inputs: FixedInputs) -> tuple[bytes,
 def _infer(skeleton: bytes, *, data_prop: bool = True) -> onnx.ModelProto:
     try:
         return onnx.shape_inference.infer_shapes(skeleton, data_prop=data_prop)
-    except Exception as e:  # onnx raises several C++-backed kinds; all mean the graph is inconsistent
+    except Exception as e:  # noqa: BLE001 - onnx raises several C++-backed kinds; all mean the graph is inconsistent
         raise MalformedModelError(f"shape inference failed: {str(e).strip().splitlines()[0]}") from None
 
 
@@ -524,7 +524,7 @@ def _symbolic_infer(inferred: onnx.ModelProto) -> tuple[onnx.ModelProto | None, 
         with open(os.path.join(tmp, "in.onnx"), "wb") as f:
             f.write(inferred.SerializeToString())
         try:
-            proc = subprocess.run([sys.executable, "-c", _SSI_CODE, tmp, str(memory)], stdin=subprocess.DEVNULL,
+            proc = subprocess.run([sys.executable, "-c", _SSI_CODE, tmp, str(memory)], check=False, stdin=subprocess.DEVNULL,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout, cwd=tmp)
         except subprocess.TimeoutExpired:
             return None, f"did not finish within {timeout:g} s (ARCHKIT_SSI_TIMEOUT)"
@@ -538,7 +538,7 @@ def _symbolic_infer(inferred: onnx.ModelProto) -> tuple[onnx.ModelProto | None, 
             return None, f"failed: {last[:200]}"
         try:
             out = onnx.load(os.path.join(tmp, "out.onnx"))
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - whatever the child left there, it is no model
             return None, f"wrote no model ({type(e).__name__})"
     return out, None
 
@@ -588,7 +588,7 @@ class _LazyAttrs(Mapping[str, Any]):
     """A node's attributes (as _attrs decodes them), decoded on first access: most are never
     read, and decoding them all is a quarter of the graph build. Read-only."""
 
-    __slots__ = ("_node", "_d")
+    __slots__ = ("_d", "_node")
 
     def __init__(self, node: onnx.NodeProto) -> None:
         self._node: onnx.NodeProto | None = node

@@ -373,7 +373,7 @@ def _infer_node(node: onnx.NodeProto, types: Mapping[str, onnx.TypeProto], value
                 imports: list[onnx.OperatorSetIdProto], version: int, ir_version: int) -> dict[str, onnx.TypeProto]:
     try:
         schema = onnx.defs.get_schema(node.op_type, version, "")
-    except Exception:
+    except Exception:  # noqa: BLE001 - onnx.defs raises its own C++ kind for an op it does not know
         return {}  # not an operator of this opset: the checks in archkit.onnx.load name it
     inputs = {i: types[i] for i in node.input if i and i in types}
     if len(inputs) < len({i for i in node.input if i}):  # an input may be read twice (Slice's axes and steps)
@@ -382,7 +382,7 @@ def _infer_node(node: onnx.NodeProto, types: Mapping[str, onnx.TypeProto], value
     try:
         return onnx.shape_inference.infer_node_outputs(schema, node, inputs, data, opset_imports=imports,
                                                        ir_version=ir_version)
-    except Exception:  # the op's inference rejected what it was given: it stays unknown
+    except Exception:  # noqa: BLE001 - the op's inference rejected what it was given: it stays unknown
         return {}
 
 
@@ -415,7 +415,7 @@ def _evaluate(node: onnx.NodeProto, values: Mapping[str, np.ndarray], types: Map
         else:
             args = [values[i] if i else None for i in node.input]
         out = op.run(*args)
-    except Exception:  # the reference implementation refused these inputs: the op stays unevaluated
+    except Exception:  # noqa: BLE001 - the reference implementation refused these inputs: the op stays unevaluated
         return None
     result = {}
     for name, v in zip(node.output, out):

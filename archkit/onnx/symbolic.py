@@ -44,7 +44,7 @@ Terms = tuple[tuple[Monomial, int], ...]  # (monomial, coefficient) pairs in can
 class Floor:
     """⌊num / den⌋: an atom of a polynomial (built by Expr.__floordiv__, which canonicalises)."""
 
-    __slots__ = ("num", "den", "key", "depth")
+    __slots__ = ("den", "depth", "key", "num")
 
     def __init__(self, num: Expr, den: int) -> None:
         self.num, self.den = num, den
@@ -72,7 +72,7 @@ class Expr:
     `terms`: ((monomial, coefficient), ...) in canonical order, a monomial being ((atom, power), ...)
     sorted by atom; the empty monomial is the constant term."""
 
-    __slots__ = ("terms", "_key", "_hash")
+    __slots__ = ("_hash", "_key", "terms")
 
     def __init__(self, terms: Terms) -> None:
         self.terms = terms
