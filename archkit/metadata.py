@@ -10,7 +10,7 @@ the others are listed in `problems` and ignored.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
@@ -62,7 +62,8 @@ def _layer_ok(layer: Any) -> bool:
             and (shape is None or isinstance(shape, list) and all(d is None or isinstance(d, int) for d in shape)))
 
 
-def _json(check):  # a JSON value the check accepts, else None
+def _json(check: Callable[[Any], bool]) -> Callable[[str], Any]:
+    """A parser: the JSON value `check` accepts, else None."""
     def parse(text: str) -> Any:
         try:
             value = json.loads(text)
@@ -99,7 +100,7 @@ def entries(proto: onnx.ModelProto) -> dict[str, str]:
 def read(meta: Mapping[str, str] | onnx.ModelProto) -> ArchkitMetadata:
     """The archkit.* metadata of a model (or of its metadata_props as a mapping), each key kept
     only if it has the form archkit writes."""
-    if hasattr(meta, "metadata_props"):  # a ModelProto (onnx is not imported here: the CLI loads this first)
+    if not isinstance(meta, Mapping):  # a ModelProto (onnx is not imported here: the CLI loads this first)
         meta = entries(meta)
     out: dict[str, Any] = {}
     problems = []

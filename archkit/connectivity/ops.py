@@ -8,7 +8,7 @@ from math import prod
 from typing import Any, Final, TypeGuard
 
 from archkit.costs.rules import FREE
-from archkit.onnx.graph import FLOAT_TYPES, Dim, TensorInfo
+from archkit.onnx.graph import FLOAT_TYPES, Shape, TensorInfo
 
 __all__ = ["ELEMENTWISE", "GLOBAL_POOLS", "KERNEL_OPS", "LAYOUT_OPS", "MAC_FREE", "MERGE_OPS", "POOL_OPS",
            "REDUCE_OPS", "RESHAPE_OPS", "UNKNOWN", "WINDOW_OPS", "Attrs", "Shape", "Unknown", "axis_of", "concrete",
@@ -33,7 +33,6 @@ POOL_OPS = frozenset({"MaxPool", "AveragePool", "LpPool"}) | GLOBAL_POOLS
 # Op types whose cost never holds MACs: one of them left uncosted leaves its layer's MACs known.
 MAC_FREE = ELEMENTWISE | POOL_OPS | REDUCE_OPS | LAYOUT_OPS | FREE | {"Resize", "Upsample"}
 
-Shape = tuple[Dim, ...]
 Attrs = Mapping[str, Any]  # an op's ONNX attributes: ints, floats, strings and tuples of them
 
 
