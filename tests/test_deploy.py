@@ -1,4 +1,4 @@
-"""Deployable exports (archkit.deploy, archkit.bench, `archkit export/verify/bench`): NCHW parity for
+"""Deployable exports (archkit.deploy, archkit.runtime.bench, `archkit export/verify/bench`): NCHW parity for
 every architecture, fp16 and int8 against the float32 Keras model, plain ONNX files, benchmarks,
 and onnxruntime crashes or hangs reported as errors.
 

@@ -18,7 +18,7 @@ __all__ = ["CALIBRATION_SEED", "EVAL_SAMPLES", "EVAL_SEED", "LAYOUTS", "PRECISIO
 
 QUANTIZATIONS = ("static", "dynamic")
 # Generated calibration inputs are drawn from seeds far from the ones verification uses
-# (archkit.verify: 1000 * seed + batch), so that int8 is not checked on its own calibration set.
+# (archkit.runtime.parity: 1000 * seed + batch), so that int8 is not checked on its own calibration set.
 CALIBRATION_SEED = 1_000_000
 # Evaluation inputs for the deltas of a fp16/int8 export against its fp32 export: other seeds again.
 EVAL_SEED = 2_000_000

@@ -427,7 +427,7 @@ def _parity_section(v, *, measured: bool) -> list[str]:
 
 
 def deployment_section(b) -> list[str]:
-    """Markdown lines of the Deployment section (archkit.bench.Bench): machine-dependent figures,
+    """Markdown lines of the Deployment section (archkit.runtime.bench.Bench): machine-dependent figures,
     rendered only when a report is asked for with --bench."""
     m = b.machine
     d = b.deployment
