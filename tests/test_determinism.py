@@ -61,5 +61,5 @@ def test_constraints_pin_every_dependency_within_pyproject_bounds():
         assert pinned is not None, f"{req.name} is not pinned in constraints.txt"
         assert req.specifier.contains(pinned), (req, pinned)
     readme = (ROOT / "README.md").read_text()
-    assert "pip install -e '.[test]' -c constraints.txt && python -m pytest -q" in readme
+    assert "pip install -e '.[test]' -c constraints.txt && ruff check . && mypy && python -m pytest -q" in readme
     assert "pip install -e . -c constraints.txt && archkit report inception_v1" in readme
