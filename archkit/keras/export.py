@@ -81,6 +81,29 @@ def _optimizer_copies(enabled: bool):
             os.environ["TF2ONNX_CATCH_ERRORS"] = old
 
 
+@contextlib.contextmanager
+def _stable_duplicate_merge():
+    """tf2onnx merges duplicate nodes (equal constants, say) into the first of each group in its
+    node order, and that order depends on Python's string hashing (PYTHONHASHSEED): the same
+    model exported in two processes could keep either name (alexnet_onetower's adaptive pool:
+    `SelectV2` or `SelectV2_1`, 6 bytes apart). Ordering each group by name keeps the same node
+    in every process."""
+    from tf2onnx.optimizer.merge_duplicated_nodes_optimizer import (  # heavy: imports tensorflow
+        MergeDuplicatedNodesOptimizer as Merge,
+    )
+
+    group = Merge._group_nodes_by_type_inputs
+
+    def by_name(graph):
+        return {key: sorted(nodes, key=lambda n: n.name) for key, nodes in group(graph).items()}
+
+    Merge._group_nodes_by_type_inputs = staticmethod(by_name)
+    try:
+        yield
+    finally:
+        Merge._group_nodes_by_type_inputs = staticmethod(group)
+
+
 def max_opset() -> int:
     """The newest opset tf2onnx emits; onnxruntime runs every opset up to onnx's newest."""
     from tf2onnx import constants  # heavy: importing tf2onnx imports tensorflow
@@ -168,7 +191,7 @@ def export_keras(
     function = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False))
     nchw = [n for t, n in zip(model.inputs, input_names) if len(t.shape) == 4] if layout == "nchw" else None
     try:
-        with quiet_stderr(), _optimizer_copies(copy_graphs):
+        with quiet_stderr(), _optimizer_copies(copy_graphs), _stable_duplicate_merge():
             proto, _ = tf2onnx.convert.from_function(function, input_signature=signature, opset=opset,
                                                      inputs_as_nchw=nchw)
     except Exception as e:  # tf2onnx raises assorted kinds; all mean the same to the user
