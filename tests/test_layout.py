@@ -123,6 +123,14 @@ def unexplained_local_imports(found: list[Import]) -> list[str]:
     return bad
 
 
+def fresh_python(code: str, *, timeout: int = 120) -> subprocess.CompletedProcess:
+    """Run `code` in a new interpreter (nothing imported yet) from the project root; it must succeed."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                         check=False)
+    assert out.returncode == 0, out.stderr
+    return out
+
+
 FOUND = imports(SOURCES := sources())
 
 
@@ -153,9 +161,7 @@ def test_the_command_modules_import_nothing_heavy_before_their_checks():
             "    importlib.import_module('archkit.cli.' + m)\n"
             "heavy = ('onnx', 'numpy', 'pandas', 'networkx', 'sympy', 'onnxruntime', 'matplotlib', 'tensorflow')\n"
             "print(sorted(h for h in heavy if h in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
-                         check=False)
-    assert out.returncode == 0, out.stderr
+    out = fresh_python(code, timeout=120)
     assert out.stdout.strip() == "[]"
 
 
@@ -166,9 +172,7 @@ def test_every_module_imports_without_tensorflow():
             f"for m in {sorted(m for m in SOURCES if m != 'archkit.__main__')!r}:\n"
             "    importlib.import_module(m)\n"
             "print([h for h in ('tensorflow', 'keras', 'tf2onnx') if h in sys.modules])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT,
-                         check=False)
-    assert out.returncode == 0, out.stderr
+    out = fresh_python(code, timeout=300)
     assert out.stdout.strip() == "[]"
 
 
@@ -229,7 +233,5 @@ def test_the_public_face_loads_lazily_and_completely():
             "import importlib\n"
             "assert all(getattr(archkit, n) is getattr(importlib.import_module(archkit._PUBLIC[n]), n) for n in names)\n"
             "print(len(names))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
-                         check=False)
-    assert out.returncode == 0, out.stderr
+    out = fresh_python(code, timeout=120)
     assert out.stdout.split("\n")[:2] == ["[]", "21"]

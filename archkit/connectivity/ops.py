@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from enum import Enum
 from math import prod
-from typing import Any, Final, TypeGuard
+from typing import Any, Final, TypeGuard, TypeVar
 
 from archkit.costs.rules import FREE
 from archkit.onnx.graph import FLOAT_TYPES, Shape, TensorInfo
 
 __all__ = ["ELEMENTWISE", "GLOBAL_POOLS", "KERNEL_OPS", "LAYOUT_OPS", "MAC_FREE", "MERGE_OPS", "POOL_OPS",
            "REDUCE_OPS", "RESHAPE_OPS", "UNKNOWN", "WINDOW_OPS", "Attrs", "Shape", "Unknown", "axis_of", "concrete",
-           "dim", "inferred", "is_data", "map_axis"]
+           "dim", "inferred", "is_data", "map_axis", "registrar"]
 
 KERNEL_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "Einsum"})
 WINDOW_OPS = frozenset({"Conv", "MaxPool", "AveragePool", "LpPool"})
@@ -84,3 +84,17 @@ def map_axis(in_shape: Shape | None, out_shape: Shape | None, axis: int | None) 
         if prod(out_shape[:k]) == before and out_shape[k] == in_shape[axis]:
             return k
     return None
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def registrar(table: dict[str, _F]) -> Callable[..., Callable[[_F], _F]]:
+    """The decorator that files a stage's per-op rule in `table` under each op type it names."""
+    def register(*op_types: str) -> Callable[[_F], _F]:
+        def deco(fn: _F) -> _F:
+            for op in op_types:
+                table[op] = fn
+            return fn
+        return deco
+    return register

@@ -26,6 +26,7 @@ from archkit.connectivity.ops import (
     concrete,
     dim,
     map_axis,
+    registrar,
 )
 from archkit.connectivity.receptive import (
     Fields,
@@ -84,13 +85,7 @@ Rule = Callable[[_Walk, DataOp, list[Provenance]], Result]
 RULES: dict[str, Rule] = {}
 _CONVS = frozenset({"Conv", "ConvTranspose"})  # a conv starts the channels anew (axis 1), whatever it reads
 
-
-def _rule(*op_types: str) -> Callable[[Rule], Rule]:
-    def deco(fn: Rule) -> Rule:
-        for op in op_types:
-            RULES[op] = fn
-        return fn
-    return deco
+_rule = registrar(RULES)  # @_rule("Conv", ...) files a rule under those op types
 
 
 def _out_shape(op: DataOp) -> Shape | None:

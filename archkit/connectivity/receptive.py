@@ -29,6 +29,7 @@ from archkit.connectivity.ops import (
     concrete,
     is_data,
     map_axis,
+    registrar,
 )
 from archkit.connectivity.results import ReceptiveField
 from archkit.onnx.graph import OpNode
@@ -224,13 +225,7 @@ def reduce_axes(lg: LayerGraph, node: OpNode, rank: int | None) -> tuple[int, ..
 
 RULES: dict[str, Rule] = {}
 
-
-def _rule(*op_types: str) -> Callable[[Rule], Rule]:
-    def deco(fn: Rule) -> Rule:
-        for op in op_types:
-            RULES[op] = fn
-        return fn
-    return deco
+_rule = registrar(RULES)  # @_rule("Conv", ...) files a rule under those op types
 
 
 def _whole(w: _Walk, shape: Shape | None, i: int, s: AxisField, stride: int | None) -> tuple[AxisField, bool]:
