@@ -28,6 +28,8 @@ from archkit.connectivity import Connectivity
 from archkit.connectivity import analyse as connectivity_of
 from archkit.costs import CostReport
 from archkit.costs import analyse as costs_of
+from archkit.costs.memory import Memory
+from archkit.costs.memory import plan as plan_memory
 from archkit.errors import MalformedModelError, ResourceError, UnsafeModelError, UnsupportedError, UsageError
 from archkit.onnx.graph import build_graph, free_dims
 from archkit.onnx.load import Loaded, load_model
@@ -68,6 +70,7 @@ class Analysis:
     config: Mapping[str, Any] | None = None
     verification: Any = None  # archkit.runtime.parity.Verification, when a Keras source was run
     connectivity: Connectivity | None = None  # the wiring, measured on the same graph
+    memory: Memory | None = None  # the buffers and the live memory along three execution orders
     # How the file was made (archkit.keras.pipeline): deployment options, export time and whether it
     # came from the cache, Transposes left, sizes, and for fp16/int8 the deltas against the fp32 export.
     deployment: Mapping[str, Any] | None = None
@@ -104,12 +107,15 @@ def analyse_model(proto: onnx.ModelProto, *, name: str | None = None, size_bytes
     )
     progress("costs")
     costs = costs_of(G, block_of=block_of)
+    progress("memory")
+    memory = plan_memory(G, sum(o.weight_bytes for o in costs.ops))
     wiring = None
     if connectivity:
         progress("connectivity")
         wiring = _connectivity(G, costs, proto, own.architecture is None)
     return Analysis(
         name=name or own.architecture or proto.graph.name or "model", info=info, costs=costs, connectivity=wiring,
+        memory=memory,
         keras_layers=own.layers, keras_params=own.keras_params, config=own.config,
         warnings=tuple(f"metadata {k!r} ignored: not what archkit writes" for k in own.problems)
         + G.graph["warnings"] + costs.formula_warnings,

@@ -172,7 +172,8 @@ def test_subgraphs_are_walked_and_loop_bodies_flagged_per_iteration():
 def test_context_column_only_when_there_are_subgraphs():
     report = analyse(build_graph(one_node("Relu", {"x": [2, 3]}, None)))
     assert list(report.to_frame().columns) == ["node", "op_type", "domain", "layer", "block", "output_shape", "macs",
-                                                "flops", "params", "kernel_weights", "status"]
+                                                "flops", "params", "kernel_weights", "output_bytes", "weight_bytes",
+                                                "status"]
 
 
 # --- parameters -----------------------------------------------------------------------------
@@ -535,7 +536,8 @@ def test_analyse_and_reports_use_the_same_terms(resnet18_file):
     assert "unknown_cost_ops" in doc and "unknown_cost_ops" in costs and "unknown_shape_ops" not in costs
     assert "weights" not in doc["total"] and "onnx_weights" not in costs
     files = render(a, ["md", "csv"])
-    assert files["blocks.csv"].decode().splitlines()[0] == "block,ops,macs,flops,params,kernel_weights,stats"
+    assert files["blocks.csv"].decode().splitlines()[0] == \
+        "block,ops,macs,flops,params,kernel_weights,output_bytes,weight_bytes,stats"
     text = files["README.md"].decode()
     assert "| ONNX params |" in text and "kernel weights" in text and "ONNX weights" not in text
 

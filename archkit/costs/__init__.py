@@ -22,11 +22,12 @@ from typing import Any, NamedTuple, Protocol, cast
 import networkx as nx
 import pandas as pd
 
+from archkit.costs.memory import ITEM_BITS, formula_bytes, tensor_bytes
 from archkit.costs.rules import DATA_DEPENDENT, FREE, RULES, Cost, Rule, ShapeUnknown
 from archkit.costs.rules import SHAPE_ONLY as _SHAPE_ONLY
 from archkit.errors import ArchkitError, InternalError
 from archkit.metadata import read as read_metadata
-from archkit.onnx.graph import FLOAT_TYPES, OpNode, op_nodes
+from archkit.onnx.graph import FLOAT_TYPES, OpNode, TensorInfo, op_nodes
 from archkit.onnx.names import LayerResolver, ScopeNames
 from archkit.onnx.symbolic import TooLarge, pretty, value
 from archkit.onnx.symbolic_shapes import BROADCAST
@@ -34,8 +35,8 @@ from archkit.onnx.symbolic_shapes import BROADCAST
 __all__ = ["FREE", "PARAM_TYPES", "RULES", "Branch", "Cost", "CostReport", "OpCost", "analyse"]
 
 COLUMNS = ["node", "op_type", "domain", "layer", "block", "output_shape", "macs", "flops", "params", "kernel_weights",
-           "status"]
-NUMERIC = ["macs", "flops", "params", "kernel_weights"]
+           "output_bytes", "weight_bytes", "status"]
+NUMERIC = ["macs", "flops", "params", "kernel_weights", "output_bytes", "weight_bytes"]
 # Shown only when some op has them: BatchNormalization statistics, parameters generated at load
 # time, ops inside subgraphs.
 OPTIONAL = ["stats", "generated", "context"]
@@ -70,6 +71,10 @@ class OpCost(NamedTuple):
     generated: int = 0  # of `params`, elements a ConstantOfShape fills at load time (not stored in the file)
     # False for the ops of an If's branch that is not counted (see Branch): shown, in no total or roll-up sum
     summed: bool = True
+    output_bytes: int = 0  # bytes of its outputs, in their element types (0 where a shape is unknown)
+    # bytes of the stored tensors first read here (initializers of any type: weights, their scales and
+    # zero points, shapes and axes), in their stored types; a Constant's value is its own
+    weight_bytes: int = 0
 
 
 class Branch(NamedTuple):
@@ -160,20 +165,22 @@ class CostReport:
         return out[[key, "ops", *numeric, "summed"]] if len(keys) > 1 else out
 
     def formula_by(self, key: str) -> dict[str, tuple]:
-        """(macs, flops) as formulas per `key` ("node", "layer", "block", "op_type"), for the
-        summed rows; {} without formulas."""
+        """(macs, flops, output bytes) as formulas per `key` ("node", "layer", "block", "op_type"),
+        for the summed rows; {} without formulas."""
         if not self.formulas:
             return {}
         per_op = self.formulas["ops"]
+        per_bytes = self.formulas["bytes"]
         out: dict[str, tuple] = {}
         try:
             for o in self._summed():
                 m, f = per_op.get(o.node, (o.macs, o.flops))
+                b = per_bytes.get(o.node, o.output_bytes)
                 k = getattr(o, key)
                 if k in out:
-                    m0, f0 = out[k]
-                    m, f = m0 + m, f0 + f
-                out[k] = (m, f)
+                    m0, f0, b0 = out[k]
+                    m, f, b = m0 + m, f0 + f, b0 + b
+                out[k] = (m, f, b)
         except TooLarge:  # a group's sum over the size bound (the totals are not): none shown
             return {}
         return out
@@ -191,7 +198,8 @@ class CostReport:
         """Sums over the rows that are summed (all, unless an If's branch is not counted)."""
         ops = self._summed()
         columns = dict(zip(OpCost._fields, zip(*ops))) if ops else {}
-        return {k: sum(columns.get(k, ())) for k in ("macs", "flops", "params", "kernel_weights", "stats", "generated")} \
+        return {k: sum(columns.get(k, ())) for k in ("macs", "flops", "params", "kernel_weights", "stats", "generated",
+                                                     "output_bytes", "weight_bytes")} \
             | {"ops": len(ops)}
 
     def _bearing(self) -> tuple[OpCost, ...]:
@@ -326,6 +334,8 @@ class _Symbolic:
         self.merged = list(free.merged)  # the shape engine's merges; the costs pass adds onnx's
         self.memo: dict = {}  # (rule, shapes) → (formulas, values, merges)
         self.per_op: dict = {}  # op node → (macs, flops) formulas
+        self.per_bytes: dict = {}  # op node → its outputs' bytes as a formula
+        self.bytes_memo: dict = {}  # (id of the dims' formulas, dtype) → bytes
         self.failed: str | None = None
 
     def cost(self, nid: str, data: OpNode, rule: Rule) -> Cost:
@@ -341,30 +351,55 @@ class _Symbolic:
             hit = self._cost(nid, data, rule, ins, outs)
             if rule in _SHAPE_ONLY:
                 self.memo[key] = hit
-        formulas, cost, merges = hit
+        formulas, cost, merges, nbytes = hit
         if formulas is not None:
             self.per_op[nid] = formulas
             if merges:
                 self.merged += [(nid, data.op_type, a, b, b) for a, b in merges]
+        if nbytes is not None:
+            self.per_bytes[nid] = nbytes
         return cost
 
     def _cost(self, nid: str, data: OpNode, rule: Rule, ins: tuple, outs: tuple) -> tuple:
         cost = rule(data)  # ShapeUnknown: the row's cost is unknown, and so is its formula
         shapes = self.shapes
         if all(t is None or t[0] not in shapes for t in (*data.inputs, *data.outputs)):
-            return None, cost, ()  # no free dim: the cost is its own formula
+            return None, cost, (), None  # no free dim: the cost is its own formula
         view = replace(data, inputs=tuple(t if t is None else t._replace(shape=d) for t, d in zip(data.inputs, ins)),
                        outputs=tuple(t._replace(shape=d) for t, d in zip(data.outputs, outs)))
         try:
             f = tuple(rule(view))
         except (ShapeUnknown, TooLarge, TypeError, ValueError, ArithmeticError) as e:
             self.failed = self.failed or f"the cost of {nid} ({data.op_type}) has no formula ({type(e).__name__})"
-            return None, cost, ()
+            return None, cost, (), None
         exact = not (self.invalid and any(t is not None and t[0] in self.invalid for t in (*data.inputs, *data.outputs)))
         if exact and (value(f[0], self.point) != cost[0] or value(f[1], self.point) != cost[1]):
             self.failed = self.failed or (f"the formula for {nid} ({data.op_type}) does not give its cost at the free "
                                           "dims' values")
-        return f, cost, _merges(data.op_type, ins, outs)
+        return f, cost, _merges(data.op_type, ins, outs), self._bytes(data, outs)
+
+    def output_bytes(self, nid: str, data: OpNode) -> None:
+        """The bytes of the outputs of an op without a cost rule, as a formula where a free dim is in
+        their shapes (the rules' ops get theirs in `cost`)."""
+        get = self.shapes.get
+        outs = tuple([get(t[0]) for t in data.outputs])
+        if any(d is not None for d in outs):
+            nbytes = self._bytes(data, outs)
+            if nbytes is not None:
+                self.per_bytes[nid] = nbytes
+
+    def _bytes(self, data: OpNode, dims: tuple) -> Any:
+        """The op's output bytes from its outputs' dims as formulas (None for a dim known only as a value)."""
+        total: Any = 0
+        for d, t in zip(dims, data.outputs):
+            if t[2] not in ITEM_BITS:
+                continue
+            try:
+                total += _bytes(t) if d is None else formula_bytes(d, t[2])
+            except TooLarge:
+                return None
+        return total
+
 
     def reshape(self, nid: str, data: OpNode) -> None:
         """A Reshape to a target fixed at export time (Caffe2's channel shuffle to [1, g, c/g, h, w])
@@ -387,11 +422,18 @@ class _Symbolic:
         if self.failed:
             return None, self.failed, ()
         per_op = self.per_op
-        macs = flops = params = 0
+        macs = flops = params = out_bytes = 0
         counts: dict = {}  # formulas → ops: each summed once, not op by op
+        byte_counts: dict = {}  # the same for the output bytes
         for r in rows:
             if r.summed:
                 params += r.params
+                b = self.per_bytes.get(r.node)
+                if b is None or b.__class__ is int:
+                    out_bytes += r.output_bytes
+                else:
+                    k = id(b)
+                    byte_counts[k] = (b, byte_counts[k][1] + 1) if k in byte_counts else (b, 1)
                 f = per_op.get(r.node) if r.status == "counted" else None
                 if f is None:
                     macs += r.macs
@@ -403,10 +445,13 @@ class _Symbolic:
             for (m, f), n in counts.values():
                 macs += m * n
                 flops += f * n
+            for b, n in byte_counts.values():
+                out_bytes += b * n
         except TooLarge:
             return None, "the totals' formulas are over the size bound", ()
         warnings = (_merged_text(self.merged),) if self.merged else ()
-        return {"macs": macs, "flops": flops, "params": params, "ops": MappingProxyType(per_op)}, None, warnings
+        return {"macs": macs, "flops": flops, "params": params, "output_bytes": out_bytes,
+                "ops": MappingProxyType(per_op), "bytes": MappingProxyType(self.per_bytes)}, None, warnings
 
 
 def _merges(op_type: str, ins: tuple, outs: tuple) -> list[tuple]:
@@ -440,6 +485,8 @@ def _rows(order: Iterable[tuple[str, OpNode]], nodes: _Nodes, pred: _Preds, laye
     subgraphs: dict[str, str] = {}
     contexts: dict[tuple, str] = {(None, None): ""}
     seen: set[str] = set()
+    stored: set[str] = set()  # initializers whose bytes are counted
+    out_bytes: dict = {}  # (shape, dtype) → bytes, of outputs and initializers
     generated: dict[str, int] = {}  # tensor → elements, for weights a ConstantOfShape fills (_generated_size)
     n_generated = 0
     shape_text: dict = {}
@@ -456,13 +503,18 @@ def _rows(order: Iterable[tuple[str, OpNode]], nodes: _Nodes, pred: _Preds, laye
                 RULES.get((domain, op_type)), _KERNEL_INPUTS.get(op_type, ()),
                 op_type == "BatchNormalization", op_type == "Constant" and domain == "ai.onnx")
         rule, kernel, is_bn, is_constant = kind
-        params = weights = stats = made = 0
+        params = weights = stats = made = w_bytes = 0
         i = -1
         for t in data.inputs:
             i += 1
             if t is None:
                 continue
             if t[3]:  # an initializer
+                if t[0] not in stored:
+                    stored.add(t[0])
+                    k = (t[1], t[2])
+                    nb = out_bytes.get(k)
+                    w_bytes += nb if nb is not None else out_bytes.setdefault(k, _bytes(t))
                 if t[0] in seen or not (t[2] in PARAM_TYPES or (op_type, i) in _INT_PARAMS):
                     continue
                 n = prod(cast("tuple[int, ...]", t[1]))  # an initializer's dims are ints
@@ -483,6 +535,7 @@ def _rows(order: Iterable[tuple[str, OpNode]], nodes: _Nodes, pred: _Preds, laye
             v = data.attrs.get("value")
             if v is not None and v.dtype in PARAM_TYPES and len(v.shape) and prod(v.shape) > 1:
                 params += prod(v.shape)
+            w_bytes += sum(_bytes(t) for t in data.outputs)  # a stored tensor, not an activation
         elif op_type == "ConstantOfShape" and domain == "ai.onnx":
             n = _generated_size(data, pred[nid], nodes)
             if n:
@@ -503,6 +556,16 @@ def _rows(order: Iterable[tuple[str, OpNode]], nodes: _Nodes, pred: _Preds, laye
                 # here is archkit's own bug
                 raise InternalError(_rule_failed(op_type, nid, e)) from e
         outs = data.outputs
+        o_bytes = 0
+        if not is_constant:
+            for t in outs:
+                k = (t[1], t[2])
+                nb = out_bytes.get(k)
+                if nb is None:
+                    nb = out_bytes[k] = _bytes(t)
+                o_bytes += nb
+            if sym is not None and rule is None:
+                sym.output_bytes(nid, data)
         shape = outs[0][1] if outs else None
         text = shape_text.get(shape)
         if text is None:
@@ -519,8 +582,13 @@ def _rows(order: Iterable[tuple[str, OpNode]], nodes: _Nodes, pred: _Preds, laye
             found = contexts.get(key)
             context = found if found is not None else contexts.setdefault(key, _context(nodes, data, subgraphs))
         append(_new(OpCost, (nid, op_type, domain, layer, block, text, cost[0], cost[1], params, weights,
-                             status, stats, context, made, True)))
+                             status, stats, context, made, True, o_bytes, w_bytes)))
     return rows, subgraphs, n_generated
+
+
+def _bytes(t: TensorInfo) -> int:
+    """A tensor's bytes, 0 when its shape is unknown (archkit.costs.memory lists those)."""
+    return tensor_bytes(t) or 0
 
 
 def _rule_failed(op_type: str, nid: str, e: Exception) -> str:

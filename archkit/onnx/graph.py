@@ -749,6 +749,8 @@ class _Builder:
                     if n.__class__ is not str:
                         _not_text(node)
                     r = shapes_get(n) or _UNKNOWN
+                    if r is _UNKNOWN and op_type == "Dropout" and n != node.output[0] and domain in ("", "ai.onnx"):
+                        r = self._dropout_mask(n, node.input[0], shapes)
                     if not r[2]:
                         unread.add(n)  # unknown only if something reads it (not, e.g., Dropout's mask)
                     t = infos[n] = _new(TensorInfo, (n, r[0], r[1], False))
@@ -766,6 +768,15 @@ class _Builder:
                         self.edge(src, nid, n)
         self.index = index
         self.unknown |= unknown
+
+    def _dropout_mask(self, mask: str, data: str, shapes: Mapping[str, ShapeRecord]) -> ShapeRecord:
+        """The mask of Dropout-1/6/7, which onnx leaves untyped: the schema makes it the input's type
+        and shape (from opset 10 it is bool, and onnx gives it)."""
+        r = shapes.get(data) or _UNKNOWN
+        free = self.free
+        if free is not None and data in free.formulas:
+            free.formulas[mask] = free.formulas[data]
+        return r
 
     def _subgraph(self, sg: onnx.GraphProto, shapes: MutableMapping[str, ShapeRecord],
                   inits: MutableMapping[str, Described], producer: Mapping[str, str], parent: str,

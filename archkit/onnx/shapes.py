@@ -380,10 +380,15 @@ def _infer_node(node: onnx.NodeProto, types: Mapping[str, onnx.TypeProto], value
         return {}
     data = {i: numpy_helper.from_array(values[i], i) for i in node.input if i in values}
     try:
-        return onnx.shape_inference.infer_node_outputs(schema, node, inputs, data, opset_imports=imports,
-                                                       ir_version=ir_version)
+        out = onnx.shape_inference.infer_node_outputs(schema, node, inputs, data, opset_imports=imports,
+                                                      ir_version=ir_version)
     except Exception:  # noqa: BLE001 - the op's inference rejected what it was given: it stays unknown
         return {}
+    if node.op_type == "Dropout" and schema.since_version < 10 and len(node.output) > 1 and node.output[1] and \
+            node.input[0] in inputs and node.output[1] not in out:
+        # onnx leaves the mask of Dropout-1/6/7 untyped; its schema makes it the input's type and shape
+        out[node.output[1]] = inputs[node.input[0]]
+    return out
 
 
 def _evaluable(node: onnx.NodeProto, types: Mapping[str, onnx.TypeProto], values: Mapping[str, np.ndarray]) -> bool:

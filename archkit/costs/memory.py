@@ -1,0 +1,602 @@
+"""Memory a network needs to run: the buffers a runtime holds, and the live memory along an
+execution order, with its peak.
+
+Counted apart from activations: weights (initializers and Constant ops: held for the whole
+session), graph inputs (the caller's memory) and graph outputs (made by an op, then returned: live
+from their op to the end of the run). Activations are every other tensor an op makes.
+
+Buffers follow onnxruntime's CPU allocation planner (1.32), as measured op by op
+(tests/test_memory_runtime.py):
+- an ALIAS op (Reshape, Flatten, Squeeze, Unsqueeze, Identity) hands its input's buffer on;
+- an IN_PLACE op (the activations, Softmax) writes into its input's buffer when nothing later
+  reads that input and the sizes agree;
+- every other output is a buffer of its own, Dropout's included (onnxruntime copies it).
+A buffer is live from the step of the op that makes it through the last step that reads it; an
+If, Loop or Scan reads what its subgraphs read, and the memory inside them is not modelled.
+
+Three orders are planned: "onnxruntime" (its default order, reproduced: a depth-first walk back
+from the ops nothing reads, inputs taken in file order), "file" (the file's node order) and
+"memory-aware" (a greedy list schedule: of the ops ready to run, the one that adds the fewest bytes
+net of what it frees; kept only where it beats the other two).
+
+With free dims left free, each buffer's bytes are a formula; the peak is found at the point the
+figures are at, and given as a formula when one step's live bytes are at least every other step's
+for every value of the dims ≥ 1 (compared on the coefficients: no symbolic Max).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from math import prod
+from typing import Any, NamedTuple
+
+import networkx as nx
+import numpy as np
+
+from archkit.onnx.graph import TensorInfo, op_nodes
+from archkit.onnx.symbolic import Dim, Expr, TooLarge, value
+
+__all__ = ["ALIAS", "IN_PLACE", "ITEM_BITS", "ORDERS", "Live", "Memory", "Peak", "Planned", "Schedule", "block_peaks",
+           "formula_bytes", "plan", "tensor_bytes"]
+
+# Bits per element of each ONNX element type: the 4- and 2-bit types are packed, as ONNX stores
+# and onnxruntime allocates them (numpy's int4 takes a byte). Strings have no fixed size.
+ITEM_BITS = {
+    "float": 32, "float16": 16, "bfloat16": 16, "double": 64, "int8": 8, "uint8": 8, "int16": 16,
+    "uint16": 16, "int32": 32, "uint32": 32, "int64": 64, "uint64": 64, "bool": 8, "complex64": 64,
+    "complex128": 128, "float8e4m3fn": 8, "float8e4m3fnuz": 8, "float8e5m2": 8, "float8e5m2fnuz": 8,
+    "float8e8m0": 8, "int4": 4, "uint4": 4, "float4e2m1": 4, "int2": 2, "uint2": 2,
+}
+# onnxruntime hands the input's buffer on (its kernels' Alias(0, 0)), whatever reads the input later.
+ALIAS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
+# onnxruntime writes the output into input 0's buffer when nothing later reads it (MayInplace(0, 0)).
+IN_PLACE = frozenset({"Relu", "LeakyRelu", "Elu", "Selu", "Celu", "Sigmoid", "HardSigmoid", "Tanh", "Softplus",
+                      "Softsign", "ThresholdedRelu", "Shrink", "Clip", "Softmax", "LogSoftmax"})
+ORDERS = ("onnxruntime", "file", "memory-aware")
+_SHOWN_LIVE = 8  # tensors listed at a peak
+
+
+def tensor_bytes(t: TensorInfo) -> int | None:
+    """Bytes a tensor of known shape takes, or None (shape unknown, or strings)."""
+    bits = ITEM_BITS.get(t.dtype)
+    if bits is None or not t.known:
+        return None
+    return (t.size * bits + 7) // 8
+
+
+def formula_bytes(dims: Sequence[Dim], dtype: str) -> Dim:
+    """The bytes of a tensor whose dims are formulas (archkit.onnx.symbolic)."""
+    bits = ITEM_BITS[dtype]
+    n = prod(dims)
+    return n * (bits // 8) if bits % 8 == 0 else (n * bits + 7) // 8
+
+
+class Live(NamedTuple):
+    """A tensor live at a peak."""
+
+    tensor: str
+    bytes: int
+    kind: str  # "activation" or "output"
+    node: str  # the op that made it
+
+
+class Planned(NamedTuple):
+    """What onnxruntime's allocation planner holds along its order: a dead buffer is handed to a later
+    tensor of the same shape and element size (the last freed first), and stays held from its first
+    tensor's op to its last user's, the time between included."""
+
+    curve: tuple[int, ...]  # bytes held during each step
+    peak: int
+    step: int
+    node: str
+    buffers: int  # buffers allocated
+    reused: int  # tensors given a dead tensor's buffer
+
+
+class Peak(NamedTuple):
+    bytes: int  # activations and outputs live during the step
+    activations: int
+    outputs: int
+    step: int  # position in the order
+    node: str  # the op running there
+    live: tuple[Live, ...]  # the largest tensors live there, largest first
+    formula: Dim | None  # the peak in the free dims, when the same step peaks for every value ≥ 1
+    why_no_formula: str | None  # with free dims, why there is no formula
+
+
+@dataclass(frozen=True)
+class Schedule:
+    name: str  # "onnxruntime", "file", "memory-aware"
+    how: str  # how the order was found
+    steps: tuple[str, ...]  # op node ids, in the order they run
+    curve: tuple[int, ...]  # bytes live (activations and outputs) during each step
+    peak: Peak
+    planned: Planned | None = None  # for the onnxruntime order: what its planner holds (≥ the live bytes)
+
+
+@dataclass(frozen=True)
+class Memory:
+    weights: int  # bytes of initializers and Constant ops
+    inputs: int  # bytes of the graph inputs
+    outputs: int  # bytes of the graph outputs
+    activations: int  # bytes of every activation buffer, each once (no reuse): what a naive runtime holds
+    buffers: int  # activation buffers (an alias shares its input's, an in-place op its input's under onnxruntime)
+    schedules: Mapping[str, Schedule] = field(default_factory=dict)  # by ORDERS name
+    unknown: tuple[str, ...] = ()  # tensors of unknown size: the figures are lower bounds
+    formulas: Mapping[str, Dim] | None = None  # weights, inputs, outputs, activations in the free dims
+
+    @property
+    def complete(self) -> bool:
+        return not self.unknown
+
+    @property
+    def runtime(self) -> Schedule | None:
+        return self.schedules.get("onnxruntime")
+
+    def saving(self) -> tuple[int, float] | None:
+        """(bytes, fraction) the memory-aware order saves on the file order's peak, or None."""
+        aware, file = self.schedules.get("memory-aware"), self.schedules.get("file")
+        if aware is None or file is None or not file.peak.bytes:
+            return None
+        d = file.peak.bytes - aware.peak.bytes
+        return d, d / file.peak.bytes
+
+
+class _Buffers:
+    """The tensors of the main graph gathered into buffers (an alias shares its input's): what
+    each step makes and reads, each buffer's bytes (and formula), and the in-place candidates."""
+
+    def __init__(self, G: nx.DiGraph) -> None:
+        free = G.graph.get("formulas")
+        shapes: Mapping[str, tuple] = free.formulas if free is not None else {}
+        self.free = free is not None
+        self.point: Mapping[str, int] = free.point if free is not None else {}
+        nodes = G._node if isinstance(getattr(G, "_node", None), dict) else G.nodes
+        outputs = {nodes[n].tensor.name for n in nodes if n[:7] == "output:" and nodes[n].kind == "output"}
+        inputs = [nodes[n].tensor for n in nodes if n[:6] == "input:" and nodes[n].kind == "input"]
+        ops = list(op_nodes(G))
+
+        self.unknown: list[str] = []  # tensors of unknown size
+        self.steps: list[str] = []  # main-graph op ids in file order (a Constant is a weight, not a step)
+        self.makes: list[list[int]] = []  # step → the buffers it allocates
+        self.reads: list[list[int]] = []  # step → the buffers it reads
+        self.after: list[list[int]] = []  # step → the steps making the tensors it reads (aliases included)
+        self.in_place: list[tuple[int, int] | None] = []  # step → (its output's buffer, input 0's buffer)
+        self.size: list[int] = []  # buffer → bytes
+        self.formula: list[Dim] = []  # buffer → bytes in the free dims
+        self.shape_key: list[tuple] = []  # buffer → (dims, bits per element): what onnxruntime's reuse matches
+        self.is_output: list[bool] = []
+        self.tensor: list[str] = []  # buffer → its tensor
+        self.maker: list[int] = []  # buffer → its step
+        sizes: dict[tuple, int | None] = {}  # (shape, dtype) → bytes
+        formulas: dict[tuple, Dim] = {}  # (id of the dims' formulas, dtype) → bytes: shapes are shared objects
+
+        # an If, Loop or Scan reads what its subgraphs read from outside them
+        inner_reads: dict[str, list] = {}
+        for nid, data in ops:
+            if data.parent is not None:
+                p = data.parent
+                while nodes[p].parent is not None:
+                    p = nodes[p].parent
+                inner_reads.setdefault(p, []).extend(t.name for t in data.inputs if t is not None)  # names
+
+        makes, reads, after_, in_places, steps = self.makes, self.reads, self.after, self.in_place, self.steps
+        size, formula, shape_key, is_output, tensor, maker = (self.size, self.formula, self.shape_key, self.is_output,
+                                                              self.tensor, self.maker)
+        made_by: dict[str, tuple[int, int]] = {}  # tensor → (its buffer, or -1 for none; the step making it)
+        get = made_by.get
+        bits_of = ITEM_BITS.get
+        for nid, data in ops:
+            if data.parent is not None:
+                continue
+            op = data.op_type if data.domain == "ai.onnx" else ""
+            if op == "Constant":
+                continue
+            step = len(steps)
+            steps.append(nid)
+            read: list[int] = []
+            after: list[int] = []
+            ins = data.inputs
+            inner = inner_reads.get(nid)
+            for t in (*ins, *inner) if inner else ins:
+                if t is None or t.__class__ is not str and t[3]:  # weights are not activations
+                    continue
+                found = get(t if t.__class__ is str else t[0])
+                if found is not None:
+                    b, m = found
+                    if b >= 0 and b not in read:
+                        read.append(b)
+                    if m not in after:
+                        after.append(m)
+            reads.append(read)
+            if len(after) > 1:
+                after.sort()
+            after_.append(after)
+            made: list[int] = []
+            source = get(ins[0][0]) if ins and ins[0] is not None else None
+            in_place = None
+            first = True
+            for t in data.outputs:
+                name = t[0]
+                if not name:
+                    first = False
+                    continue
+                is_out = name in outputs
+                if first and op in ALIAS and not is_out:
+                    # the input's buffer, handed on; an alias of a graph input or a weight takes no memory
+                    made_by[name] = (source[0] if source is not None else -1, step)
+                    first = False
+                    continue
+                key = (t[1], t[2])
+                n = sizes[key] if key in sizes else sizes.setdefault(key, tensor_bytes(t))
+                if n is None:
+                    self.unknown.append(name)
+                    n = 0
+                f: Dim = n
+                dims = shapes.get(name) if shapes else None
+                if dims is not None and n:
+                    fkey = (id(dims), t[2])
+                    f = formulas[fkey] if fkey in formulas else formulas.setdefault(fkey, formula_bytes(dims, t[2]))
+                b = len(size)
+                made_by[name] = (b, step)
+                size.append(n)
+                formula.append(f)
+                shape_key.append((dims if dims is not None else t[1], bits_of(t[2])))
+                is_output.append(is_out)
+                tensor.append(name)
+                maker.append(step)
+                made.append(b)
+                if first and op in IN_PLACE and source is not None and not is_out:
+                    a = source[0]
+                    if a >= 0 and not is_output[a] and size[a] == n and formula[a] == f:
+                        in_place = (b, a)
+                first = False
+            makes.append(made)
+            in_places.append(in_place)
+        # formulas with floors of free dims (strides) are not compared on their coefficients
+        self.floors = any(not isinstance(a, str) for f in set(self.formula) if isinstance(f, Expr)
+                          for m, _ in f.terms for a, _ in m)
+        self._arrays: tuple | None = None
+        self.file_order = list(range(len(steps)))
+        self._spans: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # id of an order → its spans
+        self.inputs = sum(tensor_bytes(t) or 0 for t in inputs)
+        self.inputs_f: Dim = 0
+        for t in inputs:
+            dims = shapes.get(t.name)
+            n = tensor_bytes(t) or 0
+            self.inputs_f = self.inputs_f + (formula_bytes(dims, t.dtype) if dims is not None and n else n)
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """(size, maker, is_output, reader step, reader buffer) as arrays, made once."""
+        if self._arrays is None:
+            steps = [s for s, r in enumerate(self.reads) for _ in r]
+            bufs = [b for r in self.reads for b in r]
+            self._arrays = (np.asarray(self.size, np.float64), np.asarray(self.maker, np.int64),
+                            np.asarray(self.is_output, bool), np.asarray(steps, np.int64), np.asarray(bufs, np.int64))
+        return self._arrays
+
+    def in_place_pairs(self) -> tuple[np.ndarray, ...] | tuple[()]:
+        """(step, output buffer, input buffer) of the in-place candidates, as arrays."""
+        found = [(s, *ip) for s, ip in enumerate(self.in_place) if ip is not None]
+        return tuple(np.asarray(c, np.int64) for c in zip(*found)) if found else ()
+
+    def coefficients(self) -> tuple[list, np.ndarray]:
+        """The monomials of the buffers' formulas, and each buffer's coefficients on them (int64;
+        Python ints where they could overflow)."""
+        index: dict[Any, int] = {}
+        unique: dict[Any, int] = {}  # formula → its row: buffers share formula objects
+        rows: list[dict[int, int]] = []
+        which: list[int] = []
+        for f in self.formula:
+            k = unique.get(f)
+            if k is None:
+                row = {}
+                for m, c in (((), f),) if isinstance(f, int) else f.terms:
+                    row[index.setdefault(m, len(index))] = c
+                k = unique[f] = len(rows)
+                rows.append(row)
+            which.append(k)
+        big = max((abs(c) for row in rows for c in row.values()), default=0) * max(len(self.formula), 1) >= 2 ** 62
+        U = np.zeros((len(rows), len(index)), object if big else np.int64)
+        for i, row in enumerate(rows):
+            for j, c in row.items():
+                U[i, j] = c
+        return list(index), U[np.asarray(which, np.int64)] if which else U
+
+
+def plan(G: nx.DiGraph, weights: int) -> Memory:
+    """The memory of the analysis graph's main graph under the three orders; `weights`: the bytes of
+    its stored tensors (the costs' weight_bytes, summed)."""
+    B = _Buffers(G)
+    n = len(B.steps)
+    file_order = B.file_order
+    # a chain has one topological order: every order is the file's
+    only = all(k - 1 in B.after[k] for k in range(1, n))
+    ort = file_order if only else _onnxruntime_order(B)
+    greedy = file_order if only else _greedy_order(B)
+    done: dict[tuple[int, ...], Schedule] = {}
+
+    def schedule(name: str, how: str, order: list[int]) -> Schedule:
+        key = tuple(order)
+        hit = done.get(key)
+        if hit is None:
+            hit = done[key] = _schedule(B, name, how, order)
+        return replace(hit, name=name, how=how)
+
+    runtime = schedule("onnxruntime", "its default order (a depth-first walk back from the last ops), reproduced", ort)
+    file = schedule("file", "the file's node order", file_order)
+    candidates = [
+        schedule("memory-aware", "a greedy list schedule: of the ops ready, the one adding the fewest bytes net of "
+                 "those it frees", greedy),
+        replace(runtime, name="memory-aware", how="onnxruntime's depth-first order: the greedy list schedule peaks "
+                "higher here"),
+        replace(file, name="memory-aware", how="the file's order: the greedy list schedule and the depth-first order "
+                "peak higher here"),
+    ]
+    aware = min(candidates, key=lambda c: c.peak.bytes)  # the first of equal peaks
+    schedules = {"onnxruntime": replace(runtime, planned=_planned(B, ort)), "file": file, "memory-aware": aware}
+    outs = [b for b in range(len(B.size)) if B.is_output[b]]
+    acts = [b for b in range(len(B.size)) if not B.is_output[b]]
+    formulas = None
+    if B.free:
+        try:
+            formulas = {"weights": weights, "inputs": B.inputs_f, "outputs": _sum(B.formula[b] for b in outs),
+                        "activations": _sum(B.formula[b] for b in acts)}
+        except TooLarge:
+            formulas = None
+    return Memory(weights=weights, inputs=B.inputs, outputs=sum(B.size[b] for b in outs),
+                  activations=sum(B.size[b] for b in acts), buffers=len(acts), schedules=schedules,
+                  unknown=tuple(B.unknown), formulas=formulas)
+
+
+def _onnxruntime_order(B: _Buffers) -> list[int]:
+    """onnxruntime's default execution order (GraphViewer: Graph::ReverseDFSFrom the leaf nodes,
+    in node-index order, each node's input nodes sorted by index): a node is placed when all its
+    inputs' producers are."""
+    n = len(B.steps)
+    producers = B.after
+    has_consumer = [False] * n
+    for ps in producers:
+        for p in ps:
+            has_consumer[p] = True
+    stack: list[tuple[int, bool]] = [(s, False) for s in range(n) if not has_consumer[s]]
+    visited = [False] * n
+    out: list[int] = []
+    while stack:
+        s, leave = stack.pop()
+        if leave:
+            out.append(s)
+            continue
+        if visited[s]:
+            continue
+        visited[s] = True
+        stack.append((s, True))
+        for p in producers[s]:
+            if not visited[p]:
+                stack.append((p, False))
+    return out
+
+
+def _greedy_order(B: _Buffers) -> list[int]:
+    """A list schedule: run, of the ops whose inputs are ready, the one whose outputs add the fewest
+    bytes net of the buffers it is the last to read (ties: file order)."""
+    n = len(B.steps)
+    readers: list[list[int]] = [[] for _ in B.size]
+    for s in range(n):
+        for b in B.reads[s]:
+            readers[b].append(s)
+    remaining = [len(r) for r in readers]
+    waiting = [len(B.after[s]) for s in range(n)]
+    consumers: list[list[int]] = [[] for _ in range(n)]
+    for s in range(n):
+        for p in B.after[s]:
+            consumers[p].append(s)
+    done = [False] * n
+    size, is_output, makes, reads = B.size, B.is_output, B.makes, B.reads
+
+    def delta(s: int) -> int:
+        d = sum(size[b] for b in makes[s])
+        for b in reads[s]:
+            if remaining[b] == 1 and not is_output[b]:
+                d -= size[b]
+        return d
+
+    version = [0] * n
+    heap = [(delta(s), s, 0) for s in range(n) if waiting[s] == 0]
+    heapq.heapify(heap)
+    out: list[int] = []
+    while heap:
+        _, s, v = heapq.heappop(heap)
+        if done[s] or v != version[s]:
+            continue
+        done[s] = True
+        out.append(s)
+        for b in reads[s]:
+            remaining[b] -= 1
+            if remaining[b] == 1:  # its last reader now frees it: that reader got cheaper
+                r = next(x for x in readers[b] if not done[x])
+                if waiting[r] == 0:
+                    version[r] += 1
+                    heapq.heappush(heap, (delta(r), r, version[r]))
+        for c in consumers[s]:
+            waiting[c] -= 1
+            if waiting[c] == 0:
+                heapq.heappush(heap, (delta(c), c, version[c]))
+    return out
+
+
+def _schedule(B: _Buffers, name: str, how: str, order: list[int]) -> Schedule:
+    n = len(order)
+    if not n:
+        return Schedule(name, how, (), (), Peak(0, 0, 0, 0, "", (), 0 if B.free else None, None))
+    start, end = _spans(B, order)
+    size, is_output = B.arrays()[0], B.arrays()[2]
+    held = start <= end
+    act, out = held & ~is_output, held & is_output
+    acts = _cumulative(start[act], end[act], size[act], n)
+    outs = _cumulative(start[out], end[out], size[out], n)
+    curve = acts + outs
+    k = int(np.argmax(curve))  # the first of equal peaks
+    live = np.flatnonzero((start <= k) & (k <= end))
+    shown = sorted(live.tolist(), key=lambda b: -B.size[b])[:_SHOWN_LIVE]
+    lives = tuple(Live(B.tensor[b], B.size[b], "output" if B.is_output[b] else "activation", B.steps[B.maker[b]])
+                  for b in shown)
+    formula, why = _peak_formula(B, start, end, k) if B.free else (None, None)
+    peak = Peak(int(curve[k]), int(acts[k]), int(outs[k]), k, B.steps[order[k]], lives, formula, why)
+    steps = B.steps
+    return Schedule(name, how, tuple(steps) if order == B.file_order else tuple([steps[s] for s in order]),
+                    tuple(curve.tolist()), peak)
+
+
+def _cumulative(start: np.ndarray, end: np.ndarray, size: np.ndarray, n: int) -> np.ndarray:
+    """Bytes live at each position, of buffers held from `start` through `end`."""
+    d = np.bincount(start, weights=size, minlength=n + 1) - np.bincount(end + 1, weights=size, minlength=n + 1)
+    return np.rint(np.cumsum(d[:n])).astype(np.int64)
+
+
+def _spans(B: _Buffers, order: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The first and last position at which each buffer's memory is counted, in `order`. An output
+    is held to the end; an op made in place counts from the step after (during it, its input holds
+    the memory); a buffer whose last is before its first holds none of its own."""
+    hit = B._spans.get(id(order))
+    if hit is None:
+        hit = B._spans[id(order)] = _find_spans(B, order)
+    return hit
+
+
+def _find_spans(B: _Buffers, order: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    n = len(order)
+    pos = np.empty(n, np.int64)
+    pos[np.asarray(order, np.int64)] = np.arange(n)
+    _, maker, is_output, reader_step, reader_buf = B.arrays()
+    start = pos[maker]
+    last = start.copy()
+    np.maximum.at(last, reader_buf, pos[reader_step])
+    end = np.where(is_output, n - 1, last)
+    places = B.in_place_pairs()
+    if len(places):
+        steps, outs, ins = places
+        at = pos[steps]
+        taken = last[ins] == at  # nothing later reads the input: the output takes its memory
+        if taken.any():
+            start_l, end_l = start.tolist(), end.tolist()
+            holder: dict[int, int] = {}  # buffer made in place → whose memory it is in
+            for p, b, a in sorted(zip(at[taken].tolist(), outs[taken].tolist(), ins[taken].tolist())):
+                h = holder.get(a, a)
+                holder[b] = h
+                end_l[h] = max(end_l[h], end_l[b])
+                start_l[b], end_l[b] = p + 1, p
+            start, end = np.asarray(start_l, np.int64), np.asarray(end_l, np.int64)
+    return start, end
+
+
+def _planned(B: _Buffers, order: list[int]) -> Planned:
+    """onnxruntime's allocation plan along `order` (SequentialPlanner, sequential execution): an
+    output made in place or by an alias shares its input's buffer (as in _spans); any other takes
+    the most recently freed buffer whose first tensor has its shape and element size, else a new
+    one. A buffer is freed when the last user of every tensor in it has run."""
+    first, last = _spans(B, order)
+    spans = list(zip(first.tolist(), last.tolist()))
+    n = len(order)
+    key = B.shape_key
+    phys_size: list[int] = []
+    phys_end: list[int] = []
+    phys_start: list[int] = []
+    phys_key: list[tuple] = []
+    owner = [-1] * len(B.size)
+    users = []  # physical → logical buffers not yet done
+    freed: dict[tuple, list[int]] = {}  # (shape, bits) → dead physical buffers, the last freed at the end
+    ends: list[list[int]] = [[] for _ in range(n + 1)]
+    reused = 0
+    for p, s in enumerate(order):
+        for b in B.makes[s]:
+            start, end = spans[b]
+            if start > end:  # made in place: the input's buffer holds it (its span covers it)
+                continue
+            phys = -1
+            if not B.is_output[b] and key[b][1] is not None:
+                stack = freed.get(key[b])
+                if stack:  # onnxruntime scans its free list from the last freed: the first match is this
+                    phys = stack.pop()
+                    reused += 1
+            if phys < 0:
+                phys = len(phys_size)
+                phys_size.append(B.size[b])
+                phys_start.append(p)
+                phys_end.append(end)
+                phys_key.append(key[b])
+                users.append(0)
+            phys_end[phys] = max(phys_end[phys], end)
+            owner[b] = phys
+            users[phys] += 1
+            if not B.is_output[b]:
+                ends[end].append(b)
+        for b in ends[p]:
+            phys = owner[b]
+            users[phys] -= 1
+            if users[phys] == 0:
+                freed.setdefault(phys_key[phys], []).append(phys)
+    diff = [0] * (n + 1)
+    for k in range(len(phys_size)):
+        diff[phys_start[k]] += phys_size[k]
+        diff[phys_end[k] + 1] -= phys_size[k]
+    curve = []
+    held = 0
+    for p in range(n):
+        held += diff[p]
+        curve.append(held)
+    k = max(range(n), key=curve.__getitem__) if n else 0
+    return Planned(tuple(curve), curve[k] if n else 0, k, B.steps[order[k]] if n else "", len(phys_size), reused)
+
+
+def _sum(formulas: Iterable[Dim]) -> Dim:
+    """The sum of many formulas, added up term by term (one Expr at the end, not one per term)."""
+    d: dict[Any, int] = {}
+    for f in formulas:
+        for m, c in (((), f),) if isinstance(f, int) else f.terms:
+            d[m] = d.get(m, 0) + c
+    return Expr.make(d)
+
+
+def _peak_formula(B: _Buffers, start: np.ndarray, end: np.ndarray, k: int) -> tuple[Dim | None, str | None]:
+    """The live bytes at position k as a formula, when they are at least every other position's
+    for every value of the free dims ≥ 1: D = live(k) − live(p) has D(1) ≥ 0 and no negative
+    coefficient but the constant's (each monomial of free dims is then ≥ its value at 1)."""
+    if B.floors:
+        return None, "the bytes hold floors of the free dims (strides): the peak is given per value only"
+    monomials, C = B.coefficients()
+    held = np.flatnonzero(start <= end)
+    n = int(end.max()) + 1 if len(end) else 0
+    E = np.zeros((n + 1, len(monomials)), C.dtype)
+    np.add.at(E, start[held], C[held])
+    np.add.at(E, end[held] + 1, -C[held])
+    live = np.cumsum(E[:n], axis=0)
+    D = live[k] - live
+    at_one = np.array([_one(m, {}, B.point) for m in monomials], C.dtype)
+    varying = np.array([bool(m) for m in monomials])
+    if (D[:, varying] < 0).any() or (D @ at_one < 0).any():
+        return None, "different steps peak at different values of the free dims"
+    try:
+        return Expr.make({m: int(c) for m, c in zip(monomials, live[k].tolist())}), None
+    except TooLarge:
+        return None, "the peak's formula is over the size bound"
+
+
+def _one(m: Any, memo: dict[Any, int], point: Mapping[str, int]) -> int:
+    """A monomial's value at the point."""
+    v = memo.get(m)
+    if v is None:
+        v = memo[m] = value(Expr(((m, 1),)), point) if m else 1
+    return v
+
+
+def block_peaks(schedule: Schedule, block_of_node: Mapping[str, str]) -> dict[str, int]:
+    """The highest live bytes while each block's ops run, in order of first appearance."""
+    out: dict[str, int] = {}
+    for nid, live in zip(schedule.steps, schedule.curve):
+        b = block_of_node.get(nid, nid)
+        if live > out.get(b, -1):
+            out[b] = live
+    return out
