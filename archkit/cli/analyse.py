@@ -33,12 +33,14 @@ def run(args: argparse.Namespace) -> int:
 
     if args.sweep:
         return _sweep(args, shapes, values)
+    if args.sweep and args.measure_memory:
+        raise UsageError("--measure-memory: measures one run; fix the dims with --input-shape instead of --sweep")
     if args.output is None:
         analysis = analyse_file(args.file, input_shapes=shapes, max_bytes=args.max_bytes, strict=args.strict,
                                 input_values=values)
         warn(analysis)
         sys.stdout.write(render_view(analysis, args.by, fmt))
-        return 0
+        return _measure(args, shapes) if args.measure_memory else 0
     report_folder(args.output, source=args.file)
     analysis = analyse_file(args.file, input_shapes=shapes, max_bytes=args.max_bytes, strict=args.strict,
                             input_values=values)
@@ -47,7 +49,22 @@ def run(args: argparse.Namespace) -> int:
     for line in summary_lines(analysis):
         print(line)
     print(f"-> {args.output}")
-    return 0
+    return _measure(args, shapes) if args.measure_memory else 0
+
+
+def _measure(args: argparse.Namespace, shapes: dict) -> int:
+    """analyse --measure-memory: archkit's memory figures against onnxruntime's allocator, on one
+    seeded run at the analysed shapes (free dims 1); exit 8 when they disagree."""
+    from archkit.onnx.load import load_model  # the stage: loaded already once, checked again as any file is
+    from archkit.render.text import memory_check_lines
+    from archkit.runtime.memory import check_memory, feed
+
+    loaded = load_model(args.file, max_bytes=args.max_bytes)
+    check = check_memory(loaded.proto, feed(loaded.proto, shapes), path=str(loaded.path), what=str(args.file))
+    print()
+    for line in memory_check_lines(check):
+        print(line)
+    return 0 if check.ok else 8
 
 
 def _sweep(args: argparse.Namespace, shapes: dict, values: dict) -> int:

@@ -113,6 +113,10 @@ def build() -> argparse.ArgumentParser:
                    help="write the report files into this folder (new, empty, or an earlier report: it is replaced)")
     a.add_argument("--strict", action="store_true",
                    help="an op without a cost rule (unknown op, custom domain) or of unknown cost is an error (exit 6)")
+    a.add_argument("--measure-memory", action="store_true",
+                   help="run the file once in onnxruntime and check archkit's memory figures against its allocator: "
+                        "every op's output bytes, the execution order, the peak (machine-dependent; exit 8 if they "
+                        "disagree)")
     _max_bytes_argument(a)
 
     c = command("connectivity", help="how a network is wired: depth, branches, skips, concatenations, "

@@ -126,6 +126,11 @@ class Memory:
     schedules: Mapping[str, Schedule] = field(default_factory=dict)  # by ORDERS name
     unknown: tuple[str, ...] = ()  # tensors of unknown size: the figures are lower bounds
     formulas: Mapping[str, Dim] | None = None  # weights, inputs, outputs, activations in the free dims
+    makers: Mapping[str, str] = field(default_factory=dict, repr=False)  # tensor → the main-graph op making it
+    # the largest buffer a kernel takes while it runs, as onnxruntime's CPU convolution lowers a
+    # Conv that is not pointwise to one matrix product per image: (C/group)·∏kernel·∏output
+    # elements (its im2col matrix); and the Conv taking it
+    workspace: tuple[int, str] = (0, "")
 
     @property
     def complete(self) -> bool:
@@ -159,6 +164,7 @@ class _Buffers:
         ops = list(op_nodes(G))
 
         self.unknown: list[str] = []  # tensors of unknown size
+        self.workspace: tuple[int, str] = (0, "")
         self.steps: list[str] = []  # main-graph op ids in file order (a Constant is a weight, not a step)
         self.makes: list[list[int]] = []  # step → the buffers it allocates
         self.reads: list[list[int]] = []  # step → the buffers it reads
@@ -166,11 +172,15 @@ class _Buffers:
         self.in_place: list[tuple[int, int] | None] = []  # step → (its output's buffer, input 0's buffer)
         self.size: list[int] = []  # buffer → bytes
         self.formula: list[Dim] = []  # buffer → bytes in the free dims
-        self.shape_key: list[tuple] = []  # buffer → (dims, bits per element): what onnxruntime's reuse matches
+        # buffer → (dims, bits per element) as onnxruntime's planner knows them (None: it does not): what
+        # its reuse and in-place writes compare
+        self.shape_key: list[tuple | None] = []
         self.is_output: list[bool] = []
         self.tensor: list[str] = []  # buffer → its tensor
         self.maker: list[int] = []  # buffer → its step
         sizes: dict[tuple, int | None] = {}  # (shape, dtype) → bytes
+        # the shapes onnxruntime's planner knows, where they are fewer than archkit's (archkit.onnx.graph)
+        planner: Mapping[str, tuple] | None = G.graph.get("runtime_shapes")
         formulas: dict[tuple, Dim] = {}  # (id of the dims' formulas, dtype) → bytes: shapes are shared objects
 
         # an If, Loop or Scan reads what its subgraphs read from outside them
@@ -194,6 +204,10 @@ class _Buffers:
             op = data.op_type if data.domain == "ai.onnx" else ""
             if op == "Constant":
                 continue
+            if op == "Conv":
+                w = _im2col(data)
+                if w > self.workspace[0]:
+                    self.workspace = (w, nid)
             step = len(steps)
             steps.append(nid)
             read: list[int] = []
@@ -243,14 +257,19 @@ class _Buffers:
                 made_by[name] = (b, step)
                 size.append(n)
                 formula.append(f)
-                shape_key.append((dims if dims is not None else t[1], bits_of(t[2])))
+                if planner is None:
+                    shape_key.append((dims if dims is not None else t[1], bits_of(t[2])))
+                else:
+                    known = planner.get(name)
+                    shape_key.append(None if known is None else (known, bits_of(t[2])))
                 is_output.append(is_out)
                 tensor.append(name)
                 maker.append(step)
                 made.append(b)
                 if first and op in IN_PLACE and source is not None and not is_out:
                     a = source[0]
-                    if a >= 0 and not is_output[a] and size[a] == n and formula[a] == f:
+                    if a >= 0 and not is_output[a] and size[a] == n and formula[a] == f and \
+                            shape_key[a] is not None and shape_key[a] == shape_key[b]:
                         in_place = (b, a)
                 first = False
             makes.append(made)
@@ -258,6 +277,7 @@ class _Buffers:
         # formulas with floors of free dims (strides) are not compared on their coefficients
         self.floors = any(not isinstance(a, str) for f in set(self.formula) if isinstance(f, Expr)
                           for m, _ in f.terms for a, _ in m)
+        self.makers = {t: steps[m] for t, (_, m) in made_by.items()}
         self._arrays: tuple | None = None
         self.file_order = list(range(len(steps)))
         self._spans: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # id of an order → its spans
@@ -348,7 +368,24 @@ def plan(G: nx.DiGraph, weights: int) -> Memory:
             formulas = None
     return Memory(weights=weights, inputs=B.inputs, outputs=sum(B.size[b] for b in outs),
                   activations=sum(B.size[b] for b in acts), buffers=len(acts), schedules=schedules,
-                  unknown=tuple(B.unknown), formulas=formulas)
+                  unknown=tuple(B.unknown), formulas=formulas, makers=B.makers, workspace=B.workspace)
+
+
+def _im2col(data: Any) -> int:
+    """The bytes of a Conv's im2col matrix for one image: 0 for a pointwise Conv (a 1×1 kernel,
+    stride 1, no padding: a matrix product over the input itself) or unknown shapes."""
+    x = data.inputs[0] if data.inputs else None
+    w = data.inputs[1] if len(data.inputs) > 1 else None
+    y = data.outputs[0] if data.outputs else None
+    if x is None or w is None or y is None or not (w.known and y.known) or len(w.shape) < 3 or \
+            ITEM_BITS.get(x.dtype) is None:
+        return 0
+    kernel = w.shape[2:]
+    strides = data.attrs.get("strides") or (1,) * len(kernel)
+    pads = data.attrs.get("pads") or (0,) * (2 * len(kernel))
+    if all(k == 1 for k in kernel) and all(s == 1 for s in strides) and not any(pads):
+        return 0
+    return w.shape[1] * prod(kernel) * prod(y.shape[2:]) * ITEM_BITS[x.dtype] // 8
 
 
 def _onnxruntime_order(B: _Buffers) -> list[int]:
@@ -504,7 +541,7 @@ def _planned(B: _Buffers, order: list[int]) -> Planned:
     phys_size: list[int] = []
     phys_end: list[int] = []
     phys_start: list[int] = []
-    phys_key: list[tuple] = []
+    phys_key: list[tuple | None] = []
     owner = [-1] * len(B.size)
     users = []  # physical → logical buffers not yet done
     freed: dict[tuple, list[int]] = {}  # (shape, bits) → dead physical buffers, the last freed at the end
@@ -516,8 +553,9 @@ def _planned(B: _Buffers, order: list[int]) -> Planned:
             if start > end:  # made in place: the input's buffer holds it (its span covers it)
                 continue
             phys = -1
-            if not B.is_output[b] and key[b][1] is not None:
-                stack = freed.get(key[b])
+            k = key[b]
+            if not B.is_output[b] and k is not None and k[1] is not None:
+                stack = freed.get(k)
                 if stack:  # onnxruntime scans its free list from the last freed: the first match is this
                     phys = stack.pop()
                     reused += 1
@@ -536,19 +574,20 @@ def _planned(B: _Buffers, order: list[int]) -> Planned:
         for b in ends[p]:
             phys = owner[b]
             users[phys] -= 1
-            if users[phys] == 0:
-                freed.setdefault(phys_key[phys], []).append(phys)
+            dead = phys_key[phys]
+            if users[phys] == 0 and dead is not None:  # a buffer of a shape the planner does not know is not reused
+                freed.setdefault(dead, []).append(phys)
     diff = [0] * (n + 1)
-    for k in range(len(phys_size)):
-        diff[phys_start[k]] += phys_size[k]
-        diff[phys_end[k] + 1] -= phys_size[k]
+    for j in range(len(phys_size)):
+        diff[phys_start[j]] += phys_size[j]
+        diff[phys_end[j] + 1] -= phys_size[j]
     curve = []
     held = 0
     for p in range(n):
         held += diff[p]
         curve.append(held)
-    k = max(range(n), key=curve.__getitem__) if n else 0
-    return Planned(tuple(curve), curve[k] if n else 0, k, B.steps[order[k]] if n else "", len(phys_size), reused)
+    top = max(range(n), key=curve.__getitem__) if n else 0
+    return Planned(tuple(curve), curve[top] if n else 0, top, B.steps[order[top]] if n else "", len(phys_size), reused)
 
 
 def _sum(formulas: Iterable[Dim]) -> Dim:

@@ -306,10 +306,11 @@ def _one_dim(name: str, v: int | Sequence[int]) -> int:
     return values[0]
 
 
-def _skeleton(model: onnx.ModelProto, fixed_inputs: FixedInputs) -> tuple[bytes, FixedDims, dict[str, Described],
-                                                                          list[onnx.TensorProto]]:
+def _skeleton(model: onnx.ModelProto, fixed_inputs: FixedInputs, *, declared: bool = False
+              ) -> tuple[bytes, FixedDims, dict[str, Described], list[onnx.TensorProto]]:
     """A weight-free copy for shape inference, serialized, over the inputs `_fix_inputs` gave
-    (inputs, fixed): symbolic input dims fixed (given, else 1) or left free.
+    (inputs, fixed): symbolic input dims fixed (given, else 1) or left free. `declared`: keep the
+    file's value_info and output shapes (what onnxruntime starts from).
 
     Weight initializers become typed graph inputs written straight into the serialized graph
     (protobuf fields concatenate), so no weight byte is copied or read.
@@ -322,10 +323,13 @@ def _skeleton(model: onnx.ModelProto, fixed_inputs: FixedInputs) -> tuple[bytes,
     sg.node.extend(g.node)
     sg.input.extend(inputs)
     sg.output.extend(g.output)
-    for o in sg.output:  # declared output dims are no facts: inference says (a declared value would beat the
-        if o.type.HasField("tensor_type"):  # batch a caller fixed, and Keras' exports name dims unk__970)
-            for d in o.type.tensor_type.shape.dim:
-                d.Clear()
+    if declared:
+        sg.value_info.extend(g.value_info)
+    else:
+        for o in sg.output:  # declared output dims are no facts: inference says (a declared value would beat the
+            if o.type.HasField("tensor_type"):  # batch a caller fixed, and Keras' exports name dims unk__970)
+                for d in o.type.tensor_type.shape.dim:
+                    d.Clear()
     initializers, shape_data, typed = _initializers(g)
     sg.initializer.extend(shape_data)
     if model.ir_version < 4:  # before IR 4 an initializer is only seen when it is also a graph input
@@ -852,10 +856,45 @@ def build_graph(model: onnx.ModelProto, *, input_shapes: InputShapes | None = No
     enabled = gc.isenabled()
     gc.disable()  # many small long-lived objects: collections only cost time here
     try:
-        return _build(model, input_shapes or {}, symbolic, input_values or {})
+        G = _build(model, input_shapes or {}, symbolic, input_values or {})
+        G.graph["runtime_shapes"] = runtime_shapes(model)
+        return G
     finally:
         if enabled:
             gc.enable()
+
+
+# Ops whose output shape onnx's inference reads from an input's values (a Reshape's target, a
+# Slice's bounds): without data propagation it knows that shape only when the values are stored.
+_VALUE_SHAPED = frozenset({
+    "Reshape", "Expand", "Tile", "ConstantOfShape", "Resize", "Upsample", "Slice", "Pad", "Range", "OneHot", "Squeeze",
+    "Unsqueeze", "Split", "TopK", "CenterCropPad", "ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd",
+    "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare", "Compress", "NonZero"})
+
+
+def runtime_shapes(model: onnx.ModelProto) -> dict[str, tuple] | None:
+    """The shapes onnxruntime's allocation planner knows, which its buffer reuse compares: onnx's
+    inference without data propagation over the file's own input shapes, every dim a number or a
+    dim_param (the file's own, not one inference made up). None when no main-graph op's shape is
+    read from values: then the planner knows every shape archkit's analysis finds."""
+    if not any(n.op_type in _VALUE_SHAPED and n.domain in ("", "ai.onnx") for n in model.graph.node):
+        return None
+    inits = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]  # as the file declares them
+    skeleton, _, _, _ = _skeleton(model, (inputs, {}), declared=True)
+    try:
+        plain = _infer(skeleton, data_prop=False)
+    except MalformedModelError:
+        return {}  # onnx refuses what archkit's engine resolved: the planner knows no shape
+    out: dict[str, tuple] = {}
+    for vi in (*plain.graph.input, *plain.graph.value_info, *plain.graph.output):
+        tt = vi.type.tensor_type
+        if not vi.type.HasField("tensor_type") or not tt.HasField("shape"):
+            continue
+        dims = tuple(d.dim_value if d.HasField("dim_value") else d.dim_param for d in tt.shape.dim)
+        if all(d.__class__ is int or (d and not d.startswith("unk__")) for d in dims):  # unk__: onnx made it up
+            out[vi.name] = dims
+    return out
 
 
 def _build(model: onnx.ModelProto, input_shapes: InputShapes, symbolic: bool,

@@ -349,3 +349,35 @@ def bench_lines(b: Bench) -> list[str]:
                         and d.get("convert_seconds") is not None else "")
                      + (" (the cached export was reused)" if d.get("cached") else ""))
     return lines
+
+
+def memory_check_lines(check) -> list[str]:
+    """archkit.runtime.memory.MemoryCheck as lines: the measured figures (machine-dependent: printed,
+    never in a committed report) and the verdicts."""
+    from archkit.runtime.memory import ARENA_BOUND, REQUESTED_BOUND
+
+    shapes = ", ".join(f"{md_code(k, table=False)} {'x'.join(map(str, v))}" for k, v in check.input_shapes.items())
+    compared = check.nodes - len(check.unmatched)
+    lines = [f"memory in {check.runtime} (optimisations off, one run at {shapes}):"]
+    if check.bytes_equal:
+        lines.append(f"- output bytes: equal to archkit's for all {check.nodes:,} ops onnxruntime ran")
+    else:
+        lines.append(f"- output bytes: {len(check.mismatches):,} of {compared:,} ops differ from archkit's"
+                     + (f"; {len(check.unmatched):,} ops it ran are no op of the file (e.g. "
+                        f"{md(check.unmatched[0])})" if check.unmatched else ""))
+        for nid, op, mine, theirs in check.mismatches[:5]:
+            lines.append(f"  - {md(nid)} ({md(op)}): archkit {mine:,}, onnxruntime {theirs:,}")
+    lines.append("- execution order: the one archkit reproduces" if check.order_same else
+                 f"- execution order: differs from archkit's reproduction from step {check.first_difference:,}")
+    share, extra = REQUESTED_BOUND
+    lo, hi, arena_extra = ARENA_BOUND
+    lines.append(f"- peak: archkit predicts onnxruntime's plan holds {check.planned_peak:,} bytes (live tensors "
+                 f"{check.live_peak:,}); onnxruntime requested {check.requested_peak:,} "
+                 f"({check.requested_ratio:.3f}×, allowed ±{share:.0%} + {extra // 1024} KiB: "
+                 f"{'within' if check.requested_ok else 'outside'})")
+    lines.append(f"- arena: its peak was {check.arena_peak:,} bytes ({check.ratio:.2f}× the prediction; allowed "
+                 f"{lo:g}× the prediction to {hi:g}× (prediction + the largest workspace, {check.workspace:,}) + "
+                 f"{arena_extra // 2 ** 20} MiB: {'within' if check.arena_ok else 'outside'}): the arena hands out "
+                 "whole chunks (up to twice a request) and kernels take workspaces while they run")
+    lines.append("memory check: " + ("pass" if check.ok else "FAIL: archkit's figures disagree with onnxruntime's"))
+    return lines

@@ -3,7 +3,8 @@
 A crash (a signal) or a hang of onnxruntime becomes a ResourceError naming the signal or the
 timeout (ORT_TIMEOUT, or $ARCHKIT_ORT_TIMEOUT), not a dead or stuck archkit. The parent writes
 the model, the feeds and a request into a temporary folder; the child (`main`) loads the model
-once, runs the task ("run": every feed; "bench": archkit.runtime.timing) and writes the results.
+once, runs the task ("run": every feed; "bench": archkit.runtime.timing; "memory": one feed with
+the allocator's profile, archkit.runtime.memory) and writes the results.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import onnx
 from archkit.errors import MalformedModelError, ResourceError, UnsupportedError
 from archkit.runtime.timing import child_bench
 
-__all__ = ["OPT_LEVELS", "ORT_TIMEOUT", "child_env", "child_session", "main", "run_isolated", "session", "spawn"]
+__all__ = ["OPT_LEVELS", "ORT_TIMEOUT", "child_env", "child_session", "main", "node_events", "run_isolated", "session",
+           "spawn"]
 
 # How long one child process may take to load and run a model (ARCHKIT_ORT_TIMEOUT overrides).
 ORT_TIMEOUT = 600.0
@@ -133,7 +135,30 @@ def child_session(request: Mapping):
         "off": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
         "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
     }[request.get("optimization", "all")]
+    if request.get("task") == "memory":
+        # the allocation plan as the file's ops make it: no fusion, no pre-planned block, and the
+        # weights apart from the arena whose peak is read
+        opts.enable_mem_pattern = False
+        opts.enable_profiling = True
+        opts.profile_file_prefix = request["profile"]  # in the child's temporary folder
+        opts.add_session_config_entry("session.use_device_allocator_for_initializers", "1")
+        opts.add_session_config_entry("session.disable_prepacking", "1")  # no re-packed copies of weights
     return ort.InferenceSession(request["model"], opts, providers=["CPUExecutionProvider"])
+
+
+def node_events(profile: str) -> list[dict]:
+    """The per-node events of an onnxruntime profile, in execution order: index, name, op type,
+    output bytes, and the arena's bytes (in use after the node, requested in use, peak so far)."""
+    keep = ("node_index", "op_name", "output_size", "mem_bytes_in_use", "mem_bytes_requested_in_use",
+            "mem_in_use_peak")
+    with open(profile) as f:
+        events = json.load(f)
+    out = []
+    for e in events:
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
+            args = e.get("args", {})
+            out.append({"name": e["name"][:-len("_kernel_time")], **{k: args.get(k) for k in keep}})
+    return out
 
 
 def main(workdir: str) -> int:
@@ -147,6 +172,8 @@ def main(workdir: str) -> int:
 
     import onnxruntime as ort  # heavy: only where a session is made
 
+    if request["task"] == "memory":
+        request = {**request, "profile": str(work / "profile")}
     try:
         sess = child_session(request)
     except Exception as e:  # noqa: BLE001 - any load failure goes back to the parent as error.json
@@ -163,6 +190,9 @@ def main(workdir: str) -> int:
                 np.savez(work / f"out{i}.npz", **{f"o{j}": o for j, o in enumerate(outs)})
         elif request["task"] == "bench":
             result.update(child_bench(sess, feeds, request))
+        elif request["task"] == "memory":
+            sess.run(None, feeds[0])
+            result["events"] = node_events(sess.end_profiling())
         else:
             raise ValueError(f"unknown task {request['task']!r}")
     except Exception as e:  # noqa: BLE001 - any run failure goes back to the parent as error.json
