@@ -14,12 +14,15 @@ The primitives:
 outputs, a list of names (float, shape unknown).
 
 Then the models: small_cnn (and its counts), if_loop_scan, nested_ifs, vad_stft and the fuzzers' seeds;
+the block patterns of the memory tests (conv_chain, residual_block, inception_module, dense_block,
+two_towers, random_dag);
 in PyTorch's export patterns, torchvision's resnet, a transformer encoder block, vit, a YOLO head
 and a CRNN (each with its closed-form MACs); and the onnx package's own light models.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -131,8 +134,9 @@ class Net:
     def concat(self, layer, *xs):
         return self._add("Concat", layer, list(xs), sum(self.channels[x] for x in xs), axis=1)
 
-    def maxpool(self, layer, x, k=2, s=2):
-        return self._add("MaxPool", layer, [x], self.channels[x], kernel_shape=[k, k], strides=[s, s])
+    def maxpool(self, layer, x, k=2, s=2, pads=None):
+        attrs = {"pads": pads} if pads is not None else {}
+        return self._add("MaxPool", layer, [x], self.channels[x], kernel_shape=[k, k], strides=[s, s], **attrs)
 
     def model(self, *outputs) -> onnx.ModelProto:
         return model(self.nodes, self.inputs, list(outputs), self.inits, opset=18)
@@ -252,6 +256,95 @@ def seeds() -> list[bytes]:
     """The serialized models the fuzzers start from."""
     return [small_cnn().SerializeToString(), if_loop_scan().SerializeToString(),
             nested_ifs(3), small_cnn(external="weights.bin").SerializeToString()]
+
+
+# --- block patterns: every activation [batch, C, 16, 16] float, 1 KiB per channel per sample --
+
+def conv_chain(batch=1) -> onnx.ModelProto:
+    """Conv(8→16, 3x3) → Relu → Conv(16→4, 3x3), the last a graph output."""
+    n = Net((batch, 8, 16, 16))
+    return n.model(n.conv("c2", n.relu("r", n.conv("c1", "x", 16)), 4))
+
+
+def residual_block(batch=1) -> onnx.ModelProto:
+    """A stem Conv(8→8) makes t; then Conv(8→16) → Relu → Conv(16→8) → Add(·, t): the skip keeps t alive."""
+    n = Net((batch, 8, 16, 16))
+    t = n.conv("stem", "x", 8)
+    return n.model(n.add("add", n.conv("c2", n.relu("r", n.conv("c1", t, 16)), 8), t))
+
+
+def inception_module(batch=1) -> onnx.ModelProto:
+    """A stem Conv(8→8) then four branches on its output, concatenated (the graph output):
+    1x1→4; 1x1→6, 3x3→8; 1x1→2, 5x5→4; MaxPool 3x3 (stride 1, pad 1), 1x1→4."""
+    n = Net((batch, 8, 16, 16))
+    t = n.conv("stem", "x", 8)
+    b1 = n.conv("b1", t, 4, (1, 1))
+    b2 = n.conv("b2b", n.conv("b2a", t, 6, (1, 1)), 8)
+    b3 = n.conv("b3b", n.conv("b3a", t, 2, (1, 1)), 4, (5, 5))
+    b4 = n.conv("b4", n.maxpool("b4p", t, 3, 1, [1, 1, 1, 1]), 4, (1, 1))
+    return n.model(n.concat("cat", b1, b2, b3, b4))
+
+
+def dense_block(batch=1, layers: int = 3, k0: int = 4, growth: int = 2) -> onnx.ModelProto:
+    """DenseNet's wiring: a stem Conv(3→k0) makes x0; layer i is a 3x3 Conv(→growth) over the
+    Concat of x0 and every earlier layer's output (layer 1 over x0 alone); the graph output is
+    the Concat of x0 and all the layers' outputs."""
+    n = Net((batch, 3, 16, 16))
+    made = [n.conv("stem", "x", k0)]
+    for i in range(1, layers + 1):
+        src = made[0] if i == 1 else n.concat(f"cat{i}", *made)
+        made.append(n.conv(f"l{i}", src, growth))
+    return n.model(n.concat("out", *made))
+
+
+def two_towers(batch=1) -> onnx.ModelProto:
+    """Two towers on the input, each a 1x1 Conv(4→32) then a 1x1 Conv(32→1), added; the file
+    lists both wide convs before either narrow one."""
+    n = Net((batch, 4, 16, 16))
+    a1, a2 = n.conv("a1", "x", 32, (1, 1)), n.conv("a2", "x", 32, (1, 1))
+    r1, r2 = n.conv("r1", a1, 1, (1, 1)), n.conv("r2", a2, 1, (1, 1))
+    return n.model(n.add("add", r1, r2))
+
+
+def random_dag(seed: int, ops: int = 14) -> onnx.ModelProto:
+    """A random DAG of Relu, Add, Concat, 1x1 Conv, Reshape and Identity over tensors
+    [1, C, 4, 4] (graph input x, C = 3), in file order; every tensor nothing reads is a graph
+    output, and so is one tensor that is read."""
+    rng = random.Random(seed)
+    channels = {"x": 3}
+    nodes: list[onnx.NodeProto] = []
+    inits: list[onnx.TensorProto] = []
+    read: set[str] = set()
+
+    def pick() -> str:  # an unread tensor half the time (few dangling outputs), else a recent one (fan-out)
+        unread = [t for t in channels if t not in read]
+        return rng.choice(unread if unread and rng.random() < 0.5 else list(channels)[-5:])
+
+    for k in range(ops):
+        op = rng.choice(("Relu", "Add", "Concat", "Conv", "Reshape", "Identity"))
+        a, out = pick(), f"t{k}"
+        if op == "Add":
+            same = [t for t in channels if channels[t] == channels[a]]
+            ins, c = [a, rng.choice(same)], channels[a]
+        elif op == "Concat":
+            ins = [a] + [pick() for _ in range(rng.randint(1, 2))]
+            c = sum(channels[t] for t in ins)
+        elif op == "Conv":
+            c = rng.randint(1, 6)
+            inits.append(tensor(f"w{k}", np.ones((c, channels[a], 1, 1), np.float32)))
+            ins = [a, f"w{k}"]
+        elif op == "Reshape":
+            c = channels[a]
+            inits.append(tensor(f"s{k}", np.array([1, c, 4, 4], np.int64)))
+            ins = [a, f"s{k}"]
+        else:
+            ins, c = [a], channels[a]
+        nodes.append(helper.make_node(op, ins, [out], name=f"{op.lower()}{k}", **({"axis": 1} if op == "Concat" else {})))
+        channels[out] = c
+        read.update(ins)
+    outs = [t for t in channels if t != "x" and t not in read]
+    outs += rng.sample(sorted(read & set(channels) - {"x"}), 1)
+    return model(nodes, {"x": [1, 3, 4, 4]}, {t: [1, channels[t], 4, 4] for t in outs}, inits, name=f"dag{seed}")
 
 
 # --- PyTorch's export patterns (torchvision's ResNets, transformers, detection, OCR) ----------

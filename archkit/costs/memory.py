@@ -366,8 +366,11 @@ def plan(G: nx.DiGraph, weights: int) -> Memory:
                         "activations": _sum(B.formula[b] for b in acts)}
         except TooLarge:
             formulas = None
+    # an output made in place under onnxruntime's order is in its input's buffer (its span is empty)
+    first, last = _spans(B, ort)
+    buffers = sum(1 for b in acts if first[b] <= last[b])
     return Memory(weights=weights, inputs=B.inputs, outputs=sum(B.size[b] for b in outs),
-                  activations=sum(B.size[b] for b in acts), buffers=len(acts), schedules=schedules,
+                  activations=sum(B.size[b] for b in acts), buffers=buffers, schedules=schedules,
                   unknown=tuple(B.unknown), formulas=formulas, makers=B.makers, workspace=B.workspace)
 
 

@@ -933,7 +933,9 @@ def _build_once(model: onnx.ModelProto, fixed_inputs: FixedInputs, symbolic: boo
     graph_inputs = g.input[:n_inputs] if n_inputs < len(g.input) else g.input
     _read_shapes(graph_inputs, shapes, cache)
     _read_shapes(g.value_info, shapes, cache)
-    _read_shapes(g.output, shapes, cache)
+    # a graph input that is also a graph output keeps its declared shape: _skeleton cleared the output's dims
+    declared = {i.name for i in graph_inputs}
+    _read_shapes((o for o in g.output if o.name not in declared), shapes, cache)
     if free is not None:
         free.concrete(shapes)
     values = _input_values(graph_inputs, input_values)  # + the values the shape engine finds
