@@ -536,10 +536,14 @@ def _planned(B: _Buffers, order: list[int]) -> Planned:
     """onnxruntime's allocation plan along `order` (SequentialPlanner, sequential execution): an
     output made in place or by an alias shares its input's buffer (as in _spans); any other takes
     the most recently freed buffer whose first tensor has its shape and element size, else a new
-    one. A buffer is freed when the last user of every tensor in it has run."""
+    one. A buffer is freed when the last user of every tensor in it has run; one nothing reads is
+    held to the end."""
     first, last = _spans(B, order)
-    spans = list(zip(first.tolist(), last.tolist()))
     n = len(order)
+    # an output nothing reads (Dropout's mask) stays allocated to the end of the run (measured)
+    read = np.bincount(B.arrays()[4], minlength=len(B.size)) > 0
+    last = np.where(read | (first > last), last, n - 1)
+    spans = list(zip(first.tolist(), last.tolist()))
     key = B.shape_key
     phys_size: list[int] = []
     phys_end: list[int] = []

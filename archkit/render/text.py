@@ -369,12 +369,15 @@ def memory_check_lines(check) -> list[str]:
             lines.append(f"  - {md(nid)} ({md(op)}): archkit {mine:,}, onnxruntime {theirs:,}")
     lines.append("- execution order: the one archkit reproduces" if check.order_same else
                  f"- execution order: differs from archkit's reproduction from step {check.first_difference:,}")
-    share, extra = REQUESTED_BOUND
+    spread, largest = REQUESTED_BOUND
     lo, hi, arena_extra = ARENA_BOUND
-    lines.append(f"- peak: archkit predicts onnxruntime's plan holds {check.planned_peak:,} bytes (live tensors "
-                 f"{check.live_peak:,}); onnxruntime requested {check.requested_peak:,} "
-                 f"({check.requested_ratio:.3f}×, allowed ±{share:.0%} + {extra // 1024} KiB: "
+    off_lo, off_hi = check.offset
+    offset = f"{off_lo:+,} bytes" if off_lo == off_hi else f"{off_lo:+,} to {off_hi:+,} bytes"
+    lines.append(f"- plan: after every op, onnxruntime's requested bytes are archkit's predicted plan {offset} "
+                 f"(allowed: one constant within {spread // 1024} KiB, at most {largest // 1024} KiB: "
                  f"{'within' if check.requested_ok else 'outside'})")
+    lines.append(f"- peak: archkit predicts the plan holds {check.planned_peak:,} bytes at its peak (live tensors "
+                 f"{check.live_peak:,}); onnxruntime requested {check.requested_peak:,} ({check.requested_ratio:.4f}×)")
     lines.append(f"- arena: its peak was {check.arena_peak:,} bytes ({check.ratio:.2f}× the prediction; allowed "
                  f"{lo:g}× the prediction to {hi:g}× (prediction + the largest workspace, {check.workspace:,}) + "
                  f"{arena_extra // 2 ** 20} MiB: {'within' if check.arena_ok else 'outside'}): the arena hands out "
