@@ -179,13 +179,14 @@ def analyse_loaded(loaded: Loaded, *, input_shapes: Mapping[str, object] | None 
     return a
 
 
-SWEEP_COLUMNS = ("macs", "flops", "params")
+SWEEP_COLUMNS = ("macs", "flops", "params", "peak_bytes")  # peak_bytes: live memory at its peak, onnxruntime's order
 
 
 def sweep(loaded: Loaded, dims: Mapping[str, tuple[int, ...]], *, input_shapes: Mapping[str, object] | None = None,
           input_values: Mapping[str, tuple[float, ...]] | None = None) -> pd.DataFrame:
-    """One row per combination of the swept dims' values: the totals the file costs there, and
-    whether they are complete. Every row is a full analysis at those values (exact: no fit)."""
+    """One row per combination of the swept dims' values: the totals the file costs there, the
+    peak live bytes in onnxruntime's order, and whether they are complete (every op costed,
+    every tensor's size known). Every row is a full analysis at those values (exact: no fit)."""
     given = dict(input_shapes or {})
     clash = sorted(set(dims) & set(given))
     if clash:
@@ -198,7 +199,11 @@ def sweep(loaded: Loaded, dims: Mapping[str, tuple[int, ...]], *, input_shapes: 
     rows = []
     for combo in itertools.product(*dims.values()):
         at = dict(zip(dims, combo))
-        c = analyse_loaded(loaded, input_shapes={**given, **at}, input_values=input_values).costs
+        a = analyse_loaded(loaded, input_shapes={**given, **at}, input_values=input_values)
+        c, m = a.costs, a.memory
         t = c.total()
-        rows.append({**at, **{k: t[k] for k in SWEEP_COLUMNS}, "complete": c.complete})
+        rt = m.runtime if m is not None else None
+        t["peak_bytes"] = rt.peak.bytes if rt is not None else 0
+        rows.append({**at, **{k: t[k] for k in SWEEP_COLUMNS},
+                     "complete": c.complete and m is not None and m.complete})
     return pd.DataFrame(rows)

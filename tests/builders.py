@@ -13,8 +13,8 @@ The primitives:
 `inputs` and `outputs` are a mapping name → shape (float), a list of value infos, or, for
 outputs, a list of names (float, shape unknown).
 
-Then the models: small_cnn (and its counts), if_loop_scan, nested_ifs, vad_stft and the fuzzers' seeds;
-the block patterns of the memory tests (conv_chain, residual_block, inception_module, dense_block,
+Then the models: small_cnn (and its counts), projected_block, if_loop_scan, nested_ifs, vad_stft and the fuzzers'
+seeds; the block patterns of the memory tests (conv_chain, residual_block, inception_module, dense_block,
 two_towers, random_dag);
 in PyTorch's export patterns, torchvision's resnet, a transformer encoder block, vit, a YOLO head
 and a CRNN (each with its closed-form MACs); and the onnx package's own light models.
@@ -166,6 +166,27 @@ def small_cnn(*, external: str | None = None, batch="N", name: str = "small_cnn"
 
 
 CONV_WEIGHT_BYTES = 8 * 3 * 3 * 3 * 4
+
+
+def projected_block(*, batch="N", wide: int = 16) -> onnx.ModelProto:
+    """x[batch,4,8,8] → block1: a projection Conv 1x1 (4→4) first in the file, then Conv 3x3
+    (4→wide) → Relu → Conv 3x3 (wide→4), Add of the two, Relu; head: GlobalAveragePool → Flatten →
+    Gemm (4→10). No biases but the Gemm's. The file's order holds the projection's output through
+    the wide branch; onnxruntime's runs the wide branch first (tests/test_memory_render.py counts
+    the live bytes of both by hand)."""
+    inits = [tensor("p.w", w(4, 4, 1, 1)), tensor("c1.w", w(wide, 4, 3, 3)), tensor("c2.w", w(4, wide, 3, 3)),
+             tensor("fc.w", w(10, 4)), tensor("fc.b", w(10))]
+    n = helper.make_node
+    nodes = [n("Conv", ["x", "p.w"], ["p"], name="/block1/proj/Conv", kernel_shape=[1, 1]),
+             n("Conv", ["x", "c1.w"], ["c1"], name="/block1/conv1/Conv", kernel_shape=[3, 3], pads=[1] * 4),
+             n("Relu", ["c1"], ["r1"], name="/block1/relu1/Relu"),
+             n("Conv", ["r1", "c2.w"], ["c2"], name="/block1/conv2/Conv", kernel_shape=[3, 3], pads=[1] * 4),
+             n("Add", ["c2", "p"], ["s"], name="/block1/add/Add"),
+             n("Relu", ["s"], ["r2"], name="/block1/relu2/Relu"),
+             n("GlobalAveragePool", ["r2"], ["g"], name="/head/pool/GlobalAveragePool"),
+             n("Flatten", ["g"], ["f"], name="/head/flatten/Flatten"),
+             n("Gemm", ["f", "fc.w", "fc.b"], ["y"], name="/head/fc/Gemm", transB=1)]
+    return model(nodes, {"x": [batch, 4, 8, 8]}, {"y": [batch, 10]}, inits, name="residual", producer_name="tests")
 
 
 def conv_weight_bytes() -> bytes:

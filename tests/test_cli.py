@@ -97,8 +97,8 @@ def test_report_is_quiet_and_equals_the_committed_one(tmp_path):
     fresh = tmp_path / "baseline_cnn"
     committed = ROOT / "reports" / "baseline_cnn"
     assert sorted(p.name for p in fresh.iterdir()) == ["README.md", "blocks.csv", "blocks.png", "connectivity.csv",
-                                                        "connectivity.dot", "connectivity.png", "layers.csv", "ops.csv",
-                                                        "summary.json"]
+                                                        "connectivity.dot", "connectivity.png", "layers.csv",
+                                                        "memory.png", "ops.csv", "summary.json"]
     recorded = json.loads((committed / "summary.json").read_text())["versions"]
     made_now = json.loads((fresh / "summary.json").read_text())["versions"]
     if recorded != made_now:

@@ -240,7 +240,7 @@ def test_analysis_reports_its_stages():
 
     stages = []
     analyse_model(small_cnn(), progress=stages.append)
-    assert stages == ["shape inference", "costs", "connectivity"]
+    assert stages == ["shape inference", "costs", "memory", "connectivity"]
 
 
 def test_report_shows_its_stages_on_a_terminal(tmp_path):
@@ -267,7 +267,7 @@ def test_report_shows_its_stages_on_a_terminal(tmp_path):
     stages = re.findall(r"archkit: baseline_cnn: (.+?) \(\d+\.\d s\)", err.decode())
     first = "build" if stages[0] == "build" else "export taken from the cache"
     assert stages[0] == first
-    assert stages[-5:] == ["shape inference", "costs", "connectivity", "drawing", "writing"]
+    assert stages[-6:] == ["shape inference", "costs", "memory", "connectivity", "drawing", "writing"]
 
 
 def test_export_times_are_labelled():

@@ -213,6 +213,7 @@ def test_analyse_pictures_draw(capsys, model_file, tmp_path):
     code, _, _ = run(capsys, "analyse", model_file, "-o", tmp_path / "r", "--format", "png")
     assert code == 0
     assert (tmp_path / "r" / "blocks.png").read_bytes().startswith(b"\x89PNG")
+    assert (tmp_path / "r" / "memory.png").read_bytes().startswith(b"\x89PNG")  # blocks named in its strip
 
 
 # --- archkit connectivity --------------------------------------------------------------------

@@ -164,11 +164,14 @@ def test_sweep_over_a_free_dim_is_exact_at_every_value(tmp_path, capsys):
     assert [(r["width"], r["N"]) for r in rows] == [(w, n) for w in widths for n in (1, 3)]
     for r in rows:
         assert r["macs"] == r["N"] * crnn_macs(r["width"]) and r["complete"]
+    peaks = {(r["width"], r["N"]): r["peak_bytes"] for r in rows}
+    for w in widths:  # every tensor holds the batch: three samples hold three times the bytes
+        assert peaks[w, 3] == 3 * peaks[w, 1] > 0
     out = tmp_path / "sweep"
     assert main(["analyse", str(path), "--sweep", "width=64,128", "-o", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["sweep.csv", "sweep.png"]
     assert png_size((out / "sweep.png").read_bytes())[0] >= 600
-    assert (out / "sweep.csv").read_text().splitlines()[0] == "width,macs,flops,params,complete"
+    assert (out / "sweep.csv").read_text().splitlines()[0] == "width,macs,flops,params,peak_bytes,complete"
     capsys.readouterr()
     for argv, fragment in ((["--sweep", "height=1,2"], "not a free dim of the file; its free dims: N, width"),
                            (["--sweep", "width=0,2"], "distinct positive integers"),

@@ -55,9 +55,9 @@ def run(args: argparse.Namespace) -> int:
 def _measure(args: argparse.Namespace, shapes: dict) -> int:
     """analyse --measure-memory: archkit's memory figures against onnxruntime's allocator, on one
     seeded run at the analysed shapes (free dims 1); exit 8 when they disagree."""
-    from archkit.onnx.load import load_model  # the stage: loaded already once, checked again as any file is
-    from archkit.render.text import memory_check_lines
-    from archkit.runtime.memory import check_memory, feed
+    from archkit.onnx.load import load_model  # after the checks: a usage error loads nothing heavy
+    from archkit.render.text import memory_check_lines  # after the checks: a usage error loads nothing heavy
+    from archkit.runtime.memory import check_memory, feed  # after the checks: a usage error loads nothing heavy
 
     loaded = load_model(args.file, max_bytes=args.max_bytes)
     check = check_memory(loaded.proto, feed(loaded.proto, shapes), path=str(loaded.path), what=str(args.file))

@@ -39,7 +39,7 @@ from archkit.onnx.graph import TensorInfo, op_nodes
 from archkit.onnx.symbolic import Dim, Expr, TooLarge, value
 
 __all__ = ["ALIAS", "IN_PLACE", "ITEM_BITS", "ORDERS", "Live", "Memory", "Peak", "Planned", "Schedule", "block_peaks",
-           "formula_bytes", "plan", "tensor_bytes"]
+           "formula_bytes", "group_peaks", "plan", "tensor_bytes"]
 
 # Bits per element of each ONNX element type: the 4- and 2-bit types are packed, as ONNX stores
 # and onnxruntime allocates them (numpy's int4 takes a byte). Strings have no fixed size.
@@ -122,7 +122,8 @@ class Memory:
     inputs: int  # bytes of the graph inputs
     outputs: int  # bytes of the graph outputs
     activations: int  # bytes of every activation buffer, each once (no reuse): what a naive runtime holds
-    buffers: int  # activation buffers (an alias shares its input's, an in-place op its input's under onnxruntime)
+    tensors: int  # activation tensors with storage of their own (an alias shares its input's): `activations` counts these
+    buffers: int  # of which buffers onnxruntime allocates (an in-place op writes into its input's, in its order)
     schedules: Mapping[str, Schedule] = field(default_factory=dict)  # by ORDERS name
     unknown: tuple[str, ...] = ()  # tensors of unknown size: the figures are lower bounds
     formulas: Mapping[str, Dim] | None = None  # weights, inputs, outputs, activations in the free dims
@@ -165,6 +166,7 @@ class _Buffers:
 
         self.unknown: list[str] = []  # tensors of unknown size
         self.workspace: tuple[int, str] = (0, "")
+        self.empty_at_point = False  # some tensor is empty at the point but not in its formula
         self.steps: list[str] = []  # main-graph op ids in file order (a Constant is a weight, not a step)
         self.makes: list[list[int]] = []  # step → the buffers it allocates
         self.reads: list[list[int]] = []  # step → the buffers it reads
@@ -245,14 +247,17 @@ class _Buffers:
                     continue
                 key = (t[1], t[2])
                 n = sizes[key] if key in sizes else sizes.setdefault(key, tensor_bytes(t))
+                known = n is not None
                 if n is None:
                     self.unknown.append(name)
                     n = 0
                 f: Dim = n
                 dims = shapes.get(name) if shapes else None
-                if dims is not None and n:
+                if dims is not None and known:
                     fkey = (id(dims), t[2])
                     f = formulas[fkey] if fkey in formulas else formulas.setdefault(fkey, formula_bytes(dims, t[2]))
+                    if not n and f != 0:  # empty at the point (a width/2 of 1), not for larger values
+                        self.empty_at_point = True
                 b = len(size)
                 made_by[name] = (b, step)
                 size.append(n)
@@ -260,8 +265,8 @@ class _Buffers:
                 if planner is None:
                     shape_key.append((dims if dims is not None else t[1], bits_of(t[2])))
                 else:
-                    known = planner.get(name)
-                    shape_key.append(None if known is None else (known, bits_of(t[2])))
+                    planned = planner.get(name)
+                    shape_key.append(None if planned is None else (planned, bits_of(t[2])))
                 is_output.append(is_out)
                 tensor.append(name)
                 maker.append(step)
@@ -285,8 +290,10 @@ class _Buffers:
         self.inputs_f: Dim = 0
         for t in inputs:
             dims = shapes.get(t.name)
-            n = tensor_bytes(t) or 0
-            self.inputs_f = self.inputs_f + (formula_bytes(dims, t.dtype) if dims is not None and n else n)
+            nbytes = tensor_bytes(t)
+            n = nbytes or 0
+            self.inputs_f = self.inputs_f + (formula_bytes(dims, t.dtype) if dims is not None and nbytes is not None
+                                             else n)
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         """(size, maker, is_output, reader step, reader buffer) as arrays, made once."""
@@ -370,7 +377,7 @@ def plan(G: nx.DiGraph, weights: int) -> Memory:
     first, last = _spans(B, ort)
     buffers = sum(1 for b in acts if first[b] <= last[b])
     return Memory(weights=weights, inputs=B.inputs, outputs=sum(B.size[b] for b in outs),
-                  activations=sum(B.size[b] for b in acts), buffers=buffers, schedules=schedules,
+                  activations=sum(B.size[b] for b in acts), tensors=len(acts), buffers=buffers, schedules=schedules,
                   unknown=tuple(B.unknown), formulas=formulas, makers=B.makers, workspace=B.workspace)
 
 
@@ -612,6 +619,8 @@ def _peak_formula(B: _Buffers, start: np.ndarray, end: np.ndarray, k: int) -> tu
     coefficient but the constant's (each monomial of free dims is then ≥ its value at 1)."""
     if B.floors:
         return None, "the bytes hold floors of the free dims (strides): the peak is given per value only"
+    if B.empty_at_point:  # the curve at the point is not the formulas' value there
+        return None, "some tensors are empty at the free dims' value 1 only: the peak is given per value only"
     monomials, C = B.coefficients()
     held = np.flatnonzero(start <= end)
     n = int(end.max()) + 1 if len(end) else 0
@@ -638,11 +647,17 @@ def _one(m: Any, memo: dict[Any, int], point: Mapping[str, int]) -> int:
     return v
 
 
-def block_peaks(schedule: Schedule, block_of_node: Mapping[str, str]) -> dict[str, int]:
-    """The highest live bytes while each block's ops run, in order of first appearance."""
+def group_peaks(schedule: Schedule, group_of_node: Mapping[str, str]) -> dict[str, int]:
+    """The highest live bytes while each group's ops run (a group: a block, a layer, an op type;
+    an op `group_of_node` does not name is its own), in order of first appearance. A group none
+    of whose ops is a step (Constants, the ops inside an If's branches) is not in it."""
     out: dict[str, int] = {}
+    get = out.get
     for nid, live in zip(schedule.steps, schedule.curve):
-        b = block_of_node.get(nid, nid)
-        if live > out.get(b, -1):
-            out[b] = live
+        g = group_of_node.get(nid, nid)
+        if live > get(g, -1):
+            out[g] = live
     return out
+
+
+block_peaks = group_peaks  # the name it had when blocks were its only groups

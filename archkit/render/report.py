@@ -22,7 +22,9 @@ import pandas as pd
 
 from archkit.analysis import Analysis
 from archkit.io import png_bytes
+from archkit.onnx.symbolic import is_expr, pretty
 from archkit.render import escape as esc
+from archkit.render import memory as mem
 from archkit.render.drawing import files as connectivity_files
 from archkit.render.drawing import markdown as connectivity_markdown
 from archkit.render.escape import Markdown, md, md_code
@@ -30,7 +32,8 @@ from archkit.render.formats import FORMATS, INDEX_MARKER
 from archkit.render.text import branch_lines, branches_json, formulas_text, generated_line, totals_for
 from archkit.runtime.parity import TOLERANCES
 
-__all__ = ["FORMATS", "block_chart", "index", "layer_table", "reference_rows", "render", "summary", "versions"]
+__all__ = ["FORMATS", "block_chart", "index", "layer_table", "memory_section", "reference_rows", "render", "summary",
+           "versions"]
 
 _VERSIONED = ("archkit", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime")
 
@@ -199,6 +202,7 @@ def summary(a: Analysis, references=()) -> dict[str, Any]:
         "references": reference_rows(a, references),
         "parity": None if v is None else _parity_summary(v, measured=getattr(a, "bench", None) is not None),
         "connectivity": a.connectivity.summary() if a.connectivity is not None else None,
+        "memory": mem.to_json(a),
         "versions": versions(),
         **({"deployment": a.bench.to_dict()} if getattr(a, "bench", None) is not None else {}),
     }
@@ -358,6 +362,7 @@ def _markdown(a: Analysis, arch=None, *, chart: bool = False) -> str:
         if a.costs.unknown:
             out += [f"- shape not inferred: {len(a.costs.unknown)} ops, e.g. {md_code(a.costs.unknown[0], table=False)}"]
         out += [""]
+    out += memory_section(a, image=chart)
     if v is not None:
         out += _parity_section(v, measured=getattr(a, "bench", None) is not None)
     if a.connectivity is not None:
@@ -370,6 +375,106 @@ def _markdown(a: Analysis, arch=None, *, chart: bool = False) -> str:
              "flops count everything else once per element (bias adds, activations; BatchNorm 2, softmax 3, "
              "pooling one per window element). See the project README."), ""]
     return "\n".join(out)
+
+
+# --- memory ---------------------------------------------------------------------------
+
+def _unit_cell(n: int) -> str:
+    return mem.binary(n) if n >= 2**10 else ""
+
+
+def _formula_cell(f) -> Markdown | str:
+    return Markdown(pretty(f, md)) if is_expr(f) else ""
+
+
+def memory_section(a: Analysis, *, image: bool = False) -> list[str]:
+    """The "Memory" section of a report README (archkit.costs.memory: archkit's count, nothing
+    measured): the totals, the peak under each order, what onnxruntime's allocation plan holds,
+    the memory-aware order's saving, the peak at batch 1 and mem.SHOWN_BATCH (32), the blocks peaking
+    highest, and `memory.png` when `image`."""
+    m = a.memory
+    if m is None:
+        return []
+    c = a.costs
+    rt = m.runtime
+    blocks = mem.group_of(a, "block") if c.scoped else {}
+    free = bool(m.formulas) or any(is_expr(s.peak.formula) for s in m.schedules.values())
+    at = (" Figures are at the free dims' value 1 (per sample), with their formulas in the free dims." if c.per_sample
+          else f" Figures are for batch {c.batch:,}." if c.batch not in (None, 1) else "")
+    out = ["## Memory", "",
+           ("What the network holds while it runs, as archkit counts it on the ONNX graph (nothing measured from a "
+            "runtime): a buffer for each tensor an op makes, live from that op through the last op that reads it. "
+            "An alias (Reshape, Flatten, Squeeze, Unsqueeze, Identity) shares its input's buffer; an activation or "
+            "Softmax writes into its input's when nothing later reads that input. Live memory is the activations and "
+            "graph outputs; weights and inputs are held apart." + at), ""]
+    formulas = m.formulas or {}
+    totals = [("weights (initializers and Constant ops, held for the session)", m.weights, "weights"),
+              ("graph inputs (the caller's memory)", m.inputs, "inputs"),
+              ("graph outputs (live from their op to the end of the run)", m.outputs, "outputs"),
+              (f"activations, each of the {m.tensors:,} tensors once (no reuse)", m.activations, "activations")]
+    header = ("", "bytes", "", "in the free dims") if free else ("", "bytes", "")
+    out += [_md_table(header, [(_own(label), n, _unit_cell(n), *((_formula_cell(formulas.get(k)),) if free else ()))
+                               for label, n, k in totals], "lrr" + "l" * free), ""]
+
+    header = ("order", "how", "peak live bytes", "", "at op", *(("block",) if blocks else ()),
+              *(("in the free dims",) if free else ()))
+    rows = []
+    for name, s in m.schedules.items():
+        p = s.peak
+        formula = _formula_cell(p.formula) or (_own(f"no formula: {p.why_no_formula}") if p.why_no_formula else "")
+        rows.append((_own(mem.ORDER_NAMES.get(name, name)), _own(s.how), p.bytes, _unit_cell(p.bytes),
+                     md_code(p.node) if s.steps else "", *((blocks.get(p.node, ""),) if blocks else ()),
+                     *((formula,) if free else ())))
+    plan = rt.planned if rt is not None else None
+    if plan is not None and rt.steps:
+        rows.append((_own("onnxruntime's allocation plan"),
+                     _own(f"what it holds along its order: {mem.PLAN_WHY} ({plan.buffers:,} buffers, {plan.reused:,} "
+                          "tensors reuse a dead one)"), plan.peak, _unit_cell(plan.peak), md_code(plan.node),
+                     *((blocks.get(plan.node, ""),) if blocks else ()), *(("",) if free else ())))
+    out += [_md_table(header, rows, "llrrl" + "l" * bool(blocks) + "l" * free), ""]
+
+    notes = []
+    saving, aware, file = m.saving(), m.schedules.get("memory-aware"), m.schedules.get("file")
+    if saving is not None and aware is not None and file is not None:
+        d, fraction = saving
+        notes.append(f"The memory-aware order lowers the file order's peak by {mem.saving_text(d, fraction)}: "
+                     f"{file.peak.bytes:,} → {aware.peak.bytes:,} bytes." if d else
+                     f"The memory-aware order lowers the file order's peak by nothing: both peak at "
+                     f"{file.peak.bytes:,} bytes.")
+    peaks, dim, why = mem.batch_peaks(a)
+    if rt is not None and rt.steps:
+        def shown(k: int) -> str:
+            return f"{peaks[k]:,} bytes" + (f" ({mem.binary(peaks[k])})" if peaks[k] >= 2**10 else "") \
+                if peaks[k] is not None else "not known"
+
+        how = (f", its formula at {md(dim)} = {mem.SHOWN_BATCH}" if dim is not None and peaks[mem.SHOWN_BATCH] is not None
+               else "")
+        notes.append(f"Peak live memory in onnxruntime's order at batch 1: {shown(1)}; at batch {mem.SHOWN_BATCH}: "
+                     f"{shown(mem.SHOWN_BATCH)}{how}" + (f" ({md(why)})" if why else "") + ".")
+        if rt.peak.live:
+            notes.append("Largest tensors live at onnxruntime's peak: " + ", ".join(
+                f"{md_code(t.tensor, table=False)} {t.bytes:,} bytes ({'graph output' if t.kind == 'output' else t.kind} "
+                f"made by {md_code(t.node, table=False)})" for t in rt.peak.live) + ".")
+    if not m.complete:
+        notes.append(f"**The memory figures are lower bounds**: {len(m.unknown):,} tensors of unknown size are counted "
+                     f"as 0, e.g. {', '.join(md_code(t, table=False) for t in m.unknown[:3])}.")
+    if c.subgraphs:
+        notes.append("Memory inside the bodies of If, Loop and Scan ops is not counted: each such op reads what its "
+                     "bodies read.")
+    out += [f"- {n}" for n in notes] + ([""] if notes else [])
+
+    top = mem.top_blocks(a) if blocks else []
+    if top and rt is not None:
+        out += [f"The {len(top)} blocks with the most live memory while their ops run (onnxruntime's order):", "",
+                _md_table(("block", "peak live bytes", "", "of the peak"),
+                          [(b, v, _unit_cell(v), f"{v / rt.peak.bytes:.0%}" if rt.peak.bytes else "") for b, v in top]),
+                ""]
+    if image and rt is not None and rt.steps:
+        out += [f"![{md(a.name)}: live bytes along onnxruntime's order](memory.png)", "",
+                ("The thick line: live bytes during each step of onnxruntime's order, its peak marked; dotted: what its "
+                 "allocation plan holds; thin: the file's and the memory-aware order, each along its own steps"
+                 + ("; the strip beneath shades each block's run of steps." if blocks else ".")), ""]
+    return out
 
 
 # --- parity ---------------------------------------------------------------------------
@@ -546,14 +651,34 @@ def index(summaries: Sequence[Mapping[str, Any]]) -> str:
         rows.append((link, kp.get("total"), params, c["macs"], ref, o["ops"],
                      f"{o['size_bytes'] / 2**20:.2f} MiB",
                      "" if p is None else _own("pass" if p["ok"] else "**FAIL**")))
-    return "\n".join([
+    out = [
         INDEX_MARKER, "# Reports", "",
         ("The reports in this folder, one row each; every `archkit report` writing here refreshes this index. "
          "Every figure below is counted on the architecture's ONNX export. "
          "MACs are multiply-accumulates of Conv/Gemm/MatMul, per sample; parity compares onnxruntime with Keras "
          "against the allowance each report states."), "",
         _md_table(("architecture", "Keras params", "ONNX params", "MACs", "vs published MACs", "ONNX ops",
-                   "ONNX size", "parity"), rows, "lrrrlrrl"), ""])
+                   "ONNX size", "parity"), rows, "lrrrlrrl"), ""]
+    memory = [(link, m) for link, m in zip((r[0] for r in rows), (s.get("memory") for s in summaries))
+              if isinstance(m, Mapping)]
+    if memory:
+        out += ["## Memory", "",
+                (f"archkit's count on each export (nothing measured from a runtime): the weights, and the peak live "
+                 f"memory (activations and graph outputs) in onnxruntime's order at batch 1 and {mem.SHOWN_BATCH}, "
+                 f"the latter from the peak's formula in the batch; blank where it is not known (the report says why)."),
+                "", _md_table(("architecture", "weights", "peak live memory, batch 1", f"batch {mem.SHOWN_BATCH}"),
+                              [(link, *_index_memory(m)) for link, m in memory], "lrrr"), ""]
+    return "\n".join(out)
+
+
+def _index_memory(m: Mapping[str, Any]) -> tuple[str, str, str]:
+    """A summary's memory figures for the index: weights, the peaks at batch 1 and mem.SHOWN_BATCH (32)."""
+    peaks = m.get("peak_by_batch") or {}
+
+    def shown(n) -> str:
+        return mem.binary(n) if isinstance(n, int) else ""
+
+    return shown(m.get("weights")), shown(peaks.get("1")), shown(peaks.get(str(mem.SHOWN_BATCH)))
 
 
 def _csv(df: pd.DataFrame) -> bytes:
@@ -580,6 +705,8 @@ def render(a: Analysis, formats: Iterable[str] = FORMATS, *, arch=None) -> dict[
             files["paper_table.csv"] = _csv(paper_table(a, arch.paper_table))
     if "png" in formats:
         files["blocks.png"] = block_chart(a)
+        if a.memory is not None and a.memory.runtime is not None and a.memory.runtime.steps:
+            files["memory.png"] = mem.chart(a)
     if a.connectivity is not None:
         files.update(connectivity_files(a.connectivity, a.name, formats))
     if "json" in formats:

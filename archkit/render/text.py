@@ -17,7 +17,11 @@ from archkit.io import png_bytes
 from archkit.onnx.symbolic import is_expr, pretty
 from archkit.render import escape as esc
 from archkit.render.escape import NAME_LIMIT, csv_frame, md, md_code
+from archkit.render.memory import lines as memory_lines
+from archkit.render.memory import peaks_by
+from archkit.render.memory import to_json as memory_json
 from archkit.runtime.bench import Bench
+from archkit.runtime.memory import ARENA_BOUND, REQUESTED_BOUND
 from archkit.runtime.parity import TOLERANCES, Verification
 
 __all__ = [
@@ -49,26 +53,35 @@ def shown_view(a: Analysis, by: str) -> str:
 
 
 def view(a: Analysis, by: str) -> pd.DataFrame:
-    """The --by table; with free dims, the MACs of each row as a formula in them (`macs_formula`)."""
+    """The --by table. With free dims, each row's MACs and output bytes as formulas in them
+    (`macs_formula`, `output_bytes_formula`); by layer and block, `peak_bytes`: the highest live
+    bytes while the row's ops run in onnxruntime's order (empty for a row none of whose ops runs
+    as a step of the main graph: Constants, the ops of If branches)."""
     c = a.costs
     shown = shown_view(a, by)
     df = {"op": c.to_frame, "layer": c.by_layer, "block": c.by_block, "type": c.by_type}[shown]()
-    if c.formulas and any(k != "ops" and not isinstance(v, int) for k, v in c.formulas.items()):
-        key = {"op": "node", "type": "op_type"}.get(shown, shown)
+    key = {"op": "node", "type": "op_type"}.get(shown, shown)
+    summed = df["summed"] if "summed" in df.columns else None
+    if formulas_text(c):
         per = c.formula_by(key)
-        texts: dict = {}
-        summed = df["summed"] if "summed" in df.columns else None
-        column = []
-        for k, row_key in enumerate(df[key]):
-            f = per.get(row_key) if summed is None or summed.iloc[k] else None
-            if f is None:
-                column.append("")
-                continue
-            t = texts.get(f[0])
-            if t is None:
-                t = texts[f[0]] = pretty(f[0])
-            column.append(t)
-        df.insert(df.columns.get_loc("macs") + 1, "macs_formula", column)
+        for k, column in ((0, "macs"), (2, "output_bytes")):
+            texts: dict = {}
+            cells = []
+            for i, row_key in enumerate(df[key]):
+                f = per.get(row_key) if summed is None or summed.iloc[i] else None
+                if f is None:
+                    cells.append("")
+                    continue
+                t = texts.get(f[k])
+                if t is None:
+                    t = texts[f[k]] = pretty(f[k])
+                cells.append(t)
+            df.insert(df.columns.get_loc(column) + 1, f"{column}_formula", cells)
+    if shown in ("layer", "block") and a.memory is not None:
+        peaks = peaks_by(a, key)
+        found = [peaks.get(row_key) if summed is None or summed.iloc[i] else None for i, row_key in enumerate(df[key])]
+        df.insert(df.columns.get_loc("weight_bytes") + 1, "peak_bytes",
+                  pd.array(found, dtype="Int64" if None in found else "int64"))
     return df
 
 
@@ -115,6 +128,7 @@ def summary_lines(a: Analysis) -> list[str]:
     if c.per_iteration:
         lines.append(f"loop bodies costed once, per iteration: {', '.join(map(md, c.per_iteration))}")
     lines += branch_lines(c)
+    lines += memory_lines(a)
     return lines
 
 
@@ -199,7 +213,7 @@ def render_view(a: Analysis, by: str, fmt: str) -> str:
                "complete": c.complete, "unsupported_ops": list(c.unsupported), "unknown_cost_ops": list(c.unknown),
                "formulas": formulas_text(c), "no_formulas": c.no_formulas,
                "per_iteration": list(c.per_iteration), "branches": branches_json(c), "warnings": list(a.warnings),
-               "rows": json.loads(df.to_json(orient="records"))}
+               "memory": memory_json(a), "rows": json.loads(df.to_json(orient="records"))}
         return json.dumps(doc, indent=1) + "\n"
     if fmt != "md":
         raise UsageError(f"--format {fmt!r}: printing takes one of md, csv, json (write several with -o DIR)")
@@ -208,9 +222,11 @@ def render_view(a: Analysis, by: str, fmt: str) -> str:
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "|".join("---:" if pd.api.types.is_numeric_dtype(df[h]) and not pd.api.types.is_bool_dtype(df[h])
                                 else "---" for h in header) + "|")
-    whole = {k for k, h in enumerate(header) if h == "macs_formula"}  # archkit's text, dim names escaped in it
+    # archkit's text, dim names escaped in it
+    whole = {k for k, h in enumerate(header) if h in ("macs_formula", "output_bytes_formula")}
     for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(("yes" if v else "no") if isinstance(v, (bool, np.bool_)) else f"{v:,}"
+        lines.append("| " + " | ".join("" if v is None or v is pd.NA else ("yes" if v else "no")
+                                       if isinstance(v, (bool, np.bool_)) else f"{v:,}"
                                        if isinstance(v, numbers.Integral) else md(str(v), None if k in whole else
                                                                                    NAME_LIMIT)
                                        for k, v in enumerate(row)) + " |")
@@ -222,28 +238,36 @@ def render_view(a: Analysis, by: str, fmt: str) -> str:
 
 
 def sweep_chart(df: pd.DataFrame, dims: tuple[str, ...], name: str) -> bytes:
-    """PNG: MACs (and other flops) against the first swept dim, one line per value of the others."""
+    """PNG: MACs (and other flops) against the first swept dim, one line per value of the others;
+    beside them, the peak live bytes (onnxruntime's order) against the same dim."""
     import matplotlib  # heavy: only a sweep written to a folder draws
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # heavy: as matplotlib
 
     x, rest = dims[0], list(dims[1:])
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, (ax, mem) = plt.subplots(1, 2, figsize=(11, 4.5))
     groups = df.groupby(rest, sort=False) if rest else [((), df)]
     for key, part in groups:
         key = key if isinstance(key, tuple) else (key,)
         label = ", ".join(f"{esc.plot(d)}={v}" for d, v in zip(rest, key))
         ax.plot(part[x], part["macs"], marker="o", label=("MACs " + label).strip())
         ax.plot(part[x], part["flops"], marker=".", linestyle="--", label=("other flops " + label).strip())
+        mem.plot(part[x], part["peak_bytes"] / 2**20, marker="o", label=("peak live memory " + label).strip())
     if df[x].max() / df[x].min() >= 8:
-        ax.set_xscale("log", base=2)
+        for a in (ax, mem):
+            a.set_xscale("log", base=2)
         ax.set_yscale("log")
-    ax.set_xlabel(esc.plot(x))
+        if (df["peak_bytes"] > 0).all():
+            mem.set_yscale("log")
     ax.set_ylabel("per run of the model")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
     ax.set_title(f"{esc.plot(name)}: cost against {esc.plot(x)}", fontsize=10)
+    mem.set_ylabel("MiB live at the peak (onnxruntime's order)")
+    mem.set_title(f"{esc.plot(name)}: peak live memory against {esc.plot(x)}", fontsize=10)
+    for a in (ax, mem):
+        a.set_xlabel(esc.plot(x))
+        a.grid(alpha=0.3)
+        a.legend(fontsize=8)
     fig.tight_layout()
     return png_bytes(fig, dpi=100)
 
@@ -354,8 +378,6 @@ def bench_lines(b: Bench) -> list[str]:
 def memory_check_lines(check) -> list[str]:
     """archkit.runtime.memory.MemoryCheck as lines: the measured figures (machine-dependent: printed,
     never in a committed report) and the verdicts."""
-    from archkit.runtime.memory import ARENA_BOUND, REQUESTED_BOUND
-
     shapes = ", ".join(f"{md_code(k, table=False)} {'x'.join(map(str, v))}" for k, v in check.input_shapes.items())
     compared = check.nodes - len(check.unmatched)
     lines = [f"memory in {check.runtime} (optimisations off, one run at {shapes}):"]

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
+from archkit.analysis import analyse_model
 from archkit.runtime.child import spawn
 
 __all__ = ["ARENA_BOUND", "REQUESTED_BOUND", "MemoryCheck", "check_memory", "compare", "feed", "measure_memory"]
@@ -131,8 +132,6 @@ def check_memory(proto: onnx.ModelProto, feed: Mapping[str, np.ndarray], *, path
                  what: str = "the model", timeout: float | None = None) -> MemoryCheck:
     """Run `proto` once on `feed` in onnxruntime and compare its allocator with archkit's analysis
     of the file at the feed's shapes. `path`: the file itself, when there is one (no copy is written)."""
-    from archkit.analysis import analyse_model  # the analysis stage; imported here: runtime is below it
-
     shapes = {k: tuple(int(d) for d in v.shape) for k, v in feed.items()}
     a = analyse_model(proto, input_shapes=shapes, connectivity=False)
     runtime, events = measure_memory(path or proto, feed, what=what, timeout=timeout)
