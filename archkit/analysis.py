@@ -69,6 +69,7 @@ class Analysis:
     keras_params: Mapping[str, int] | None = None
     config: Mapping[str, Any] | None = None
     verification: Any = None  # archkit.runtime.parity.Verification, when a Keras source was run
+    memory_check: Any = None  # archkit.runtime.memory.MemoryCheck, when the file was run for it
     connectivity: Connectivity | None = None  # the wiring, measured on the same graph
     memory: Memory | None = None  # the buffers and the live memory along three execution orders
     # How the file was made (archkit.keras.pipeline): deployment options, export time and whether it

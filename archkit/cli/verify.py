@@ -38,10 +38,19 @@ def run(args: argparse.Namespace) -> int:
         v = analysis.verification
         name = arch.name
         label = f"{arch.name} ({deploy.describe()}{''.join(f', {k}={x!r}' for k, x in overrides.items())})"
-    from archkit.render.text import verification_lines  # after the checks: a usage error loads nothing heavy
+        memory = analysis.memory_check
+    from archkit.render.text import (  # after the checks: a usage error loads nothing heavy
+        memory_check_lines,
+        verification_lines,
+    )
 
     for line in verification_lines(v, label):  # output names come from the file
         print(terminal(line))
     v.raise_for_failure(name)
     print(f"{name}: parity ok ({v.runtime}, {v.precision} vs {v.reference})")
+    if not is_file_target(args.name) and memory is not None:
+        for line in memory_check_lines(memory):
+            print(terminal(line))
+        if not memory.ok:
+            return 8
     return 0

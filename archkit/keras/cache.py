@@ -96,6 +96,28 @@ def store(key: str, onnx_bytes: bytes, verification, tag: str = "", info: Mappin
         pass  # a cache that cannot be written only costs time
 
 
+def load_memory_profile(key: str) -> dict | None:
+    """onnxruntime's memory profile of an entry's export (archkit.runtime.memory.measure_memory:
+    runtime, events), or None. archkit's side of the check is computed again each time: only
+    the measurement, which depends on the file and onnxruntime alone, is kept."""
+    d = cache_dir()
+    f = d / key / "memory-profile.json" if d is not None else None
+    try:
+        return json.loads(f.read_text()) if f is not None and f.is_file() else None
+    except (OSError, ValueError):
+        return None  # a damaged file is a miss
+
+
+def store_memory_profile(key: str, profile: Mapping[str, Any]) -> None:
+    d = cache_dir()
+    if d is None or not (d / key / "model.onnx").is_file():
+        return
+    try:
+        atomic_write_bytes(d / key / "memory-profile.json", json.dumps(dict(profile), indent=1).encode())
+    except ArchkitError:
+        pass
+
+
 def store_verification(key: str, verification, tag: str = "") -> None:
     """Add a verification (another seed/batch setting) to an existing entry."""
     d = cache_dir()

@@ -22,6 +22,7 @@ from archkit.keras.export import export_keras, import_keras, seed_weights
 from archkit.keras.parity import verify_keras
 from archkit.onnx.load import parse_model
 from archkit.runtime.child import run_isolated
+from archkit.runtime.memory import MemoryCheck, checked, feed, measure_memory
 from archkit.runtime.parity import BATCH_SIZES, Verification, seeded_inputs
 
 __all__ = ["build_seeded", "run_architecture"]
@@ -112,7 +113,24 @@ def run_architecture(name: str, *, opset: int | None = None, verify: bool = True
         keras.utils.clear_session(free_memory=True)
     if key and hit is None:
         export_cache.store(key, data, verification, tag, info)
+    memory_check = _memory_check(proto, name, key, timeout, progress) if verify else None
     if path is not None:
         atomic_write_bytes(path, data)
     result = analyse_model(proto, name=name, size_bytes=len(data), progress=progress)
-    return dataclasses.replace(result, verification=verification if verify else None, deployment=info), proto
+    return dataclasses.replace(result, verification=verification if verify else None, memory_check=memory_check,
+                               deployment=info), proto
+
+
+def _memory_check(proto: onnx.ModelProto, name: str, key: str | None, timeout: float | None, progress) -> MemoryCheck:
+    """archkit's memory figures against onnxruntime's allocator, at batch 1 (the profile cached
+    beside the export; archkit's side computed again)."""
+    inputs = feed(proto)
+    cached = export_cache.load_memory_profile(key) if key else None
+    if cached is None:
+        progress("memory in onnxruntime")
+        runtime, events = measure_memory(proto, inputs, what=name, timeout=timeout)
+        if key:
+            export_cache.store_memory_profile(key, {"runtime": runtime, "events": events})
+    else:
+        runtime, events = cached["runtime"], cached["events"]
+    return checked(proto, inputs, runtime, events)

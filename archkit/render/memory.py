@@ -271,7 +271,7 @@ def chart(a: Analysis) -> bytes:
     others = [m.schedules[k] for k in ("file", "memory-aware") if k in m.schedules]
     # scaled to onnxruntime's curves: another order peaking far higher runs off the top, said in its label
     top = max([max(rt.curve)] + ([max(plan.curve)] if plan is not None else []))
-    ceiling = max(top * 1.3, 1)
+    ceiling = max(top * 1.6, 1)  # head room above the peak for the legend
     size, unit = next(((s, u) for s, u in _UNITS if top >= s), (1, "bytes"))
     x = range(n)
 
@@ -301,15 +301,15 @@ def chart(a: Analysis) -> bytes:
                                   else "")
     left = p.step < n / 2
     ax.annotate(f"peak {binary(p.bytes)} ({p.bytes:,} bytes)\nat step {p.step:,}: {where}", xy=(p.step, p.bytes / size),
-                xytext=(12 if left else -12, 6), textcoords="offset points", ha="left" if left else "right",
-                va="bottom", fontsize=8, color="#c00000", zorder=6,
+                xytext=(12 if left else -12, 0), textcoords="offset points", ha="left" if left else "right",
+                va="center", fontsize=8, color="#c00000", zorder=6,
                 bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.85})
     ax.set_xlim(-0.5, n - 0.5)
     ax.set_ylim(0, ceiling / size)
     ax.set_ylabel(f"live bytes ({unit})" if unit != "bytes" else "live bytes")
     ax.grid(axis="y", alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()  # onnxruntime's first: drawn last, on top
-    ax.legend(handles[::-1], labels[::-1], fontsize=7, loc="upper left" if not left else "upper right", framealpha=0.9)
+    ax.legend(handles[::-1], labels[::-1], fontsize=7, loc="upper center", ncol=2, framealpha=0.9)
     per = " per sample" if a.costs.per_sample else f" at batch {a.costs.batch:,}" if a.costs.batch is not None else ""
     ax.set_title(f"{esc.plot(a.name)}: live memory{per} along onnxruntime's order ({n:,} ops), peak {binary(p.bytes)}",
                  fontsize=10)

@@ -30,6 +30,7 @@ from archkit.render.drawing import markdown as connectivity_markdown
 from archkit.render.escape import Markdown, md, md_code
 from archkit.render.formats import FORMATS, INDEX_MARKER
 from archkit.render.text import branch_lines, branches_json, formulas_text, generated_line, totals_for
+from archkit.runtime.memory import ARENA_BOUND, REQUESTED_BOUND
 from archkit.runtime.parity import TOLERANCES
 
 __all__ = ["FORMATS", "block_chart", "index", "layer_table", "memory_section", "reference_rows", "render", "summary",
@@ -202,7 +203,10 @@ def summary(a: Analysis, references=()) -> dict[str, Any]:
         "references": reference_rows(a, references),
         "parity": None if v is None else _parity_summary(v, measured=getattr(a, "bench", None) is not None),
         "connectivity": a.connectivity.summary() if a.connectivity is not None else None,
-        "memory": mem.to_json(a),
+        "memory": {**mem.to_json(a), **({"onnxruntime_check": {
+            "runtime": a.memory_check.runtime, "ops": a.memory_check.nodes, "bytes_equal": a.memory_check.bytes_equal,
+            "order_same": a.memory_check.order_same, "plan_matches": a.memory_check.requested_ok,
+            "arena_within_bound": a.memory_check.arena_ok, "ok": a.memory_check.ok}} if a.memory_check else {})},
         "versions": versions(),
         **({"deployment": a.bench.to_dict()} if getattr(a, "bench", None) is not None else {}),
     }
@@ -461,6 +465,8 @@ def memory_section(a: Analysis, *, image: bool = False) -> list[str]:
     if c.subgraphs:
         notes.append("Memory inside the bodies of If, Loop and Scan ops is not counted: each such op reads what its "
                      "bodies read.")
+    if a.memory_check is not None:
+        notes.append(memory_verdict(a.memory_check))
     out += [f"- {n}" for n in notes] + ([""] if notes else [])
 
     top = mem.top_blocks(a) if blocks else []
@@ -475,6 +481,22 @@ def memory_section(a: Analysis, *, image: bool = False) -> list[str]:
                  "allocation plan holds; thin: the file's and the memory-aware order, each along its own steps"
                  + ("; the strip beneath shades each block's run of steps." if blocks else ".")), ""]
     return out
+
+
+def memory_verdict(check) -> str:
+    """archkit.runtime.memory.MemoryCheck as a committed report states it: what was compared and
+    the verdict, by the fixed bounds; not the measured bytes (they depend on the machine's runtime)."""
+    shapes = ", ".join(f"{md_code(k, table=False)} {'x'.join(map(str, v))}" for k, v in check.input_shapes.items())
+    lo, hi, extra = ARENA_BOUND
+    parts = [f"the output bytes of {'all' if check.bytes_equal else 'not all'} {check.nodes:,} ops equal archkit's",
+             "its execution order is the one archkit reproduces" if check.order_same else
+             "its execution order differs from archkit's reproduction",
+             (f"the bytes it asks of its arena after every op are archkit's predicted plan plus one constant "
+             f"{'within' if check.requested_ok else 'outside'} {REQUESTED_BOUND[1] // 1024} KiB"),
+             (f"its arena's peak is {'within' if check.arena_ok else 'outside'} {lo:g}× to {hi:g}× (the plan's peak + "
+             f"the largest im2col workspace) + {extra // 2 ** 20} MiB")]
+    return (f"Checked against {md(check.runtime)}'s allocator (optimisations off, one run at {shapes}): "
+            + "; ".join(parts) + f": **{'pass' if check.ok else 'FAIL'}** (`archkit verify` prints the measured bytes).")
 
 
 # --- parity ---------------------------------------------------------------------------

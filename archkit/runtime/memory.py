@@ -24,7 +24,8 @@ reports (which keep the verdict).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import onnx
@@ -32,7 +33,8 @@ import onnx
 from archkit.analysis import analyse_model
 from archkit.runtime.child import spawn
 
-__all__ = ["ARENA_BOUND", "REQUESTED_BOUND", "MemoryCheck", "check_memory", "compare", "feed", "measure_memory"]
+__all__ = ["ARENA_BOUND", "REQUESTED_BOUND", "MemoryCheck", "check_memory", "checked", "compare", "feed",
+           "measure_memory"]
 
 MiB = 2 ** 20
 # The arena's peak against archkit's predicted plan peak P and the largest workspace W
@@ -61,6 +63,16 @@ class MemoryCheck:
     requested_peak: int  # onnxruntime: the bytes requested from the arena, at their peak
     offset: tuple[int, int]  # onnxruntime's requested bytes less archkit's plan, per step: (lowest, highest)
     arena_peak: int  # onnxruntime: the arena's bytes in use, at their peak
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> MemoryCheck:
+        """From to_dict's JSON (lists back to tuples)."""
+        return cls(**{**d, "input_shapes": {k: tuple(v) for k, v in d["input_shapes"].items()},
+                      "mismatches": tuple(tuple(m) for m in d["mismatches"]), "unmatched": tuple(d["unmatched"]),
+                      "offset": tuple(d["offset"])})
 
     @property
     def bytes_equal(self) -> bool:
@@ -132,9 +144,16 @@ def check_memory(proto: onnx.ModelProto, feed: Mapping[str, np.ndarray], *, path
                  what: str = "the model", timeout: float | None = None) -> MemoryCheck:
     """Run `proto` once on `feed` in onnxruntime and compare its allocator with archkit's analysis
     of the file at the feed's shapes. `path`: the file itself, when there is one (no copy is written)."""
+    runtime, events = measure_memory(path or proto, feed, what=what, timeout=timeout)
+    return checked(proto, feed, runtime, events)
+
+
+def checked(proto: onnx.ModelProto, feed: Mapping[str, np.ndarray], runtime: str, events: Sequence[Mapping]
+            ) -> MemoryCheck:
+    """The check of a profile measured already (measure_memory on `feed`): archkit's analysis of
+    `proto` at the feed's shapes against it."""
     shapes = {k: tuple(int(d) for d in v.shape) for k, v in feed.items()}
     a = analyse_model(proto, input_shapes=shapes, connectivity=False)
-    runtime, events = measure_memory(path or proto, feed, what=what, timeout=timeout)
     return compare(a, proto, events, runtime, shapes)
 
 
