@@ -181,6 +181,7 @@ class _Buffers:
         self.tensor: list[str] = []  # buffer → its tensor
         self.maker: list[int] = []  # buffer → its step
         sizes: dict[tuple, int | None] = {}  # (shape, dtype) → bytes
+        im2col: dict[tuple, int] = {}  # (input, kernel, output shape, type) → a Conv's workspace
         # the shapes onnxruntime's planner knows, where they are fewer than archkit's (archkit.onnx.graph)
         planner: Mapping[str, tuple] | None = G.graph.get("runtime_shapes")
         formulas: dict[tuple, Dim] = {}  # (id of the dims' formulas, dtype) → bytes: shapes are shared objects
@@ -206,8 +207,12 @@ class _Buffers:
             op = data.op_type if data.domain == "ai.onnx" else ""
             if op == "Constant":
                 continue
-            if op == "Conv":
-                w = _im2col(data)
+            if op == "Conv" and len(ins := data.inputs) > 1 and ins[0] is not None and ins[1] is not None and \
+                    data.outputs:
+                shapes_key = (ins[0][1], ins[1][1], data.outputs[0][1], ins[0][2])
+                w = im2col.get(shapes_key)
+                if w is None:
+                    w = im2col[shapes_key] = _im2col(*shapes_key)
                 if w > self.workspace[0]:
                     self.workspace = (w, nid)
             step = len(steps)
@@ -381,21 +386,16 @@ def plan(G: nx.DiGraph, weights: int) -> Memory:
                   unknown=tuple(B.unknown), formulas=formulas, makers=B.makers, workspace=B.workspace)
 
 
-def _im2col(data: Any) -> int:
-    """The bytes of a Conv's im2col matrix for one image: 0 for a pointwise Conv (a 1×1 kernel,
-    stride 1, no padding: a matrix product over the input itself) or unknown shapes."""
-    x = data.inputs[0] if data.inputs else None
-    w = data.inputs[1] if len(data.inputs) > 1 else None
-    y = data.outputs[0] if data.outputs else None
-    if x is None or w is None or y is None or not (w.known and y.known) or len(w.shape) < 3 or \
-            ITEM_BITS.get(x.dtype) is None:
+def _im2col(x: Any, w: Any, y: Any, dtype: str) -> int:
+    """The bytes of a Conv's im2col matrix for one image, from its input, kernel and output shapes:
+    0 for a pointwise Conv (a 1×1 kernel whose output keeps the input's size: stride 1, no
+    padding, a matrix product over the input itself) or unknown shapes."""
+    if x is None or w is None or y is None or len(w) < 3 or len(y) != len(w) or ITEM_BITS.get(dtype) is None or \
+            not all(d.__class__ is int for d in (*w, *y)):
         return 0
-    kernel = w.shape[2:]
-    strides = data.attrs.get("strides") or (1,) * len(kernel)
-    pads = data.attrs.get("pads") or (0,) * (2 * len(kernel))
-    if all(k == 1 for k in kernel) and all(s == 1 for s in strides) and not any(pads):
+    if all(k == 1 for k in w[2:]) and tuple(x[2:]) == tuple(y[2:]):
         return 0
-    return w.shape[1] * prod(kernel) * prod(y.shape[2:]) * ITEM_BITS[x.dtype] // 8
+    return w[1] * prod(w[2:]) * prod(y[2:]) * ITEM_BITS[dtype] // 8
 
 
 def _onnxruntime_order(B: _Buffers) -> list[int]:
