@@ -4,7 +4,8 @@ The light Caffe2-zoo models (`onnx/backend/test/data/light/`) and the PyTorch-co
 and operator tests (`pytorch-converted/`, `pytorch-operator/`). Per file: whether archkit costs
 it completely (no op of unknown cost or without a rule), its MACs, its time, and for the light
 models whether the MACs equal the independent recount in shared/REFERENCES.md, and, for a file
-with free dims, its MACs as a formula in them (or why there is none); then the counts.
+with free dims, its MACs as a formula in them (or why there is none); then the counts, with how
+many files have every tensor's size known (complete memory figures) and a peak formula.
 An internal error (exit 1) is a bug and is listed as one.
 
     python benchmarks/corpus.py [--only light|pytorch-converted|pytorch-operator] [--verbose] [--free-batch]
@@ -89,7 +90,7 @@ def main(argv=None) -> int:
     print(f"{'file':<58} {'complete':>8} {'MACs':>16} {'ms':>8}  note")
     for kind, path in files(args.only):
         label = path.stem.removeprefix("light_") if kind == "light" else path.parent.name
-        c = counts.setdefault(kind, [0, 0, 0, 0])  # complete, files, with free dims, of them with formulas
+        c = counts.setdefault(kind, [0, 0, 0, 0, 0, 0])  # complete, files, free dims, formulas, memory, peak formula
         c[1] += 1
         start = time.perf_counter()
         try:
@@ -109,6 +110,9 @@ def main(argv=None) -> int:
         ms = (time.perf_counter() - start) * 1e3
         complete = a.costs.complete
         c[0] += complete
+        m = a.memory
+        c[4] += m is not None and m.complete  # every tensor of known size
+        peak_formula = m is not None and m.runtime is not None and m.runtime.peak.formula is not None
         macs = a.costs.total()["macs"]
         note = note0
         if kind == "light" and not args.free_batch:
@@ -119,14 +123,18 @@ def main(argv=None) -> int:
             f = a.costs.formulas
             c[2] += 1
             c[3] += f is not None
+            c[5] += peak_formula
             note += f" MACs = {pretty(f['macs'])}" if f is not None else f" no formula: {a.costs.no_formulas}"
         if not complete:
             left = [o for o in a.costs.ops if o.status in ("unknown", "unsupported")]
             note += f" {len(left)} ops not costed" + (f": {sorted({o.op_type for o in left})}" if args.verbose else "")
+        if m is not None and not m.complete:
+            note += f" {len(m.unknown)} tensors of unknown size"
         print(f"{kind + '/' + label:<58} {'yes' if complete else 'no':>8} {macs:>16,} {ms:>8.0f}  {note.strip()}")
     print()
-    for kind, (done, total, free, formulas) in counts.items():
-        print(f"{kind}: {done} of {total} complete; {free} with free dims, {formulas} of them costed as formulas")
+    for kind, (done, total, free, formulas, memory, peaks) in counts.items():
+        print(f"{kind}: {done} of {total} complete; {free} with free dims, {formulas} of them costed as formulas; "
+              f"memory complete (every tensor's size known) {memory} of {total}, a peak formula for {peaks} of {free}")
     print(f"internal errors: {len(bugs)}")
     for b in bugs:
         print(f"  {b}")

@@ -127,7 +127,9 @@ class Memory:
     schedules: Mapping[str, Schedule] = field(default_factory=dict)  # by ORDERS name
     unknown: tuple[str, ...] = ()  # tensors of unknown size: the figures are lower bounds
     formulas: Mapping[str, Dim] | None = None  # weights, inputs, outputs, activations in the free dims
-    makers: Mapping[str, str] = field(default_factory=dict, repr=False)  # tensor → the main-graph op making it
+    # tensor → (its buffer, the step making it), and the steps' op ids: what `maker` reads
+    made_by: Mapping[str, tuple] = field(default_factory=dict, repr=False)
+    steps: tuple[str, ...] = field(default=(), repr=False)
     # the largest buffer a kernel takes while it runs, as onnxruntime's CPU convolution lowers a
     # Conv that is not pointwise to one matrix product per image: (C/group)·∏kernel·∏output
     # elements (its im2col matrix); and the Conv taking it
@@ -136,6 +138,11 @@ class Memory:
     @property
     def complete(self) -> bool:
         return not self.unknown
+
+    def maker(self, tensor: str) -> str | None:
+        """The main-graph op making `tensor`, or None (a graph input, a weight, a subgraph's tensor)."""
+        found = self.made_by.get(tensor)
+        return None if found is None else self.steps[found[1]]
 
     @property
     def runtime(self) -> Schedule | None:
@@ -148,6 +155,16 @@ class Memory:
             return None
         d = file.peak.bytes - aware.peak.bytes
         return d, d / file.peak.bytes
+
+
+def _key(planner: Mapping[str, tuple] | None, shapes: Mapping[str, tuple], t: TensorInfo, bits_of: Any
+         ) -> tuple | None:
+    """A tensor's (shape, bits per element) as onnxruntime's planner knows it, or None."""
+    if planner is None:
+        dims = shapes.get(t[0]) if shapes else None
+        return (dims if dims is not None else t[1], bits_of(t[2]))
+    known = planner.get(t[0])
+    return None if known is None else (known, bits_of(t[2]))
 
 
 class _Buffers:
@@ -198,7 +215,8 @@ class _Buffers:
         makes, reads, after_, in_places, steps = self.makes, self.reads, self.after, self.in_place, self.steps
         size, formula, shape_key, is_output, tensor, maker = (self.size, self.formula, self.shape_key, self.is_output,
                                                               self.tensor, self.maker)
-        made_by: dict[str, tuple[int, int]] = {}  # tensor → (its buffer, or -1 for none; the step making it)
+        # tensor → (its buffer, or -1 for none; the step making it; its shape as the planner knows it)
+        made_by: dict[str, tuple[int, int, tuple | None]] = {}
         get = made_by.get
         bits_of = ITEM_BITS.get
         for nid, data in ops:
@@ -226,7 +244,7 @@ class _Buffers:
                     continue
                 found = get(t if t.__class__ is str else t[0])
                 if found is not None:
-                    b, m = found
+                    b, m, _ = found
                     if b >= 0 and b not in read:
                         read.append(b)
                     if m not in after:
@@ -247,7 +265,7 @@ class _Buffers:
                 is_out = name in outputs
                 if first and op in ALIAS and not is_out:
                     # the input's buffer, handed on; an alias of a graph input or a weight takes no memory
-                    made_by[name] = (source[0] if source is not None else -1, step)
+                    made_by[name] = (source[0] if source is not None else -1, step, _key(planner, shapes, t, bits_of))
                     first = False
                     continue
                 key = (t[1], t[2])
@@ -264,22 +282,19 @@ class _Buffers:
                     if not n and f != 0:  # empty at the point (a width/2 of 1), not for larger values
                         self.empty_at_point = True
                 b = len(size)
-                made_by[name] = (b, step)
+                k = (dims if dims is not None else t[1], bits_of(t[2])) if planner is None else _key(planner, shapes, t, bits_of)
+                made_by[name] = (b, step, k)
                 size.append(n)
                 formula.append(f)
-                if planner is None:
-                    shape_key.append((dims if dims is not None else t[1], bits_of(t[2])))
-                else:
-                    planned = planner.get(name)
-                    shape_key.append(None if planned is None else (planned, bits_of(t[2])))
+                shape_key.append(k)
                 is_output.append(is_out)
                 tensor.append(name)
                 maker.append(step)
                 made.append(b)
                 if first and op in IN_PLACE and source is not None and not is_out:
-                    a = source[0]
-                    if a >= 0 and not is_output[a] and size[a] == n and formula[a] == f and \
-                            shape_key[a] is not None and shape_key[a] == shape_key[b]:
+                    # onnxruntime compares the input's shape (an alias's own) with the output's
+                    a, _, ka = source
+                    if a >= 0 and not is_output[a] and size[a] == n and formula[a] == f and ka is not None and ka == k:
                         in_place = (b, a)
                 first = False
             makes.append(made)
@@ -287,7 +302,7 @@ class _Buffers:
         # formulas with floors of free dims (strides) are not compared on their coefficients
         self.floors = any(not isinstance(a, str) for f in set(self.formula) if isinstance(f, Expr)
                           for m, _ in f.terms for a, _ in m)
-        self.makers = {t: steps[m] for t, (_, m) in made_by.items()}
+        self.made_by = made_by
         self._arrays: tuple | None = None
         self.file_order = list(range(len(steps)))
         self._spans: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # id of an order → its spans
@@ -383,7 +398,8 @@ def plan(G: nx.DiGraph, weights: int) -> Memory:
     buffers = sum(1 for b in acts if first[b] <= last[b])
     return Memory(weights=weights, inputs=B.inputs, outputs=sum(B.size[b] for b in outs),
                   activations=sum(B.size[b] for b in acts), tensors=len(acts), buffers=buffers, schedules=schedules,
-                  unknown=tuple(B.unknown), formulas=formulas, makers=B.makers, workspace=B.workspace)
+                  unknown=tuple(B.unknown), formulas=formulas, made_by=B.made_by, steps=tuple(B.steps),
+                  workspace=B.workspace)
 
 
 def _im2col(x: Any, w: Any, y: Any, dtype: str) -> int:
@@ -606,10 +622,17 @@ def _planned(B: _Buffers, order: list[int]) -> Planned:
 
 def _sum(formulas: Iterable[Dim]) -> Dim:
     """The sum of many formulas, added up term by term (one Expr at the end, not one per term)."""
-    d: dict[Any, int] = {}
+    counts: dict[int, list] = {}  # formulas are shared objects: each distinct one added once, times its count
     for f in formulas:
+        hit = counts.get(id(f))
+        if hit is None:
+            counts[id(f)] = [f, 1]
+        else:
+            hit[1] += 1
+    d: dict[Any, int] = {}
+    for f, n in counts.values():
         for m, c in (((), f),) if isinstance(f, int) else f.terms:
-            d[m] = d.get(m, 0) + c
+            d[m] = d.get(m, 0) + c * n
     return Expr.make(d)
 
 

@@ -165,12 +165,12 @@ def compare(a, proto: onnx.ModelProto, events: Sequence[Mapping], runtime: str,
     schedule = a.memory.schedules["onnxruntime"]
     rows = {o.node: o for o in a.costs.ops}
     file_nodes = [n for n in proto.graph.node if not (n.op_type == "Constant" and n.domain in ("", "ai.onnx"))]
-    makers = a.memory.makers
+    maker = a.memory.maker
     mismatches, unmatched, ran = [], [], []
     for e in events:
         k = int(e["node_index"])
         node = file_nodes[k] if 0 <= k < len(file_nodes) else None
-        nid = makers.get(node.output[0]) if node is not None and node.output else None
+        nid = maker(node.output[0]) if node is not None and node.output else None
         if nid is None:
             unmatched.append(str(e["name"]))
             continue
