@@ -91,11 +91,12 @@ def _quiet(stage: str) -> None:
 def analyse_model(proto: onnx.ModelProto, *, name: str | None = None, size_bytes: int | None = None,
                   input_shapes: Mapping[str, object] | None = None,
                   input_values: Mapping[str, tuple[float, ...]] | None = None,
-                  block_of: Callable[[str], str] | None = None, connectivity: bool = True,
+                  block_of: Callable[[str], str] | None = None, connectivity: bool = True, memory: bool = True,
                   progress: Callable[[str], None] = _quiet) -> Analysis:
     """The Analysis of a parsed model. `input_shapes`, `input_values`: see analyse_file;
     `block_of`: layer name → paper block (an architecture's own); `connectivity`: add the wiring
-    (it takes time superlinear in the graph's size); `progress`: called with each stage's name."""
+    (it takes time superlinear in the graph's size); `memory`: add the memory figures (about a
+    seventh of the analysis' time on a long chain); `progress`: called with each stage's name."""
     progress("shape inference")
     G = build_graph(proto, input_shapes=input_shapes, input_values=input_values)
     own = metadata.read(G.graph["metadata"])
@@ -108,15 +109,17 @@ def analyse_model(proto: onnx.ModelProto, *, name: str | None = None, size_bytes
     )
     progress("costs")
     costs = costs_of(G, block_of=block_of)
-    progress("memory")
-    memory = plan_memory(G, sum(o.weight_bytes for o in costs.ops))
+    plan = None
+    if memory:
+        progress("memory")
+        plan = plan_memory(G, sum(o.weight_bytes for o in costs.ops))
     wiring = None
     if connectivity:
         progress("connectivity")
         wiring = _connectivity(G, costs, proto, own.architecture is None)
     return Analysis(
         name=name or own.architecture or proto.graph.name or "model", info=info, costs=costs, connectivity=wiring,
-        memory=memory,
+        memory=plan,
         keras_layers=own.layers, keras_params=own.keras_params, config=own.config,
         warnings=tuple(f"metadata {k!r} ignored: not what archkit writes" for k in own.problems)
         + G.graph["warnings"] + costs.formula_warnings,
@@ -135,7 +138,8 @@ def _connectivity(G, costs: CostReport, proto: onnx.ModelProto, trained: bool) -
 
 def analyse_file(path: str | os.PathLike, *, input_shapes: Mapping[str, object] | None = None,
                  name: str | None = None, connectivity: bool = False, max_bytes: int | None = None,
-                 strict: bool = False, input_values: Mapping[str, tuple[float, ...]] | None = None) -> Analysis:
+                 strict: bool = False, input_values: Mapping[str, tuple[float, ...]] | None = None,
+                 memory: bool = True) -> Analysis:
     """Analyse an ONNX file. `input_shapes`: graph input name → full shape, or a symbolic dim's
     name (as the file declares it) → its value; for symbolic dims left free the figures are at 1 (per
     sample) and `costs.formulas` gives the totals as formulas in them.
@@ -143,24 +147,25 @@ def analyse_file(path: str | os.PathLike, *, input_shapes: Mapping[str, object] 
     follows from it counts only the branch taken.
 
     `connectivity=True` adds the wiring analysis (it reads the weights held inside the file and
-    takes time superlinear in the graph's size); by default only costs are computed, and no
-    weight is read. The file is checked first (archkit.onnx.load: size limit `max_bytes`,
+    takes time superlinear in the graph's size); by default costs and memory are computed
+    (`memory=False`: costs only), and no weight is read. The file is checked first (archkit.onnx.load: size limit `max_bytes`,
     structure, external data); `strict`: an op without a cost rule, or whose cost is unknown, is
     an error instead of a lower bound. Raises archkit errors only, each naming the file."""
     return analyse_loaded(load_model(path, max_bytes=max_bytes), input_shapes=input_shapes, name=name,
-                          connectivity=connectivity, strict=strict, input_values=input_values)
+                          connectivity=connectivity, strict=strict, input_values=input_values, memory=memory)
 
 
 def analyse_loaded(loaded: Loaded, *, input_shapes: Mapping[str, object] | None = None, name: str | None = None,
                    connectivity: bool = False, strict: bool = False,
-                   input_values: Mapping[str, tuple[float, ...]] | None = None) -> Analysis:
+                   input_values: Mapping[str, tuple[float, ...]] | None = None, memory: bool = True) -> Analysis:
     """analyse_file for a model already read and checked by archkit.onnx.load.load_model."""
     p, proto = loaded.path, loaded.proto
     enabled = gc.isenabled()
     gc.disable()  # one pass of the collector over the result at the end, not one per stage
     try:
         a = analyse_model(proto, name=name or proto.graph.name or p.stem, size_bytes=loaded.size_bytes,
-                          input_shapes=input_shapes, input_values=input_values, connectivity=connectivity)
+                          input_shapes=input_shapes, input_values=input_values, connectivity=connectivity,
+                          memory=memory)
     except (MalformedModelError, ResourceError, UnsafeModelError) as e:
         raise type(e)(f"{p}: {e}") from None
     except RecursionError:

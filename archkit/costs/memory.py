@@ -127,8 +127,8 @@ class Memory:
     schedules: Mapping[str, Schedule] = field(default_factory=dict)  # by ORDERS name
     unknown: tuple[str, ...] = ()  # tensors of unknown size: the figures are lower bounds
     formulas: Mapping[str, Dim] | None = None  # weights, inputs, outputs, activations in the free dims
-    # tensor → (its buffer, the step making it), and the steps' op ids: what `maker` reads
-    made_by: Mapping[str, tuple] = field(default_factory=dict, repr=False)
+    # tensor → the step making it, and the steps' op ids: what `maker` reads
+    made_by: Mapping[str, int] = field(default_factory=dict, repr=False)
     steps: tuple[str, ...] = field(default=(), repr=False)
     # the largest buffer a kernel takes while it runs, as onnxruntime's CPU convolution lowers a
     # Conv that is not pointwise to one matrix product per image: (C/group)·∏kernel·∏output
@@ -141,8 +141,8 @@ class Memory:
 
     def maker(self, tensor: str) -> str | None:
         """The main-graph op making `tensor`, or None (a graph input, a weight, a subgraph's tensor)."""
-        found = self.made_by.get(tensor)
-        return None if found is None else self.steps[found[1]]
+        step = self.made_by.get(tensor)
+        return None if step is None else self.steps[step]
 
     @property
     def runtime(self) -> Schedule | None:
@@ -212,13 +212,14 @@ class _Buffers:
                     p = nodes[p].parent
                 inner_reads.setdefault(p, []).extend(t.name for t in data.inputs if t is not None)  # names
 
-        makes, reads, after_, in_places, steps = self.makes, self.reads, self.after, self.in_place, self.steps
-        size, formula, shape_key, is_output, tensor, maker = (self.size, self.formula, self.shape_key, self.is_output,
-                                                              self.tensor, self.maker)
-        # tensor → (its buffer, or -1 for none; the step making it; its shape as the planner knows it)
-        made_by: dict[str, tuple[int, int, tuple | None]] = {}
+        makes, reads, after_, steps, maker = self.makes, self.reads, self.after, self.steps, self.maker
+        own: list[TensorInfo] = []  # buffer → the tensor it is made for
+        aliases: dict[str, TensorInfo] = {}  # the tensors an alias hands its input's buffer to
+        candidates: list[tuple[int, int, str]] = []  # (step, its output's buffer, input 0) of the IN_PLACE ops
+        made_by: dict[str, tuple[int, int]] = {}  # tensor → (its buffer, or -1 for none; the step making it)
         get = made_by.get
-        bits_of = ITEM_BITS.get
+        # one pass in order (an alias's buffer is its input's, found before it); sizes, formulas and
+        # the planner's shapes after it, a comprehension each
         for nid, data in ops:
             if data.parent is not None:
                 continue
@@ -244,7 +245,7 @@ class _Buffers:
                     continue
                 found = get(t if t.__class__ is str else t[0])
                 if found is not None:
-                    b, m, _ = found
+                    b, m = found
                     if b >= 0 and b not in read:
                         read.append(b)
                     if m not in after:
@@ -254,55 +255,66 @@ class _Buffers:
                 after.sort()
             after_.append(after)
             made: list[int] = []
-            source = get(ins[0][0]) if ins and ins[0] is not None else None
-            in_place = None
             first = True
             for t in data.outputs:
                 name = t[0]
                 if not name:
                     first = False
                     continue
-                is_out = name in outputs
-                if first and op in ALIAS and not is_out:
+                if first and op in ALIAS and name not in outputs:
                     # the input's buffer, handed on; an alias of a graph input or a weight takes no memory
-                    made_by[name] = (source[0] if source is not None else -1, step, _key(planner, shapes, t, bits_of))
+                    source = get(ins[0][0]) if ins and ins[0] is not None else None
+                    made_by[name] = (source[0] if source is not None else -1, step)
+                    aliases[name] = t
                     first = False
                     continue
-                key = (t[1], t[2])
-                n = sizes[key] if key in sizes else sizes.setdefault(key, tensor_bytes(t))
-                known = n is not None
-                if n is None:
-                    self.unknown.append(name)
-                    n = 0
-                f: Dim = n
-                dims = shapes.get(name) if shapes else None
-                if dims is not None and known:
-                    fkey = (id(dims), t[2])
-                    f = formulas[fkey] if fkey in formulas else formulas.setdefault(fkey, formula_bytes(dims, t[2]))
-                    if not n and f != 0:  # empty at the point (a width/2 of 1), not for larger values
-                        self.empty_at_point = True
-                b = len(size)
-                k = (dims if dims is not None else t[1], bits_of(t[2])) if planner is None else _key(planner, shapes, t, bits_of)
-                made_by[name] = (b, step, k)
-                size.append(n)
-                formula.append(f)
-                shape_key.append(k)
-                is_output.append(is_out)
-                tensor.append(name)
+                b = len(own)
+                made_by[name] = (b, step)
+                own.append(t)
                 maker.append(step)
                 made.append(b)
-                if first and op in IN_PLACE and source is not None and not is_out:
-                    # onnxruntime compares the input's shape (an alias's own) with the output's
-                    a, _, ka = source
-                    if a >= 0 and not is_output[a] and size[a] == n and formula[a] == f and ka is not None and ka == k:
-                        in_place = (b, a)
+                if first and op in IN_PLACE and ins and ins[0] is not None:
+                    candidates.append((step, b, ins[0][0]))
                 first = False
             makes.append(made)
-            in_places.append(in_place)
+        self.tensor.extend(t[0] for t in own)
+        known = [sizes[sk] if (sk := (t[1], t[2])) in sizes else sizes.setdefault(sk, tensor_bytes(t)) for t in own]
+        self.unknown = [t[0] for t, n in zip(own, known) if n is None]
+        size = self.size
+        size.extend(n or 0 for n in known)
+        if shapes:
+            self.formula.extend(
+                n if (dims := shapes.get(t[0])) is None or known[b] is None else
+                formulas[fk] if (fk := (id(dims), t[2])) in formulas else formulas.setdefault(fk, formula_bytes(dims, t[2]))
+                for b, (t, n) in enumerate(zip(own, size)))
+            # empty at the point (a width/2 of 1), not for larger values: the formulas say more than the figures
+            self.empty_at_point = any(n == 0 and f != 0 for n, f in zip(known, self.formula))
+        else:
+            self.formula.extend(size)
+        is_output = self.is_output
+        is_output.extend(t[0] in outputs for t in own)
+        bits_of = ITEM_BITS.get
+        shape_key = self.shape_key
+        if planner is None:
+            shape_key.extend((dims if (dims := shapes.get(t[0])) is not None else t[1], bits_of(t[2])) for t in own)
+        else:
+            shape_key.extend(_key(planner, shapes, t, bits_of) for t in own)
+        formula = self.formula
+        in_places = self.in_place = [None] * len(steps)
+        for step, b, x in candidates:
+            # onnxruntime compares the input's shape (an alias's own) with the output's
+            source = get(x)
+            if source is None or source[0] < 0 or is_output[b]:
+                continue
+            a = source[0]
+            ka = _key(planner, shapes, aliases[x], bits_of) if x in aliases else shape_key[a]
+            if not is_output[a] and size[a] == size[b] and formula[a] == formula[b] and ka is not None and \
+                    ka == shape_key[b]:
+                in_places[step] = (b, a)
         # formulas with floors of free dims (strides) are not compared on their coefficients
         self.floors = any(not isinstance(a, str) for f in set(self.formula) if isinstance(f, Expr)
                           for m, _ in f.terms for a, _ in m)
-        self.made_by = made_by
+        self.made_by = {t: m for t, (_, m) in made_by.items()}
         self._arrays: tuple | None = None
         self.file_order = list(range(len(steps)))
         self._spans: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # id of an order → its spans
@@ -544,14 +556,20 @@ def _find_spans(B: _Buffers, order: list[int]) -> tuple[np.ndarray, np.ndarray]:
         at = pos[steps]
         taken = last[ins] == at  # nothing later reads the input: the output takes its memory
         if taken.any():
-            start_l, end_l = start.tolist(), end.tolist()
-            holder: dict[int, int] = {}  # buffer made in place → whose memory it is in
-            for p, b, a in sorted(zip(at[taken].tolist(), outs[taken].tolist(), ins[taken].tolist())):
-                h = holder.get(a, a)
-                holder[b] = h
-                end_l[h] = max(end_l[h], end_l[b])
-                start_l[b], end_l[b] = p + 1, p
-            start, end = np.asarray(start_l, np.int64), np.asarray(end_l, np.int64)
+            # the buffer whose memory each one made in place is in: its input's, or that one's holder
+            # (a chain of in-place ops), found by pointer jumping
+            b, a, p = outs[taken], ins[taken], at[taken]
+            holder = np.arange(len(start))
+            holder[b] = a
+            while True:
+                up = holder[holder]
+                if np.array_equal(up, holder):
+                    break
+                holder = up
+            end = end.copy()
+            np.maximum.at(end, holder[b], end[b])  # the holder lives as long as the last of them
+            start = start.copy()
+            start[b], end[b] = p + 1, p  # none of their own
     return start, end
 
 

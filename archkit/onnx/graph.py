@@ -857,7 +857,9 @@ def build_graph(model: onnx.ModelProto, *, input_shapes: InputShapes | None = No
     gc.disable()  # many small long-lived objects: collections only cost time here
     try:
         G = _build(model, input_shapes or {}, symbolic, input_values or {})
-        G.graph["runtime_shapes"] = runtime_shapes(model)
+        # (the op records say faster than the file's protobuf nodes whether runtime_shapes has work)
+        value_shaped = any(getattr(d, "op_type", None) in _VALUE_SHAPED for d in G._node.values())
+        G.graph["runtime_shapes"] = runtime_shapes(model) if value_shaped else None
         return G
     finally:
         if enabled:
