@@ -20,7 +20,7 @@ from onnx import TensorProto as T
 from onnx import helper
 
 from archkit.analysis import Analysis, analyse_model
-from archkit.costs.memory import Memory, block_peaks
+from archkit.costs.memory import Memory, group_peaks
 from archkit.onnx.symbolic import symbol, value
 from tests import builders
 from tests.builders import (
@@ -386,7 +386,7 @@ def test_block_peaks():
     # inception, file order (see test_inception_peak): the highest step of each branch
     s = memory(inception_module()).schedules["file"]
     block = {f"{b}/Conv": b[:2] for b in ("b1", "b2a", "b2b", "b3a", "b3b", "b4")} | {"b4p/MaxPool": "b4"}
-    assert block_peaks(s, block) == {"stem/Conv": 8 * U, "b1": 12 * U, "b2": 26 * U, "b3": 26 * U, "b4": 32 * U,
+    assert group_peaks(s, block) == {"stem/Conv": 8 * U, "b1": 12 * U, "b2": 26 * U, "b3": 26 * U, "b4": 32 * U,
                                      "cat/Concat": 40 * U}
 
 

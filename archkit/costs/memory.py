@@ -38,7 +38,7 @@ import numpy as np
 from archkit.onnx.graph import TensorInfo, op_nodes
 from archkit.onnx.symbolic import Dim, Expr, TooLarge, value
 
-__all__ = ["ALIAS", "IN_PLACE", "ITEM_BITS", "ORDERS", "Live", "Memory", "Peak", "Planned", "Schedule", "block_peaks",
+__all__ = ["ALIAS", "IN_PLACE", "ITEM_BITS", "ORDERS", "Live", "Memory", "Peak", "Planned", "Schedule",
            "formula_bytes", "group_peaks", "plan", "tensor_bytes"]
 
 # Bits per element of each ONNX element type: the 4- and 2-bit types are packed, as ONNX stores
@@ -317,7 +317,7 @@ class _Buffers:
         self.made_by = {t: m for t, (_, m) in made_by.items()}
         self._arrays: tuple | None = None
         self.file_order = list(range(len(steps)))
-        self._spans: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # id of an order → its spans
+        self._spans: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}  # order → its spans
         self.inputs = sum(tensor_bytes(t) or 0 for t in inputs)
         self.inputs_f: Dim = 0
         for t in inputs:
@@ -535,9 +535,10 @@ def _spans(B: _Buffers, order: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """The first and last position at which each buffer's memory is counted, in `order`. An output
     is held to the end; an op made in place counts from the step after (during it, its input holds
     the memory); a buffer whose last is before its first holds none of its own."""
-    hit = B._spans.get(id(order))
+    key = tuple(order)  # the schedule and the plan of one order share its spans
+    hit = B._spans.get(key)
     if hit is None:
-        hit = B._spans[id(order)] = _find_spans(B, order)
+        hit = B._spans[key] = _find_spans(B, order)
     return hit
 
 
@@ -701,4 +702,3 @@ def group_peaks(schedule: Schedule, group_of_node: Mapping[str, str]) -> dict[st
     return out
 
 
-block_peaks = group_peaks  # the name it had when blocks were its only groups
