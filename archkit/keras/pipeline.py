@@ -113,7 +113,10 @@ def run_architecture(name: str, *, opset: int | None = None, verify: bool = True
         keras.utils.clear_session(free_memory=True)
     if key and hit is None:
         export_cache.store(key, data, verification, tag, info)
-    memory_check = _memory_check(proto, name, key, timeout, progress) if verify else None
+    # the plan is checked on float32 exports: for int8 (QDQ) graphs onnxruntime's plan differs from
+    # archkit's model of it (measured on baseline_cnn), and is not modelled yet
+    memory_check = _memory_check(proto, name, key, timeout, progress) if verify and deploy.precision == "fp32" \
+        else None
     if path is not None:
         atomic_write_bytes(path, data)
     result = analyse_model(proto, name=name, size_bytes=len(data), progress=progress)
