@@ -29,6 +29,8 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
+from itertools import chain
 from math import prod
 from typing import Any, NamedTuple
 
@@ -127,8 +129,8 @@ class Memory:
     schedules: Mapping[str, Schedule] = field(default_factory=dict)  # by ORDERS name
     unknown: tuple[str, ...] = ()  # tensors of unknown size: the figures are lower bounds
     formulas: Mapping[str, Dim] | None = None  # weights, inputs, outputs, activations in the free dims
-    # tensor → the step making it, and the steps' op ids: what `maker` reads
-    made_by: Mapping[str, int] = field(default_factory=dict, repr=False)
+    # tensor → (its buffer, the step making it), and the steps' op ids: what `maker` reads
+    made_by: Mapping[str, tuple[int, int]] = field(default_factory=dict, repr=False)
     steps: tuple[str, ...] = field(default=(), repr=False)
     # the largest buffer a kernel takes while it runs, as onnxruntime's CPU convolution lowers a
     # Conv that is not pointwise to one matrix product per image: (C/group)·∏kernel·∏output
@@ -141,8 +143,8 @@ class Memory:
 
     def maker(self, tensor: str) -> str | None:
         """The main-graph op making `tensor`, or None (a graph input, a weight, a subgraph's tensor)."""
-        step = self.made_by.get(tensor)
-        return None if step is None else self.steps[step]
+        found = self.made_by.get(tensor)
+        return None if found is None else self.steps[found[1]]
 
     @property
     def runtime(self) -> Schedule | None:
@@ -179,22 +181,21 @@ class _Buffers:
         nodes = G._node if isinstance(getattr(G, "_node", None), dict) else G.nodes
         outputs = {nodes[n].tensor.name for n in nodes if n[:7] == "output:" and nodes[n].kind == "output"}
         inputs = [nodes[n].tensor for n in nodes if n[:6] == "input:" and nodes[n].kind == "input"]
-        ops = list(op_nodes(G))
+        ops = op_nodes(G)
 
         self.unknown: list[str] = []  # tensors of unknown size
         self.workspace: tuple[int, str] = (0, "")
         self.empty_at_point = False  # some tensor is empty at the point but not in its formula
         self.steps: list[str] = []  # main-graph op ids in file order (a Constant is a weight, not a step)
-        self.makes: list[list[int]] = []  # step → the buffers it allocates
-        self.reads: list[list[int]] = []  # step → the buffers it reads
-        self.after: list[list[int]] = []  # step → the steps making the tensors it reads (aliases included)
-        self.in_place: list[tuple[int, int] | None] = []  # step → (its output's buffer, input 0's buffer)
+        # step → (buffer or -1, making step) of each tensor it reads: what `reads` and `after` are made from
+        self.found: list[list[tuple[int, int]]] = []
+        self.in_place: list[tuple[int, int, int]] = []  # (step, its output's buffer, input 0's buffer), by step
         self.size: list[int] = []  # buffer → bytes
         self.formula: list[Dim] = []  # buffer → bytes in the free dims
         # buffer → (dims, bits per element) as onnxruntime's planner knows them (None: it does not): what
         # its reuse and in-place writes compare
         self.shape_key: list[tuple | None] = []
-        self.is_output: list[bool] = []
+        self.is_output: list[bool] = []  # buffer → a graph output?
         self.tensor: list[str] = []  # buffer → its tensor
         self.maker: list[int] = []  # buffer → its step
         sizes: dict[tuple, int | None] = {}  # (shape, dtype) → bytes
@@ -204,103 +205,100 @@ class _Buffers:
         formulas: dict[tuple, Dim] = {}  # (id of the dims' formulas, dtype) → bytes: shapes are shared objects
 
         # an If, Loop or Scan reads what its subgraphs read from outside them
-        inner_reads: dict[str, list] = {}
+        inner_reads: dict[str, list[str]] = {}
+        main: list[tuple[str, Any]] = []  # the steps: main-graph ops (a Constant is a weight, not a step)
         for nid, data in ops:
-            if data.parent is not None:
-                p = data.parent
-                while nodes[p].parent is not None:
-                    p = nodes[p].parent
-                inner_reads.setdefault(p, []).extend(t.name for t in data.inputs if t is not None)  # names
+            if data.parent is None:
+                if data.op_type != "Constant" or data.domain != "ai.onnx":
+                    main.append((nid, data))
+                continue
+            p = data.parent
+            while nodes[p].parent is not None:
+                p = nodes[p].parent
+            inner_reads.setdefault(p, []).extend(t.name for t in data.inputs if t is not None)
+        steps = self.steps
+        steps.extend([nid for nid, _ in main])
 
-        makes, reads, after_, steps, maker = self.makes, self.reads, self.after, self.steps, self.maker
+        found, maker = self.found, self.maker
         own: list[TensorInfo] = []  # buffer → the tensor it is made for
         aliases: dict[str, TensorInfo] = {}  # the tensors an alias hands its input's buffer to
         candidates: list[tuple[int, int, str]] = []  # (step, its output's buffer, input 0) of the IN_PLACE ops
         made_by: dict[str, tuple[int, int]] = {}  # tensor → (its buffer, or -1 for none; the step making it)
         get = made_by.get
+        special = ALIAS | IN_PLACE | {"Conv"}  # the ops whose outputs need more than a buffer each
         # one pass in order (an alias's buffer is its input's, found before it); sizes, formulas and
-        # the planner's shapes after it, a comprehension each
-        for nid, data in ops:
-            if data.parent is not None:
-                continue
+        # the planner's shapes after it, a comprehension each. The common op (one output, inputs
+        # made by earlier ops) takes the short path: this pass is most of the memory figures' time.
+        for step, (nid, data) in enumerate(main):
             op = data.op_type if data.domain == "ai.onnx" else ""
-            if op == "Constant":
+            ins = data.inputs
+            fs: list[tuple[int, int]] = []
+            for t in ins:
+                if t is not None and not t[3]:  # weights are not activations
+                    f = get(t[0])
+                    if f is not None:
+                        fs.append(f)
+            if inner_reads and nid in inner_reads:
+                fs.extend(f for name in inner_reads[nid] if (f := get(name)) is not None)
+            found.append(fs)
+            outs = data.outputs
+            if op not in special and len(outs) == 1 and outs[0][0]:
+                t = outs[0]
+                b = len(own)
+                made_by[t[0]] = (b, step)
+                own.append(t)
+                maker.append(step)
                 continue
-            if op == "Conv" and len(ins := data.inputs) > 1 and ins[0] is not None and ins[1] is not None and \
-                    data.outputs:
-                shapes_key = (ins[0][1], ins[1][1], data.outputs[0][1], ins[0][2])
+            if op == "Conv" and len(ins) > 1 and ins[0] is not None and ins[1] is not None and outs:
+                shapes_key = (ins[0][1], ins[1][1], outs[0][1], ins[0][2])
                 w = im2col.get(shapes_key)
                 if w is None:
                     w = im2col[shapes_key] = _im2col(*shapes_key)
                 if w > self.workspace[0]:
                     self.workspace = (w, nid)
-            step = len(steps)
-            steps.append(nid)
-            read: list[int] = []
-            after: list[int] = []
-            ins = data.inputs
-            inner = inner_reads.get(nid)
-            for t in (*ins, *inner) if inner else ins:
-                if t is None or t.__class__ is not str and t[3]:  # weights are not activations
-                    continue
-                found = get(t if t.__class__ is str else t[0])
-                if found is not None:
-                    b, m = found
-                    if b >= 0 and b not in read:
-                        read.append(b)
-                    if m not in after:
-                        after.append(m)
-            reads.append(read)
-            if len(after) > 1:
-                after.sort()
-            after_.append(after)
-            made: list[int] = []
-            first = True
-            for t in data.outputs:
+            for j, t in enumerate(outs):
                 name = t[0]
                 if not name:
-                    first = False
                     continue
-                if first and op in ALIAS and name not in outputs:
+                if j == 0 and op in ALIAS and name not in outputs:
                     # the input's buffer, handed on; an alias of a graph input or a weight takes no memory
                     source = get(ins[0][0]) if ins and ins[0] is not None else None
                     made_by[name] = (source[0] if source is not None else -1, step)
                     aliases[name] = t
-                    first = False
                     continue
                 b = len(own)
                 made_by[name] = (b, step)
                 own.append(t)
                 maker.append(step)
-                made.append(b)
-                if first and op in IN_PLACE and ins and ins[0] is not None:
+                if j == 0 and op in IN_PLACE and ins and ins[0] is not None:
                     candidates.append((step, b, ins[0][0]))
-                first = False
-            makes.append(made)
-        self.tensor.extend(t[0] for t in own)
+        self.tensor = [t[0] for t in own]
         known = [sizes[sk] if (sk := (t[1], t[2])) in sizes else sizes.setdefault(sk, tensor_bytes(t)) for t in own]
         self.unknown = [t[0] for t, n in zip(own, known) if n is None]
         size = self.size
-        size.extend(n or 0 for n in known)
+        size.extend([n or 0 for n in known])
+        dims_of = [shapes.get(t[0]) for t in own] if shapes else [None] * len(own)  # buffer → its formulas' dims
         if shapes:
-            self.formula.extend(
-                n if (dims := shapes.get(t[0])) is None or known[b] is None else
+            self.formula.extend([
+                n if k is None or dims is None else
                 formulas[fk] if (fk := (id(dims), t[2])) in formulas else formulas.setdefault(fk, formula_bytes(dims, t[2]))
-                for b, (t, n) in enumerate(zip(own, size)))
+                for t, dims, k, n in zip(own, dims_of, known, size)])
             # empty at the point (a width/2 of 1), not for larger values: the formulas say more than the figures
-            self.empty_at_point = any(n == 0 and f != 0 for n, f in zip(known, self.formula))
+            self.empty_at_point = 0 in known and any(n == 0 and f != 0 for n, f in zip(known, self.formula))
         else:
             self.formula.extend(size)
-        is_output = self.is_output
-        is_output.extend(t[0] in outputs for t in own)
+        is_output = self.is_output = [False] * len(own)
+        for name in outputs:  # a graph output an op makes has a buffer of its own
+            if (f := get(name)) is not None and f[0] >= 0 and own[f[0]][0] == name:
+                is_output[f[0]] = True
         bits_of = ITEM_BITS.get
         shape_key = self.shape_key
         if planner is None:
-            shape_key.extend((dims if (dims := shapes.get(t[0])) is not None else t[1], bits_of(t[2])) for t in own)
+            shape_key.extend([(t[1] if dims is None else dims, bits_of(t[2])) for t, dims in zip(own, dims_of)])
         else:
-            shape_key.extend(_key(planner, shapes, t, bits_of) for t in own)
+            shape_key.extend([_key(planner, shapes, t, bits_of) for t in own])
         formula = self.formula
-        in_places = self.in_place = [None] * len(steps)
+        in_places = self.in_place
         for step, b, x in candidates:
             # onnxruntime compares the input's shape (an alias's own) with the output's
             source = get(x)
@@ -308,13 +306,13 @@ class _Buffers:
                 continue
             a = source[0]
             ka = _key(planner, shapes, aliases[x], bits_of) if x in aliases else shape_key[a]
-            if not is_output[a] and size[a] == size[b] and formula[a] == formula[b] and ka is not None and \
-                    ka == shape_key[b]:
-                in_places[step] = (b, a)
+            if not is_output[a] and size[a] == size[b] and (formula[a] is formula[b] or formula[a] == formula[b]) and \
+                    ka is not None and ka == shape_key[b]:
+                in_places.append((step, b, a))
         # formulas with floors of free dims (strides) are not compared on their coefficients
         self.floors = any(not isinstance(a, str) for f in set(self.formula) if isinstance(f, Expr)
                           for m, _ in f.terms for a, _ in m)
-        self.made_by = {t: m for t, (_, m) in made_by.items()}
+        self.made_by = made_by
         self._arrays: tuple | None = None
         self.file_order = list(range(len(steps)))
         self._spans: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}  # order → its spans
@@ -327,19 +325,45 @@ class _Buffers:
             self.inputs_f = self.inputs_f + (formula_bytes(dims, t.dtype) if dims is not None and nbytes is not None
                                              else n)
 
+    @cached_property
+    def reads(self) -> list[list[int]]:
+        """Step → the buffers it reads."""
+        return [([fs[0][0]] if fs[0][0] >= 0 else []) if len(fs) == 1 else list(dict.fromkeys(b for b, _ in fs if b >= 0))
+                for fs in self.found]
+
+    @cached_property
+    def after(self) -> list[list[int]]:
+        """Step → the steps making the tensors it reads (aliases included)."""
+        return [[fs[0][1]] if len(fs) == 1 else sorted({m for _, m in fs}) for fs in self.found]
+
+    @cached_property
+    def chain(self) -> bool:
+        """Every step reads the one before: the file's is the only topological order."""
+        step, pairs = self._found_arrays
+        follows = step[pairs[:, 1] == step - 1]
+        return bool(np.all(np.bincount(follows, minlength=len(self.steps))[1:]))
+
+    @cached_property
+    def _found_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """`found` flattened: the reading step and (buffer, making step) of every tensor read."""
+        found = self.found
+        step = np.repeat(np.arange(len(found), dtype=np.int64), np.fromiter(map(len, found), np.int64, len(found)))
+        pairs = np.fromiter(chain.from_iterable(chain.from_iterable(found)), np.int64, 2 * len(step)).reshape(-1, 2)
+        return step, pairs
+
     def arrays(self) -> tuple[np.ndarray, ...]:
-        """(size, maker, is_output, reader step, reader buffer) as arrays, made once."""
+        """(size, maker, is_output, reader step, reader buffer) as arrays, made once (a buffer read
+        twice by a step is there twice)."""
         if self._arrays is None:
-            steps = [s for s, r in enumerate(self.reads) for _ in r]
-            bufs = [b for r in self.reads for b in r]
+            step, pairs = self._found_arrays
+            own = pairs[:, 0] >= 0  # an alias of a graph input or a weight reads no buffer
             self._arrays = (np.asarray(self.size, np.float64), np.asarray(self.maker, np.int64),
-                            np.asarray(self.is_output, bool), np.asarray(steps, np.int64), np.asarray(bufs, np.int64))
+                            np.asarray(self.is_output, bool), step[own], pairs[own, 0])
         return self._arrays
 
     def in_place_pairs(self) -> tuple[np.ndarray, ...] | tuple[()]:
         """(step, output buffer, input buffer) of the in-place candidates, as arrays."""
-        found = [(s, *ip) for s, ip in enumerate(self.in_place) if ip is not None]
-        return tuple(np.asarray(c, np.int64) for c in zip(*found)) if found else ()
+        return tuple(np.asarray(self.in_place, np.int64).T) if self.in_place else ()
 
     def coefficients(self) -> tuple[list, np.ndarray]:
         """The monomials of the buffers' formulas, and each buffer's coefficients on them (int64;
@@ -369,10 +393,9 @@ def plan(G: nx.DiGraph, weights: int) -> Memory:
     """The memory of the analysis graph's main graph under the three orders; `weights`: the bytes of
     its stored tensors (the costs' weight_bytes, summed)."""
     B = _Buffers(G)
-    n = len(B.steps)
     file_order = B.file_order
     # a chain has one topological order: every order is the file's
-    only = all(k - 1 in B.after[k] for k in range(1, n))
+    only = B.chain
     ort = file_order if only else _onnxruntime_order(B)
     greedy = file_order if only else _greedy_order(B)
     done: dict[tuple[int, ...], Schedule] = {}
@@ -396,20 +419,21 @@ def plan(G: nx.DiGraph, weights: int) -> Memory:
     ]
     aware = min(candidates, key=lambda c: c.peak.bytes)  # the first of equal peaks
     schedules = {"onnxruntime": replace(runtime, planned=_planned(B, ort)), "file": file, "memory-aware": aware}
-    outs = [b for b in range(len(B.size)) if B.is_output[b]]
-    acts = [b for b in range(len(B.size)) if not B.is_output[b]]
+    outs = [b for b, o in enumerate(B.is_output) if o]
+    out_bytes = sum(B.size[b] for b in outs)
     formulas = None
     if B.free:
         try:
             formulas = {"weights": weights, "inputs": B.inputs_f, "outputs": _sum(B.formula[b] for b in outs),
-                        "activations": _sum(B.formula[b] for b in acts)}
+                        "activations": _sum(f for f, o in zip(B.formula, B.is_output) if not o)}
         except TooLarge:
             formulas = None
     # an output made in place under onnxruntime's order is in its input's buffer (its span is empty)
     first, last = _spans(B, ort)
-    buffers = sum(1 for b in acts if first[b] <= last[b])
-    return Memory(weights=weights, inputs=B.inputs, outputs=sum(B.size[b] for b in outs),
-                  activations=sum(B.size[b] for b in acts), tensors=len(acts), buffers=buffers, schedules=schedules,
+    is_output = B.arrays()[2]
+    buffers = int(np.count_nonzero((first <= last) & ~is_output))
+    return Memory(weights=weights, inputs=B.inputs, outputs=out_bytes, activations=sum(B.size) - out_bytes,
+                  tensors=len(B.size) - len(outs), buffers=buffers, schedules=schedules,
                   unknown=tuple(B.unknown), formulas=formulas, made_by=B.made_by, steps=tuple(B.steps),
                   workspace=B.workspace)
 
@@ -469,7 +493,10 @@ def _greedy_order(B: _Buffers) -> list[int]:
         for p in B.after[s]:
             consumers[p].append(s)
     done = [False] * n
-    size, is_output, makes, reads = B.size, B.is_output, B.makes, B.reads
+    makes: list[list[int]] = [[] for _ in range(n)]  # step → the buffers it allocates
+    for b, s in enumerate(B.maker):
+        makes[s].append(b)
+    size, is_output, reads = B.size, B.is_output, B.reads
 
     def delta(s: int) -> int:
         d = sum(size[b] for b in makes[s])
@@ -585,58 +612,51 @@ def _planned(B: _Buffers, order: list[int]) -> Planned:
     # an output nothing reads (Dropout's mask) stays allocated to the end of the run (measured)
     read = np.bincount(B.arrays()[4], minlength=len(B.size)) > 0
     last = np.where(read | (first > last), last, n - 1)
-    spans = list(zip(first.tolist(), last.tolist()))
-    key = B.shape_key
+    # the buffers of their own, in the order they are allocated (by step, then output), and the
+    # ones freed, in the order they are freed (by their last user's step, then allocation)
+    own = np.flatnonzero(first <= last)
+    own = own[np.lexsort((own, first[own]))]
+    is_output = B.arrays()[2]
+    dying = own[~is_output[own]]
+    dying = dying[np.argsort(last[dying], kind="stable")]
+    death, dying_l = last[dying].tolist(), dying.tolist()
+    key, size, outputs = B.shape_key, B.size, B.is_output
     phys_size: list[int] = []
-    phys_end: list[int] = []
     phys_start: list[int] = []
+    phys_end: list[int] = []
     phys_key: list[tuple | None] = []
-    owner = [-1] * len(B.size)
-    users = []  # physical → logical buffers not yet done
+    owner = [-1] * len(size)
     freed: dict[tuple, list[int]] = {}  # (shape, bits) → dead physical buffers, the last freed at the end
-    ends: list[list[int]] = [[] for _ in range(n + 1)]
     reused = 0
-    for p, s in enumerate(order):
-        for b in B.makes[s]:
-            start, end = spans[b]
-            if start > end:  # made in place: the input's buffer holds it (its span covers it)
-                continue
-            phys = -1
-            k = key[b]
-            if not B.is_output[b] and k is not None and k[1] is not None:
-                stack = freed.get(k)
-                if stack:  # onnxruntime scans its free list from the last freed: the first match is this
-                    phys = stack.pop()
-                    reused += 1
-            if phys < 0:
-                phys = len(phys_size)
-                phys_size.append(B.size[b])
-                phys_start.append(p)
-                phys_end.append(end)
-                phys_key.append(key[b])
-                users.append(0)
+    i, dead = 0, len(dying_l)
+    for b, p, end in zip(own.tolist(), first[own].tolist(), last[own].tolist()):
+        while i < dead and death[i] < p:  # freed after its last user ran, before this step
+            phys = owner[dying_l[i]]
+            k = phys_key[phys]
+            if k is not None:  # a buffer of a shape the planner does not know is not reused
+                freed.setdefault(k, []).append(phys)
+            i += 1
+        k = key[b]
+        stack = freed.get(k) if k is not None and k[1] is not None and not outputs[b] else None
+        if stack:  # onnxruntime scans its free list from the last freed: the first match is this
+            phys = stack.pop()
+            reused += 1
             phys_end[phys] = max(phys_end[phys], end)
-            owner[b] = phys
-            users[phys] += 1
-            if not B.is_output[b]:
-                ends[end].append(b)
-        for b in ends[p]:
-            phys = owner[b]
-            users[phys] -= 1
-            dead = phys_key[phys]
-            if users[phys] == 0 and dead is not None:  # a buffer of a shape the planner does not know is not reused
-                freed.setdefault(dead, []).append(phys)
-    diff = [0] * (n + 1)
-    for j in range(len(phys_size)):
-        diff[phys_start[j]] += phys_size[j]
-        diff[phys_end[j] + 1] -= phys_size[j]
-    curve = []
-    held = 0
-    for p in range(n):
-        held += diff[p]
-        curve.append(held)
-    top = max(range(n), key=curve.__getitem__) if n else 0
-    return Planned(tuple(curve), curve[top] if n else 0, top, B.steps[order[top]] if n else "", len(phys_size), reused)
+        else:
+            phys = len(phys_size)
+            phys_size.append(size[b])
+            phys_start.append(p)
+            phys_end.append(end)
+            phys_key.append(k)
+        owner[b] = phys
+    if not n:
+        return Planned((), 0, 0, "", 0, 0)
+    held = np.zeros(n + 1, np.int64)
+    np.add.at(held, np.asarray(phys_start, np.int64), np.asarray(phys_size, np.int64))
+    np.subtract.at(held, np.asarray(phys_end, np.int64) + 1, np.asarray(phys_size, np.int64))
+    curve = np.cumsum(held[:n])
+    top = int(np.argmax(curve))  # the first of equal peaks
+    return Planned(tuple(curve.tolist()), int(curve[top]), top, B.steps[order[top]], len(phys_size), reused)
 
 
 def _sum(formulas: Iterable[Dim]) -> Dim:
