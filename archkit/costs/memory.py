@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from itertools import chain
 from math import prod
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import networkx as nx
 import numpy as np
@@ -196,7 +196,7 @@ class _Buffers:
         # its reuse and in-place writes compare
         self.shape_key: list[tuple | None] = []
         self.is_output: list[bool] = []  # buffer → a graph output?
-        self.tensor: list[str] = []  # buffer → its tensor
+        self.own: list[TensorInfo] = []  # buffer → the tensor it is made for
         self.maker: list[int] = []  # buffer → its step
         sizes: dict[tuple, int | None] = {}  # (shape, dtype) → bytes
         im2col: dict[tuple, int] = {}  # (input, kernel, output shape, type) → a Conv's workspace
@@ -220,7 +220,7 @@ class _Buffers:
         steps.extend([nid for nid, _ in main])
 
         found, maker = self.found, self.maker
-        own: list[TensorInfo] = []  # buffer → the tensor it is made for
+        own = self.own
         aliases: dict[str, TensorInfo] = {}  # the tensors an alias hands its input's buffer to
         candidates: list[tuple[int, int, str]] = []  # (step, its output's buffer, input 0) of the IN_PLACE ops
         made_by: dict[str, tuple[int, int]] = {}  # tensor → (its buffer, or -1 for none; the step making it)
@@ -272,11 +272,13 @@ class _Buffers:
                 maker.append(step)
                 if j == 0 and op in IN_PLACE and ins and ins[0] is not None:
                     candidates.append((step, b, ins[0][0]))
-        self.tensor = [t[0] for t in own]
         known = [sizes[sk] if (sk := (t[1], t[2])) in sizes else sizes.setdefault(sk, tensor_bytes(t)) for t in own]
-        self.unknown = [t[0] for t, n in zip(own, known) if n is None]
+        if None in known:
+            self.unknown = [t[0] for t, n in zip(own, known) if n is None]
+            self.size = [n or 0 for n in known]
+        else:
+            self.size = cast("list[int]", known)  # no None in it
         size = self.size
-        size.extend([n or 0 for n in known])
         dims_of = [shapes.get(t[0]) for t in own] if shapes else [None] * len(own)  # buffer → its formulas' dims
         if shapes:
             self.formula.extend([
@@ -310,7 +312,7 @@ class _Buffers:
                     ka is not None and ka == shape_key[b]:
                 in_places.append((step, b, a))
         # formulas with floors of free dims (strides) are not compared on their coefficients
-        self.floors = any(not isinstance(a, str) for f in set(self.formula) if isinstance(f, Expr)
+        self.floors = any(not isinstance(a, str) for f in formulas.values() if isinstance(f, Expr)
                           for m, _ in f.terms for a, _ in m)
         self.made_by = made_by
         self._arrays: tuple | None = None
@@ -543,7 +545,7 @@ def _schedule(B: _Buffers, name: str, how: str, order: list[int]) -> Schedule:
     k = int(np.argmax(curve))  # the first of equal peaks
     live = np.flatnonzero((start <= k) & (k <= end))
     shown = sorted(live.tolist(), key=lambda b: -B.size[b])[:_SHOWN_LIVE]
-    lives = tuple(Live(B.tensor[b], B.size[b], "output" if B.is_output[b] else "activation", B.steps[B.maker[b]])
+    lives = tuple(Live(B.own[b][0], B.size[b], "output" if B.is_output[b] else "activation", B.steps[B.maker[b]])
                   for b in shown)
     formula, why = _peak_formula(B, start, end, k) if B.free else (None, None)
     peak = Peak(int(curve[k]), int(acts[k]), int(outs[k]), k, B.steps[order[k]], lives, formula, why)
