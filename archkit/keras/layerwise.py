@@ -31,7 +31,8 @@ def reference_layers(model) -> list[RefLayer]:
         if isinstance(layer.output, (list, tuple)):
             continue
         inbound = tuple(dict.fromkeys(p.operation.name for n in layer._inbound_nodes for p in n.parent_nodes))
-        out.append(RefLayer(layer.name, len(layer.output.shape), inbound, len(layer._outbound_nodes)))
+        shape = tuple(None if d is None else int(d) for d in layer.output.shape)
+        out.append(RefLayer(layer.name, shape, inbound, len(layer._outbound_nodes)))
     return out
 
 

@@ -2,8 +2,9 @@
 in which axis order, and how far it is from the reference there.
 
 - A layer's tensor: of the float tensors the layer's ops make (archkit.costs assigns every op
-  to a layer, exporter-inserted ones included), those an op of another layer reads or that are
-  graph outputs; the last of them in the file's order whose axis order is known.
+  to a layer, exporter-inserted ones included) whose axis order is known and whose dims are the
+  layer output's, the last in the file's order that an op of another layer reads (or a graph
+  output); else the last of them (a Relu that only its own quantizer reads).
 - Axis order: tf2onnx computes channels-first inside the graph. Each tensor's permutation
   relative to the reference's layout is followed from the graph inputs through the ops: a
   Transpose composes its `perm`; an op that only regroups dims (Reshape, Flatten, Squeeze,
@@ -104,7 +105,7 @@ def _dims(proto: onnx.ModelProto, shapes: Mapping[str, tuple[int, ...]] | None =
     with the graph inputs of `shapes` at those shapes (the run's own: its dims are then ints)."""
     if shapes:
         proto = _with_input_shapes(proto, shapes)
-    inferred = onnx.shape_inference.infer_shapes(proto)
+    inferred = onnx.shape_inference.infer_shapes(proto, data_prop=True)  # through a Reshape's shape arithmetic
     g = inferred.graph
     out = {}
     for v in (*g.input, *g.value_info, *g.output):
@@ -192,9 +193,11 @@ def axis_orders(proto: onnx.ModelProto, inputs: Mapping[str, tuple[int, ...]],
     return perm
 
 
-def layer_tensors(proto: onnx.ModelProto, layer_of: Callable[[str], str | None]) -> dict[str, list[str]]:
+def layer_tensors(proto: onnx.ModelProto, layer_of: Callable[[str], str | None]
+                  ) -> dict[str, list[tuple[str, bool]]]:
     """Per layer (`layer_of(tensor)`: the layer of the op making it), the float tensors its ops
-    make that an op of another layer reads or that are graph outputs, in file order."""
+    make, in file order, each with whether an op of another layer reads it or it is a graph
+    output."""
     elem = {v.name: v.type.tensor_type.elem_type for v in (*proto.graph.value_info, *proto.graph.output)}
     inferred = onnx.shape_inference.infer_shapes(proto).graph
     elem.update({v.name: v.type.tensor_type.elem_type for v in (*inferred.value_info, *inferred.output)})
@@ -211,8 +214,7 @@ def layer_tensors(proto: onnx.ModelProto, layer_of: Callable[[str], str | None])
             layer = layer_of(t) if t else None
             if layer is None or elem.get(t) not in _FLOATS:
                 continue
-            if t in outputs or read_by.get(t, set()) - {layer}:
-                out.setdefault(layer, []).append(t)
+            out.setdefault(layer, []).append((t, t in outputs or bool(read_by.get(t, set()) - {layer})))
     return out
 
 
@@ -220,7 +222,7 @@ class RefLayer(NamedTuple):
     """A reference layer as `taps` needs it."""
 
     name: str
-    rank: int  # of its output
+    shape: tuple[int | None, ...]  # of its output, the batch (and any free dim) None
     inbound: tuple[str, ...]  # the layers whose outputs it reads
     consumers: int  # the layers reading its output
 
@@ -241,8 +243,11 @@ def taps(proto: onnx.ModelProto, layers: Sequence[RefLayer], layer_of: Callable[
     skipped: list[tuple[str, str]] = []
     consumers = {r.name: r.consumers for r in layers}
     for r in layers:
-        mine = made.get(r.name, [])
-        candidates = [t for t in mine if len(dims.get(t, ())) == r.rank and t in orders]
+        mine = [t for t, _ in made.get(r.name, [])]
+        fitting = [(t, out) for t, out in made.get(r.name, []) if t in orders and _fits(dims.get(t, ()), orders[t], r.shape)]
+        # what the next layers read (tf2onnx's NHWC Transpose after a pool), else the last that
+        # fits (a Relu read by its own quantizer)
+        candidates = [t for t, out in fitting if out] or [t for t, _ in fitting]
         if candidates:
             at[r.name] = len(found)
             found.append(Tap(r.name, candidates[-1], orders[candidates[-1]]))
@@ -257,6 +262,13 @@ def taps(proto: onnx.ModelProto, layers: Sequence[RefLayer], layer_of: Callable[
         else:
             skipped.append((r.name, "no tensor of its own"))
     return found, skipped
+
+
+def _fits(dims: tuple, perm: tuple[int, ...], shape: tuple[int | None, ...]) -> bool:
+    """Is a tensor of `dims` in axis order `perm` the reference's output of `shape`?"""
+    if len(dims) != len(shape) or len(perm) != len(shape):
+        return False
+    return all(want is None or dims[j] == want for j, want in enumerate(shape[p] for p in perm))
 
 
 def marked(proto: onnx.ModelProto, tensors: Sequence[str]) -> onnx.ModelProto:
