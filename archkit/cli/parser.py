@@ -66,6 +66,9 @@ def build() -> argparse.ArgumentParser:
     v.add_argument("--batch-sizes", default="1,8", help="comma-separated batch sizes (default 1,8)")
     v.add_argument("--timeout", type=float, default=None,
                    help="seconds one onnxruntime child process may take (default 600, or $ARCHKIT_ORT_TIMEOUT)")
+    v.add_argument("--layers", action="store_true",
+                   help="NAME: also compare every Keras layer's output with its tensor in the export, and name the "
+                        "first layer over the tolerance")
     _max_bytes_argument(v)
     _config_argument(v)
     _deploy_arguments(v)

@@ -7,7 +7,7 @@ import argparse
 
 from archkit.cli.common import Progress, architecture, file_only, is_file_target
 from archkit.cli.options import check_opset, config, deploy_options, positive_ints
-from archkit.errors import UsageError
+from archkit.errors import ParityError, UsageError
 from archkit.render.escape import terminal
 
 
@@ -17,6 +17,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--seeds {args.seeds}: expected a positive integer")
     batch_sizes = positive_ints(args.batch_sizes, "--batch-sizes")
     if is_file_target(args.name):
+        if args.layers:
+            raise UsageError("--layers compares a registered architecture's Keras layers: give NAME, not a file")
         file_only(args)
         from archkit.onnx.load import load_model  # after the checks: a usage error loads nothing heavy
         from archkit.runtime.parity import verify_onnx  # after the checks: a usage error loads nothing heavy
@@ -25,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
         loaded.require_weights("verify")
         v = verify_onnx(loaded.proto, path=args.name, seeds=seeds, batch_sizes=batch_sizes, timeout=args.timeout)
         name = label = args.name
+        layerwise = None
     else:
         arch = architecture(args.name)  # every check before TensorFlow loads
         overrides = config(args, arch)
@@ -32,21 +35,31 @@ def run(args: argparse.Namespace) -> int:
         deploy = deploy_options(args)
         from archkit.keras.pipeline import run_architecture  # after the checks: a usage error loads nothing heavy
 
+        # without --layers, a lower precision that fails is compared layer by layer to say where it drifts
+        layers = True if args.layers else ("on failure" if deploy.precision != "fp32" else False)
         analysis, _ = run_architecture(arch.name, opset=args.opset, verify=True, deploy=deploy, seeds=seeds,
-                                       batch_sizes=batch_sizes, timeout=args.timeout,
+                                       batch_sizes=batch_sizes, timeout=args.timeout, layers=layers,
                                        progress=Progress(arch.name, args.started), **overrides)
         v = analysis.verification
+        layerwise = analysis.layerwise
         name = arch.name
         label = f"{arch.name} ({deploy.describe()}{''.join(f', {k}={x!r}' for k, x in overrides.items())})"
         memory = analysis.memory_check
     from archkit.render.text import (  # after the checks: a usage error loads nothing heavy
+        layerwise_lines,
         memory_check_lines,
         verification_lines,
     )
 
     for line in verification_lines(v, label):  # output names come from the file
         print(terminal(line))
-    v.raise_for_failure(name)
+    if args.layers and layerwise is not None:
+        for line in layerwise_lines(layerwise):
+            print(terminal(line))
+    drift = layerwise.where() if layerwise is not None and not layerwise.ok else None
+    v.raise_for_failure(name, drift)
+    if drift:
+        raise ParityError(f"{name}: the outputs agree, but {drift}")
     print(f"{name}: parity ok ({v.runtime}, {v.precision} vs {v.reference})")
     if not is_file_target(args.name) and memory is not None:
         for line in memory_check_lines(memory):

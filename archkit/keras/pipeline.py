@@ -19,6 +19,7 @@ from archkit.errors import UsageError
 from archkit.io import atomic_write_bytes
 from archkit.keras import cache as export_cache
 from archkit.keras.export import export_keras, import_keras, seed_weights
+from archkit.keras.layerwise import layerwise_keras
 from archkit.keras.parity import verify_keras
 from archkit.onnx.load import parse_model
 from archkit.runtime.child import run_isolated
@@ -50,7 +51,7 @@ def build_seeded(name: str, *, seed: int = 0, **overrides):
 
 def run_architecture(name: str, *, opset: int | None = None, verify: bool = True, path=None, cache: bool = True,
                      deploy: DeployOptions | None = None, seeds=(0,), batch_sizes=None, timeout: float | None = None,
-                     progress=_quiet, **overrides) -> tuple[Analysis, onnx.ModelProto]:
+                     layers: bool | str = False, progress=_quiet, **overrides) -> tuple[Analysis, onnx.ModelProto]:
     """Export (or take from the cache), analyse and, if asked, verify a registered architecture.
 
     deploy: the deployment form (layout, batch, precision; default: the plain export).
@@ -58,8 +59,10 @@ def run_architecture(name: str, *, opset: int | None = None, verify: bool = True
     result is cached beside the export. timeout: seconds each onnxruntime child may take. The
     Analysis' `deployment` says how the file was made: the options, the export time (of the export
     that made it, and whether it came from the cache), Transposes left, sizes, and for fp16/int8
-    the size and accuracy deltas against the fp32 export on seeded evaluation inputs. progress:
-    called with each stage's name as it starts."""
+    the size and accuracy deltas against the fp32 export on seeded evaluation inputs. layers: also
+    compare every Keras layer's output with its tensor in the export (archkit.keras.layerwise;
+    "on failure": only when the verification fails, to say where it drifts). progress: called
+    with each stage's name as it starts."""
     deploy = deploy or DeployOptions()
     seeds, batch_sizes = tuple(seeds), tuple(batch_sizes or BATCH_SIZES)
     tag = "" if (seeds, batch_sizes) == ((0,), BATCH_SIZES) else \
@@ -105,6 +108,14 @@ def run_architecture(name: str, *, opset: int | None = None, verify: bool = True
         verification = verify_keras(model, proto, seeds=seeds, batch_sizes=batch_sizes, timeout=timeout)
         if key and hit is not None:
             export_cache.store_verification(key, verification, tag)
+    result = analyse_model(proto, name=name, size_bytes=len(data), progress=progress)
+    layerwise = None
+    if verify and (layers is True or (layers == "on failure" and verification is not None and not verification.ok)):
+        if model is None:
+            progress("build")
+            arch, config, model = build_seeded(name, **overrides)
+        progress("layerwise parity")
+        layerwise = layerwise_keras(model, proto, result, seeds=seeds, timeout=timeout)
     if model is not None:
         # Keras/TensorFlow keep every traced function alive; an `archkit report --all` (or a test
         # session) exporting the whole zoo in one process would otherwise grow past 15 GB.
@@ -119,9 +130,8 @@ def run_architecture(name: str, *, opset: int | None = None, verify: bool = True
         else None
     if path is not None:
         atomic_write_bytes(path, data)
-    result = analyse_model(proto, name=name, size_bytes=len(data), progress=progress)
     return dataclasses.replace(result, verification=verification if verify else None, memory_check=memory_check,
-                               deployment=info), proto
+                               layerwise=layerwise, deployment=info), proto
 
 
 def _memory_check(proto: onnx.ModelProto, name: str, key: str | None, timeout: float | None, progress) -> MemoryCheck:

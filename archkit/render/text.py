@@ -406,3 +406,23 @@ def memory_check_lines(check) -> list[str]:
                  "whole chunks (up to twice a request) and kernels take workspaces while they run")
     lines.append("memory check: " + ("pass" if check.ok else "FAIL: archkit's figures disagree with onnxruntime's"))
     return lines
+
+
+def layerwise_lines(lw) -> list[str]:
+    """archkit.runtime.layerwise.Layerwise as lines: per layer its errors (machine-dependent: printed,
+    never in a committed report), bound and verdict, then where the export drifts."""
+    t = TOLERANCES[lw.precision]
+    lines = [(f"layer by layer ({lw.precision}, {lw.runtime}): max abs error <= {t.atol:g} + {t.rtol:g} x max |Keras| "
+              "per layer, over every seeded input")]
+    width = max((len(e.layer) for e in lw.layers), default=5)
+    for e in lw.layers:
+        folded = f" (also {', '.join(e.folded)}: folded into it by the export)" if e.folded else ""
+        lines.append(f"  {e.depth:>4} {e.layer:<{width}}  max abs {e.max_abs:.2g} (allowed {e.bound:.2g}), "
+                     f"max rel {e.max_rel:.2g}, cosine {e.cosine:.6f}  {'ok' if e.ok else 'OVER'}{folded}")
+    for layer, why in lw.skipped:
+        lines.append(f"  not compared: {layer}: {why}")
+    lines.append("marked copy: its final outputs equal a plain run's" if lw.same_outputs else
+                 f"marked copy: its final outputs differ from a plain run's by up to {lw.output_diff:.2g} (onnxruntime "
+                 "fuses fewer ops when their tensors are outputs): the layer errors are the marked copy's")
+    lines.append(lw.where())
+    return lines

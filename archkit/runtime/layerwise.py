@@ -88,6 +88,18 @@ class Layerwise:
         """The first layer over its bound, in depth order."""
         return next((e for e in self.layers if not e.ok), None)
 
+    @property
+    def ok(self) -> bool:
+        return self.first_drift is None
+
+    def where(self) -> str:
+        """Where the export starts to drift, in a few words."""
+        d = self.first_drift
+        if d is None:
+            return f"every layer within its bound ({len(self.layers)} compared)"
+        return (f"first layer over the tolerance: {d.layer!r} (layer {d.depth} of {len(self.layers)}, max rel error "
+                f"{d.max_rel:.2g}, allowed {d.bound / d.scale if d.scale else d.bound:.2g}, cosine {d.cosine:.4f})")
+
     def to_dict(self) -> dict:
         return {"precision": self.precision, "same_outputs": self.same_outputs, "output_diff": self.output_diff,
                 "runtime": self.runtime, "skipped": [list(s) for s in self.skipped],

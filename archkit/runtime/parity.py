@@ -195,17 +195,20 @@ class Verification:
         extra = {k: d[k] for k in ("precision", "reference", "layout") if k in d}
         return cls(tuple(OutputParity(**o) for o in d["outputs"]), d["runtime"], **extra)
 
-    def raise_for_failure(self, name: str) -> None:
+    def raise_for_failure(self, name: str, drift: str | None = None) -> None:
+        """A ParityError naming the first failing output; `drift`: where the export starts to
+        drift (archkit.runtime.layerwise), added to the message."""
         bad = [o for o in self.outputs if not o.ok]
         what = f"onnxruntime ({self.precision})" if self.precision != "fp32" else "onnxruntime"
+        where = f"; {drift}" if drift else ""
         if bad:
             o = bad[0]
             raise ParityError(f"{name}: {what} differs from {self.reference} on output {o.output!r} at batch {o.batch}"
                               f"{f', seed {o.seed}' if o.seed else ''}: max abs error {o.max_abs:.3g} "
-                              f"(allowed {o.allowed:.3g}), top-1 agreement {o.argmax_agreement:.0%}")
+                              f"(allowed {o.allowed:.3g}), top-1 agreement {o.argmax_agreement:.0%}{where}")
         agreement = self._agreement_failures()
         if agreement:
-            raise ParityError(f"{name}: {what} disagrees with {self.reference} on {agreement[0]}")
+            raise ParityError(f"{name}: {what} disagrees with {self.reference} on {agreement[0]}{where}")
 
 
 _QUANTIZED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "ConvInteger",
