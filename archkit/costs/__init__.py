@@ -261,6 +261,7 @@ def _analyse(G: nx.DiGraph, block_of: Callable[[str], str] | None) -> CostReport
     order = cast("list[tuple[str, OpNode]]", list(op_nodes(G)))  # op nodes hold OpNode records
     fast = isinstance(getattr(G, "_pred", None), dict) and isinstance(getattr(G, "_succ", None), dict)
     pred, succ = (G._pred, G._succ) if fast else (G.pred, G.succ)
+    nodes_ = G._node if isinstance(getattr(G, "_node", None), dict) else G.nodes
     layer_of: dict[str, str] = {}
     any_layer = False
     by_scope: dict[str, Any] = {}  # scope → its layer (None: none), or _MISSING
@@ -276,9 +277,14 @@ def _analyse(G: nx.DiGraph, block_of: Callable[[str], str] | None) -> CostReport
             layer = None
         if layer is None and layers:
             # Ops an exporter renamed when rewriting them (tf2onnx's Conv__85: a conv with its Pad
-            # or BatchNorm fused in) still read weights named in their layer's scope.
+            # or BatchNorm fused in) still read weights named in their layer's scope, directly or,
+            # quantized, through the DequantizeLinear of a QDQ export.
             layer = next((l for t in data.inputs if t is not None and t.initializer and t.dtype in FLOAT_TYPES
                           for l in (resolve(t.name),) if l is not None), None)
+            if layer is None:
+                layer = next((layer_of[p] for p in pred[nid] if p in layer_of and nodes_[p].op_type == "DequantizeLinear"
+                              and nodes_[p].inputs and nodes_[p].inputs[0] is not None
+                              and nodes_[p].inputs[0].initializer), None)
         if layer is None:
             # Exporter-inserted ops (tf2onnx's Transpose__32, shape arithmetic) belong to the
             # layer whose output they take; ops at the very start take their consumer's.

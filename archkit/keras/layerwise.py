@@ -12,7 +12,7 @@ import onnx
 from archkit.analysis import Analysis
 from archkit.keras.parity import to_keras
 from archkit.metadata import read as read_metadata
-from archkit.runtime.layerwise import Layerwise, RefLayer, compare_layers, run_marked, taps
+from archkit.runtime.layerwise import QUANTIZERS, Layerwise, RefLayer, compare_layers, run_marked, taps
 from archkit.runtime.parity import precision_of, seeded_inputs
 
 __all__ = ["LAYER_BATCH", "layerwise_keras", "reference_layers"]
@@ -47,7 +47,15 @@ def layerwise_keras(model, proto: onnx.ModelProto, analysis: Analysis, *, seeds:
     layer_of_op = {o.node: o.layer for o in analysis.costs.ops}
     maker = analysis.memory.maker
 
+    quantizer_input = {n.output[0]: n.input[0] for n in proto.graph.node
+                       if n.op_type in QUANTIZERS and n.output and n.input and n.domain in ("", "ai.onnx")}
+
     def layer_of(tensor: str) -> str | None:
+        # a QuantizeLinear or DequantizeLinear computes nothing of a layer's own: its output is
+        # the layer's whose tensor it quantizes (onnxruntime's static quantizer folds a Relu into
+        # the Conv before it, and the Relu's layer is left with the Q/DQ pair)
+        while tensor in quantizer_input:
+            tensor = quantizer_input[tensor]
         op = maker(tensor)
         return layer_of_op.get(op) if op is not None else None
 
