@@ -70,7 +70,9 @@ class Analysis:
     config: Mapping[str, Any] | None = None
     verification: Any = None  # archkit.runtime.parity.Verification, when a Keras source was run
     memory_check: Any = None  # archkit.runtime.memory.MemoryCheck, when the file was run for it
-    layerwise: Any = None  # archkit.runtime.layerwise.Layerwise, when each layer was compared with Keras
+    # deployment form ("fp32", "int8 static", ...) → archkit.runtime.layerwise.Layerwise, when each
+    # layer was compared with Keras
+    layerwise: Mapping[str, Any] | None = None
     connectivity: Connectivity | None = None  # the wiring, measured on the same graph
     memory: Memory | None = None  # the buffers and the live memory along three execution orders
     # How the file was made (archkit.keras.pipeline): deployment options, export time and whether it

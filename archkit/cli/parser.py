@@ -98,6 +98,9 @@ def build() -> argparse.ArgumentParser:
     r.add_argument("--bench", action="store_true",
                    help="add a Deployment section: latency, GFLOP/s, fraction of peak (machine-dependent figures)")
     r.add_argument("--threads", type=int, default=None, help="with --bench: intra-op threads (default: the usable cores)")
+    r.add_argument("--layers", action="store_true",
+                   help="add each layer's parity in fp32, fp16, int8 dynamic and int8 static (the notes' baseline CNN "
+                        "and inception_v1 always have it)")
     _config_argument(r)
 
     a = command("analyse", aliases=["analyze"], help="the costs of any ONNX file (no TensorFlow, no weights read)")

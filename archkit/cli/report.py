@@ -22,7 +22,10 @@ from archkit.errors import ParityError, UsageError
 from archkit.io import atomic_write_bytes, write_folder
 from archkit.render.formats import INDEX_MARKER
 
-__all__ = ["is_index", "run", "write_index"]
+__all__ = ["LAYERWISE_REPORTS", "is_index", "run", "write_index"]
+
+# the reports that always show each layer's parity in every deployment form: the notes' CNN and GoogLeNet
+LAYERWISE_REPORTS = frozenset({"baseline_cnn", "inception_v1"})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,7 +45,10 @@ def run(args: argparse.Namespace) -> int:
     for arch in archs:
         report_folder(args.out / folders[arch.name])
     from archkit.keras.bench import set_keras_threads  # after the checks: a usage error loads nothing heavy
-    from archkit.keras.pipeline import run_architecture  # after the checks: a usage error loads nothing heavy
+    from archkit.keras.pipeline import (  # after the checks: a usage error loads nothing heavy
+        layerwise_forms,
+        run_architecture,
+    )
     from archkit.render.report import render  # after the checks: a usage error loads nothing heavy
     from archkit.runtime.bench import default_threads  # after the checks: a usage error loads nothing heavy
 
@@ -53,6 +59,9 @@ def run(args: argparse.Namespace) -> int:
         folder = args.out / folders[arch.name]
         progress = Progress(arch.name, args.started)
         analysis, _ = run_architecture(arch.name, opset=args.opset, verify=True, progress=progress, **overrides)
+        if args.layers or arch.name in LAYERWISE_REPORTS:
+            analysis = dataclasses.replace(analysis, layerwise=layerwise_forms(arch.name, progress=progress,
+                                                                               **overrides))
         if args.bench:
             analysis = dataclasses.replace(analysis, bench=bench(arch.name, args, opset=args.opset, overrides=overrides,
                                                                  progress=progress)[0])

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
                                        batch_sizes=batch_sizes, timeout=args.timeout, layers=layers,
                                        progress=Progress(arch.name, args.started), **overrides)
         v = analysis.verification
-        layerwise = analysis.layerwise
+        layerwise = next(iter(analysis.layerwise.values())) if analysis.layerwise else None
         name = arch.name
         label = f"{arch.name} ({deploy.describe()}{''.join(f', {k}={x!r}' for k, x in overrides.items())})"
         memory = analysis.memory_check

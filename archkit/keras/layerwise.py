@@ -12,12 +12,11 @@ import onnx
 from archkit.analysis import Analysis
 from archkit.keras.parity import to_keras
 from archkit.metadata import read as read_metadata
-from archkit.runtime.layerwise import QUANTIZERS, Layerwise, RefLayer, compare_layers, run_marked, taps
+from archkit.runtime.layerwise import LAYER_BATCH, QUANTIZERS, Layerwise, RefLayer, compare_layers, run_marked, taps
 from archkit.runtime.parity import precision_of, seeded_inputs
 
-__all__ = ["LAYER_BATCH", "layerwise_keras", "reference_layers"]
+__all__ = ["layerwise_keras", "reference_layers"]
 
-LAYER_BATCH = 2  # samples per seed: the error of a layer is its largest over every sample
 _NCHW = (0, 3, 1, 2)  # an NCHW tensor is the NHWC one transposed by this
 
 

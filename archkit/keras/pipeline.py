@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import Any
 
 import onnx
 
@@ -26,7 +27,11 @@ from archkit.runtime.child import run_isolated
 from archkit.runtime.memory import MemoryCheck, checked, feed, measure_memory
 from archkit.runtime.parity import BATCH_SIZES, Verification, seeded_inputs
 
-__all__ = ["build_seeded", "run_architecture"]
+__all__ = ["LAYERWISE_FORMS", "build_seeded", "form_label", "layerwise_forms", "run_architecture"]
+
+# The deployment forms a report compares layer by layer (`archkit report NAME --layers`)
+LAYERWISE_FORMS = (DeployOptions(), DeployOptions(precision="fp16"),
+                   DeployOptions(precision="int8", quantization="dynamic"), DeployOptions(precision="int8"))
 
 
 def _quiet(stage: str) -> None:
@@ -115,7 +120,7 @@ def run_architecture(name: str, *, opset: int | None = None, verify: bool = True
             progress("build")
             arch, config, model = build_seeded(name, **overrides)
         progress("layerwise parity")
-        layerwise = layerwise_keras(model, proto, result, seeds=seeds, timeout=timeout)
+        layerwise = {form_label(deploy): layerwise_keras(model, proto, result, seeds=seeds, timeout=timeout)}
     if model is not None:
         # Keras/TensorFlow keep every traced function alive; an `archkit report --all` (or a test
         # session) exporting the whole zoo in one process would otherwise grow past 15 GB.
@@ -132,6 +137,30 @@ def run_architecture(name: str, *, opset: int | None = None, verify: bool = True
         atomic_write_bytes(path, data)
     return dataclasses.replace(result, verification=verification if verify else None, memory_check=memory_check,
                                layerwise=layerwise, deployment=info), proto
+
+
+def form_label(deploy: DeployOptions) -> str:
+    """fp32, fp16, int8 dynamic, int8 static (and the layout when it is NCHW)."""
+    label = deploy.precision + (f" {deploy.quantization}" if deploy.precision == "int8" else "")
+    return label + (" nchw" if deploy.layout == "nchw" else "")
+
+
+def layerwise_forms(name: str, *, forms=LAYERWISE_FORMS, seeds=(0,), timeout: float | None = None, progress=_quiet,
+                    **overrides) -> dict[str, Any]:
+    """Layerwise parity of a registered architecture in each deployment form of `forms` (each
+    export taken from the cache or made), against one seeded Keras model: form label → Layerwise."""
+    _, _, model = build_seeded(name, **overrides)
+    out = {}
+    try:
+        for deploy in forms:
+            progress(f"layerwise parity ({form_label(deploy)})")
+            a, proto = run_architecture(name, verify=False, deploy=deploy, timeout=timeout, **overrides)
+            out[form_label(deploy)] = layerwise_keras(model, proto, a, seeds=seeds, timeout=timeout)
+    finally:
+        _, keras = import_keras()
+        del model
+        keras.utils.clear_session(free_memory=True)
+    return out
 
 
 def _memory_check(proto: onnx.ModelProto, name: str, key: str | None, timeout: float | None, progress) -> MemoryCheck:

@@ -12,7 +12,7 @@ FORMATS = ("md", "csv", "json", "png")
 
 # Every file a report folder can hold: a folder holding anything else is not replaced.
 FILE_NAMES = frozenset({"README.md", "summary.json", "layers.csv", "blocks.csv", "ops.csv", "paper_table.csv",
-                        "blocks.png", "memory.png", "connectivity.md", "connectivity.csv", "connectivity.dot", "connectivity.png",
+                        "blocks.png", "memory.png", "layerwise.png", "connectivity.md", "connectivity.csv", "connectivity.dot", "connectivity.png",
                         "dense_blocks.png", "sweep.csv", "sweep.png"})
 
 # The first line of the index `archkit report` writes into its --out folder: a README.md

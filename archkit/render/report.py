@@ -30,10 +30,11 @@ from archkit.render.drawing import markdown as connectivity_markdown
 from archkit.render.escape import Markdown, md, md_code
 from archkit.render.formats import FORMATS, INDEX_MARKER
 from archkit.render.text import branch_lines, branches_json, formulas_text, generated_line, totals_for
+from archkit.runtime.layerwise import LAYER_BATCH
 from archkit.runtime.memory import ARENA_BOUND, REQUESTED_BOUND
 from archkit.runtime.parity import TOLERANCES
 
-__all__ = ["FORMATS", "block_chart", "index", "layer_table", "memory_section", "reference_rows", "render", "summary",
+__all__ = ["FORMATS", "block_chart", "index", "layer_table", "layerwise_chart", "layerwise_section", "layerwise_summary", "memory_section", "reference_rows", "render", "summary",
            "versions"]
 
 _VERSIONED = ("archkit", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime")
@@ -202,6 +203,7 @@ def summary(a: Analysis, references=()) -> dict[str, Any]:
                   **({"branches": branches_json(a.costs)} if a.costs.branches else {})},
         "references": reference_rows(a, references),
         "parity": None if v is None else _parity_summary(v, measured=getattr(a, "bench", None) is not None),
+        "layerwise": layerwise_summary(a.layerwise) if a.layerwise else None,
         "connectivity": a.connectivity.summary() if a.connectivity is not None else None,
         "memory": {**mem.to_json(a), **({"onnxruntime_check": {
             "runtime": a.memory_check.runtime, "ops": a.memory_check.nodes, "bytes_equal": a.memory_check.bytes_equal,
@@ -369,6 +371,8 @@ def _markdown(a: Analysis, arch=None, *, chart: bool = False) -> str:
     out += memory_section(a, image=chart)
     if v is not None:
         out += _parity_section(v, measured=getattr(a, "bench", None) is not None)
+    if a.layerwise:
+        out += layerwise_section(a.layerwise, measured=getattr(a, "bench", None) is not None, image=chart)
     if a.connectivity is not None:
         out += [connectivity_markdown(a.connectivity, a.name, images=chart,
                                       published=arch.receptive_fields if arch is not None else ()), ""]
@@ -553,6 +557,92 @@ def _parity_section(v, *, measured: bool) -> list[str]:
             _md_table(header, rows, "lrrl" + "rr" * measured), ""]
 
 
+def layerwise_section(forms: Mapping[str, Any], *, measured: bool, image: bool = False) -> list[str]:
+    """Markdown lines of the layer-by-layer parity (deployment form → archkit.runtime.layerwise.
+    Layerwise): each layer's verdict in each form against its fixed allowance; the measured errors
+    and their plot (`layerwise.png`, when `image`) only in a --bench report."""
+    labels = list(forms)
+    first = forms[labels[0]]
+    seeds = "one seed" if not first.layers else "the seeded inputs"
+    allowances = "; ".join(f"{k}: {_allowance(forms[k].precision)}" for k in labels)
+    out = ["### Layer by layer", "",
+           (f"Each Keras layer whose output survives the export, against the tensor of the export that holds it "
+            f"({seeds}, {LAYER_BATCH} samples; the tensor's axis order is followed from the graph's Transposes, not "
+            "guessed from shapes). A layer the exporter folded into another (a BatchNormalization into its Conv, a "
+            "Dropout) is compared at the fused op's output, and named beside the layer compared there. A layer "
+            f"passes when its largest error is within its form's allowance ({allowances}, with the layer's own "
+            "max |keras|)."), ""]
+    for k in labels:
+        lw = forms[k]
+        d = lw.first_drift
+        same = ("its final outputs equal a plain run's" if lw.same_outputs else
+                "its final outputs differ from a plain run's (onnxruntime fuses fewer ops when their tensors are "
+                "outputs, so these layer figures are the marked copy's, not the deployed run's)")
+        verdict = (f"every one of its {len(lw.layers)} layers within the allowance" if d is None else
+                   f"**the first layer over the allowance is {md_code(d.layer, table=False)}** (layer {d.depth} of "
+                   f"{len(lw.layers)})")
+        skipped = f"; not compared: {', '.join(md_code(s, table=False) for s, _ in lw.skipped)}" if lw.skipped else ""
+        out.append(f"- {k}: {verdict}; the copy with the layer tensors as outputs: {same}{skipped}.")
+    out.append("")
+    if image and measured:
+        out += ["![max relative error of each layer, per deployment form](layerwise.png)", ""]
+    header = ["#", "layer", "also holds"] + labels + ([f"{k} max rel" for k in labels] if measured else [])
+    by_layer: dict[str, dict[str, Any]] = {}
+    order: list[tuple[int, str, tuple[str, ...]]] = []
+    for k in labels:
+        for e in forms[k].layers:
+            if e.layer not in by_layer:
+                by_layer[e.layer] = {}
+                order.append((len(order) + 1, e.layer, e.folded))
+            by_layer[e.layer][k] = e
+    rows = []
+    for i, layer, folded in order:
+        marks = [("ok" if by_layer[layer][k].ok else Markdown("**over**")) if k in by_layer[layer] else "—"
+                 for k in labels]
+        errs = [_e(by_layer[layer][k].max_rel) if k in by_layer[layer] else "—" for k in labels] if measured else []
+        rows.append([i, layer, ", ".join(folded)] + marks + errs)
+    out += [_md_table(header, rows, "rll" + "l" * len(labels) + "r" * len(errs if measured else [])), ""]
+    return out
+
+
+def layerwise_summary(forms: Mapping[str, Any]) -> dict[str, Any]:
+    """summary.json's "layerwise": per form, its verdicts (no measured float)."""
+    return {k: {"ok": lw.ok, "first_over": lw.first_drift.layer if lw.first_drift else None,
+                "same_outputs": lw.same_outputs, "precision": lw.precision,
+                "allowed": {"atol": TOLERANCES[lw.precision].atol, "rtol": TOLERANCES[lw.precision].rtol},
+                "layers": [{"layer": e.layer, "tensor": e.tensor, "folded": list(e.folded), "ok": e.ok}
+                           for e in lw.layers],
+                "not_compared": [{"layer": s, "why": why} for s, why in lw.skipped]}
+            for k, lw in forms.items()}
+
+
+def layerwise_chart(forms: Mapping[str, Any], name: str) -> bytes:
+    """PNG: each layer's max relative error against its depth, one line per deployment form
+    (log scale; an exact layer is drawn at the axis' floor), the layers over the allowance marked."""
+    import matplotlib  # heavy: only the png format draws
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # heavy: as matplotlib
+
+    fig, ax = plt.subplots(figsize=(10.0, 4.2))
+    floor = 1e-9
+    for k, lw in forms.items():
+        xs = [e.depth for e in lw.layers]
+        ys = [max(e.max_rel, floor) for e in lw.layers]
+        line, = ax.plot(xs, ys, lw=1.2, label=k)
+        over = [(e.depth, max(e.max_rel, floor)) for e in lw.layers if not e.ok]
+        if over:
+            ax.plot(*zip(*over), "x", color=line.get_color(), ms=7)
+    ax.set_yscale("log")
+    ax.set_xlabel("layer (depth, in the Keras model's order)")
+    ax.set_ylabel("max |onnx − keras| / max |keras|")
+    ax.set_title(f"{esc.plot(name)}: error of each layer's output, per deployment form (x: over the allowance)",
+                 fontsize=10)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8)
+    return png_bytes(fig, dpi=mem.DPI)
+
+
 def deployment_section(b) -> list[str]:
     """Markdown lines of the Deployment section (archkit.runtime.bench.Bench): machine-dependent figures,
     rendered only when a report is asked for with --bench."""
@@ -729,6 +819,8 @@ def render(a: Analysis, formats: Iterable[str] = FORMATS, *, arch=None) -> dict[
         files["blocks.png"] = block_chart(a)
         if a.memory is not None and a.memory.runtime is not None and a.memory.runtime.steps:
             files["memory.png"] = mem.chart(a)
+        if a.layerwise and getattr(a, "bench", None) is not None:  # measured errors: a --bench report's only
+            files["layerwise.png"] = layerwise_chart(a.layerwise, a.name)
     if a.connectivity is not None:
         files.update(connectivity_files(a.connectivity, a.name, formats))
     if "json" in formats:

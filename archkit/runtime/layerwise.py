@@ -36,11 +36,12 @@ import onnx
 from archkit.runtime.child import run_isolated
 from archkit.runtime.parity import TOLERANCES
 
-__all__ = ["QUANTIZERS", "LayerError", "Layerwise", "RefLayer", "Tap", "axis_orders", "compare_layers", "layer_tensors", "marked", "run_marked",
+__all__ = ["LAYER_BATCH", "QUANTIZERS", "LayerError", "Layerwise", "RefLayer", "Tap", "axis_orders", "compare_layers", "layer_tensors", "marked", "run_marked",
            "taps"]
 
 _FLOATS = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
                      onnx.TensorProto.BFLOAT16})
+LAYER_BATCH = 2  # samples per seed: a layer's error is its largest over every sample
 QUANTIZERS = frozenset({"QuantizeLinear", "DequantizeLinear"})  # ops that compute nothing of a layer's own
 _REGROUP = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze"})  # ops that only regroup dims
 
