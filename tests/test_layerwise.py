@@ -197,3 +197,37 @@ def test_a_planted_fault_is_found_at_its_layer(name, request):
         faulty, layer = _planted(proto, a, which)
         d = layerwise(model, faulty, a, seeds=(0,)).first_drift
         assert d is not None and (d.layer == layer or layer in d.folded), (which, layer, d)
+
+
+def _synthetic(precision: str, over: str | None = None):
+    from archkit.runtime.layerwise import LayerError, Layerwise
+
+    t = TOLERANCES[precision]
+    layers = tuple(LayerError(name, f"{name}:0", i, (10.0 if name == over else 0.0), 2.0, 1.0, t.atol + 2 * t.rtol,
+                              ("conv",) if name == "bn" else ())
+                   for i, name in enumerate(("bn", "relu", "dense"), 1))
+    return Layerwise(precision, layers, precision == "fp32", 0.0 if precision == "fp32" else 1e-4)
+
+
+def test_the_report_section_holds_verdicts_not_errors():
+    from archkit.render.report import layerwise_chart, layerwise_section, layerwise_summary
+
+    forms = {"fp32": _synthetic("fp32"), "int8 static": _synthetic("int8", over="relu")}
+    text = "\n".join(layerwise_section(forms, measured=False))
+    assert "| 1 | bn | conv | ok | ok |" in text and "| 2 | relu |  | ok | **over** |" in text
+    assert "the first layer over the allowance is `relu`** (layer 2 of 3)" in text
+    assert "10" not in text.replace("1e-", "")  # no measured error in a committed report
+    assert "max rel" in "\n".join(layerwise_section(forms, measured=True))
+    s = layerwise_summary(forms)
+    assert s["int8 static"]["first_over"] == "relu" and s["fp32"]["ok"] and not s["int8 static"]["ok"]
+    assert layerwise_chart(forms, "m").startswith(b"\x89PNG")
+
+
+def test_layers_is_for_a_registered_architecture(tmp_path, capsys):
+    from archkit.cli import main
+
+    m = _nhwc_conv_model()
+    path = tmp_path / "m.onnx"
+    onnx.save(m, path)
+    assert main(["verify", str(path), "--layers"]) == 2
+    assert "--layers compares a registered architecture's Keras layers" in capsys.readouterr().err
