@@ -231,3 +231,16 @@ def test_layers_is_for_a_registered_architecture(tmp_path, capsys):
     onnx.save(m, path)
     assert main(["verify", str(path), "--layers"]) == 2
     assert "--layers compares a registered architecture's Keras layers" in capsys.readouterr().err
+
+
+def test_a_failing_int8_export_says_where_it_drifts(monkeypatch, capsys):
+    """With int8 held to float32's allowance, baseline_cnn's int8 export fails, and the error
+    names the first layer, found without --layers."""
+    from archkit.cli import main
+    from archkit.runtime import parity
+
+    monkeypatch.setitem(parity.TOLERANCES, "int8", parity.TOLERANCES["fp32"])
+    code = main(["verify", "baseline_cnn", "--precision", "int8", "--seeds", "1", "--batch-sizes", "1"])
+    err = capsys.readouterr().err
+    assert code == ParityError.exit_code, err
+    assert "first layer over the tolerance: 'conv2d_1' (layer 1 of 6" in err
