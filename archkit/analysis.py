@@ -73,6 +73,9 @@ class Analysis:
     # deployment form ("fp32", "int8 static", ...) → archkit.runtime.layerwise.Layerwise, when each
     # layer was compared with Keras
     layerwise: Mapping[str, Any] | None = None
+    # archkit.keras.equivalence.Equivalence: the same function as keras.applications' model, for
+    # the architectures it also builds
+    equivalence: Any = None
     connectivity: Connectivity | None = None  # the wiring, measured on the same graph
     memory: Memory | None = None  # the buffers and the live memory along three execution orders
     # How the file was made (archkit.keras.pipeline): deployment options, export time and whether it

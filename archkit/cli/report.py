@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         report_folder(args.out / folders[arch.name])
     from archkit.keras.bench import set_keras_threads  # after the checks: a usage error loads nothing heavy
     from archkit.keras.pipeline import (  # after the checks: a usage error loads nothing heavy
+        equivalence_of,
         layerwise_forms,
         run_architecture,
     )
@@ -59,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
         folder = args.out / folders[arch.name]
         progress = Progress(arch.name, args.started)
         analysis, _ = run_architecture(arch.name, opset=args.opset, verify=True, progress=progress, **overrides)
+        if not overrides:
+            analysis = dataclasses.replace(analysis, equivalence=equivalence_of(arch.name, progress=progress))
         if args.layers or arch.name in LAYERWISE_REPORTS:
             analysis = dataclasses.replace(analysis, layerwise=layerwise_forms(arch.name, progress=progress,
                                                                                **overrides))
@@ -69,14 +72,15 @@ def run(args: argparse.Namespace) -> int:
         files = render(analysis, chosen, arch=arch)
         progress("writing")
         write_folder(folder, files)
-        v = analysis.verification
-        status = "parity ok" if v.ok else "PARITY FAILED"
+        v, same = analysis.verification, analysis.equivalence
+        status = ("parity ok" if v.ok else "PARITY FAILED") + ("" if same is None else
+                                                             f", {'same function as' if same.ok else 'NOT'} {same.reference}")
         print(f"{arch.name}: {analysis.costs.total()['macs']:,} MACs, {status} -> {folder}", flush=True)
-        if not v.ok:
+        if not v.ok or (same is not None and not same.ok):
             failed.append(folders[arch.name])
     write_index(args.out)
     if failed:
-        raise ParityError(f"parity exceeded the tolerances for: {', '.join(failed)} "
+        raise ParityError(f"parity failed (beyond the tolerances, or not keras.applications' function) for: {', '.join(failed)} "
                           f"(see {args.out / failed[0]}/README.md)")
     return 0
 

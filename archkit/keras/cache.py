@@ -23,7 +23,8 @@ from typing import Any
 from archkit.errors import ArchkitError
 from archkit.io import atomic_write_bytes, write_folder
 
-__all__ = ["cache_dir", "cache_key", "load", "store", "store_verification"]
+__all__ = ["cache_dir", "cache_key", "load", "load_json", "load_memory_profile", "store", "store_json",
+           "store_memory_profile", "store_verification"]
 
 _LIBRARIES = ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "numpy", "protobuf", "onnxconverter-common")
 # What an export and its cached verification depend on, besides the architecture files.
@@ -96,26 +97,36 @@ def store(key: str, onnx_bytes: bytes, verification, tag: str = "", info: Mappin
         pass  # a cache that cannot be written only costs time
 
 
-def load_memory_profile(key: str) -> dict | None:
-    """onnxruntime's memory profile of an entry's export (archkit.runtime.memory.measure_memory:
-    runtime, events), or None. archkit's side of the check is computed again each time: only
-    the measurement, which depends on the file and onnxruntime alone, is kept."""
+def load_json(key: str, file: str) -> dict | None:
+    """A result kept beside an entry's export (`file`: e.g. "memory-profile.json"), or None. Only
+    what depends on the export, the versions and the code (all in the key) is kept."""
     d = cache_dir()
-    f = d / key / "memory-profile.json" if d is not None else None
+    f = d / key / file if d is not None else None
     try:
         return json.loads(f.read_text()) if f is not None and f.is_file() else None
     except (OSError, ValueError):
         return None  # a damaged file is a miss
 
 
-def store_memory_profile(key: str, profile: Mapping[str, Any]) -> None:
+def store_json(key: str, file: str, data: Mapping[str, Any]) -> None:
     d = cache_dir()
     if d is None or not (d / key / "model.onnx").is_file():
         return
     try:
-        atomic_write_bytes(d / key / "memory-profile.json", json.dumps(dict(profile), indent=1).encode())
+        atomic_write_bytes(d / key / file, json.dumps(dict(data), indent=1).encode())
     except ArchkitError:
         pass
+
+
+def load_memory_profile(key: str) -> dict | None:
+    """onnxruntime's memory profile of an entry's export (archkit.runtime.memory.measure_memory:
+    runtime, events), or None. archkit's side of the check is computed again each time: only
+    the measurement, which depends on the file and onnxruntime alone, is kept."""
+    return load_json(key, "memory-profile.json")
+
+
+def store_memory_profile(key: str, profile: Mapping[str, Any]) -> None:
+    store_json(key, "memory-profile.json", profile)
 
 
 def store_verification(key: str, verification, tag: str = "") -> None:

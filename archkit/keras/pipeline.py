@@ -19,6 +19,7 @@ from archkit.deploy.convert import convert_precision, count_transposes, precisio
 from archkit.errors import UsageError
 from archkit.io import atomic_write_bytes
 from archkit.keras import cache as export_cache
+from archkit.keras.equivalence import REFERENCES, Equivalence, equivalence
 from archkit.keras.export import export_keras, import_keras, seed_weights
 from archkit.keras.layerwise import layerwise_keras
 from archkit.keras.parity import verify_keras
@@ -27,7 +28,7 @@ from archkit.runtime.child import run_isolated
 from archkit.runtime.memory import MemoryCheck, checked, feed, measure_memory
 from archkit.runtime.parity import BATCH_SIZES, Verification, seeded_inputs
 
-__all__ = ["LAYERWISE_FORMS", "build_seeded", "form_label", "layerwise_forms", "run_architecture"]
+__all__ = ["LAYERWISE_FORMS", "build_seeded", "equivalence_of", "form_label", "layerwise_forms", "run_architecture"]
 
 # The deployment forms a report compares layer by layer (`archkit report NAME --layers`)
 LAYERWISE_FORMS = (DeployOptions(), DeployOptions(precision="fp16"),
@@ -161,6 +162,26 @@ def layerwise_forms(name: str, *, forms=LAYERWISE_FORMS, seeds=(0,), timeout: fl
         del model
         keras.utils.clear_session(free_memory=True)
     return out
+
+
+def equivalence_of(name: str, *, progress=_quiet) -> Any | None:
+    """For an architecture keras.applications also builds, at its defaults: does it compute the
+    same function (archkit.keras.equivalence)? Kept beside its fp32 export in the cache; None
+    for the others."""
+    if name not in REFERENCES:
+        return None
+    arch = architectures.get(name)
+    key = export_cache.cache_key(name, arch.config(), None, DeployOptions().cache_fields())
+    cached = export_cache.load_json(key, "equivalence.json")
+    if cached is not None:
+        try:
+            return Equivalence(**{**cached, "input_shape": tuple(cached["input_shape"])})
+        except TypeError:
+            pass  # another version's fields: measured again
+    progress(f"equivalence with {REFERENCES[name][0]}")
+    result = equivalence(name)
+    export_cache.store_json(key, "equivalence.json", dataclasses.asdict(result))
+    return result
 
 
 def _memory_check(proto: onnx.ModelProto, name: str, key: str | None, timeout: float | None, progress) -> MemoryCheck:

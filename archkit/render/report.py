@@ -204,6 +204,10 @@ def summary(a: Analysis, references=()) -> dict[str, Any]:
         "references": reference_rows(a, references),
         "parity": None if v is None else _parity_summary(v, measured=getattr(a, "bench", None) is not None),
         "layerwise": layerwise_summary(a.layerwise) if a.layerwise else None,
+        "equivalence": None if a.equivalence is None else {
+            "reference": a.equivalence.reference, "ok": a.equivalence.ok, "statement": a.equivalence.statement(),
+            "tensors_copied": a.equivalence.copied, "paired_by": a.equivalence.matched_by,
+            "failed_layer": a.equivalence.layer},
         "connectivity": a.connectivity.summary() if a.connectivity is not None else None,
         "memory": {**mem.to_json(a), **({"onnxruntime_check": {
             "runtime": a.memory_check.runtime, "ops": a.memory_check.nodes, "bytes_equal": a.memory_check.bytes_equal,
@@ -371,6 +375,11 @@ def _markdown(a: Analysis, arch=None, *, chart: bool = False) -> str:
     out += memory_section(a, image=chart)
     if v is not None:
         out += _parity_section(v, measured=getattr(a, "bench", None) is not None)
+    if a.equivalence is not None:
+        e = a.equivalence
+        out += [(f"**The same function as {e.reference}.** {md(a.name)} {e.statement()}: every weight copied into "
+                 f"the reference ({e.copied} tensors, paired by layer {e.matched_by}), both run by Keras."
+                 if e.ok else f"**Not the same function as {e.reference}.** {md(a.name)} {md(e.statement())}."), ""]
     if a.layerwise:
         out += layerwise_section(a.layerwise, measured=getattr(a, "bench", None) is not None, image=chart)
     if a.connectivity is not None:
