@@ -206,18 +206,18 @@ class _Buffers:
 
         # an If, Loop or Scan reads what its subgraphs read from outside them
         inner_reads: dict[str, list[str]] = {}
-        main: list[tuple[str, Any]] = []  # the steps: main-graph ops (a Constant is a weight, not a step)
+        steps = self.steps  # main-graph op ids in order (a Constant is a weight, not a step)
+        datas: list[Any] = []  # and their records
         for nid, data in ops:
             if data.parent is None:
                 if data.op_type != "Constant" or data.domain != "ai.onnx":
-                    main.append((nid, data))
+                    steps.append(nid)
+                    datas.append(data)
                 continue
             p = data.parent
             while nodes[p].parent is not None:
                 p = nodes[p].parent
             inner_reads.setdefault(p, []).extend(t.name for t in data.inputs if t is not None)
-        steps = self.steps
-        steps.extend([nid for nid, _ in main])
 
         found, maker = self.found, self.maker
         own = self.own
@@ -229,7 +229,7 @@ class _Buffers:
         # one pass in order (an alias's buffer is its input's, found before it); sizes, formulas and
         # the planner's shapes after it, a comprehension each. The common op (one output, inputs
         # made by earlier ops) takes the short path: this pass is most of the memory figures' time.
-        for step, (nid, data) in enumerate(main):
+        for step, data in enumerate(datas):
             op = data.op_type if data.domain == "ai.onnx" else ""
             ins = data.inputs
             fs: list[tuple[int, int]] = []
@@ -238,8 +238,8 @@ class _Buffers:
                     f = get(t[0])
                     if f is not None:
                         fs.append(f)
-            if inner_reads and nid in inner_reads:
-                fs.extend(f for name in inner_reads[nid] if (f := get(name)) is not None)
+            if inner_reads and steps[step] in inner_reads:
+                fs.extend(f for name in inner_reads[steps[step]] if (f := get(name)) is not None)
             found.append(fs)
             outs = data.outputs
             if op not in special and len(outs) == 1 and outs[0][0]:
@@ -255,7 +255,7 @@ class _Buffers:
                 if w is None:
                     w = im2col[shapes_key] = _im2col(*shapes_key)
                 if w > self.workspace[0]:
-                    self.workspace = (w, nid)
+                    self.workspace = (w, steps[step])
             for j, t in enumerate(outs):
                 name = t[0]
                 if not name:
