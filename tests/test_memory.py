@@ -569,3 +569,20 @@ def test_unknown_shape():
     assert set(mem.unknown) == {"nz", "y"} and not mem.complete
     assert mem.outputs == 48 and mem.schedules["file"].curve == (0, 0, 48)  # lower bounds: the unknown count 0
     assert rows(m)["nonzero"].output_bytes == 0
+
+
+def test_sizes_past_int64_stay_exact():
+    """Dims a file declares can make a tensor of more than 2**63 bytes: the live bytes, the plan
+    and the per-layer peaks are Python integers then, exact, not wrapped or rounded."""
+    big = 2 ** 31
+    x = helper.make_tensor_value_info("x", T.FLOAT, [big, big, 8])  # 2**65 bytes
+    y = helper.make_tensor_value_info("y", T.FLOAT, [big, big, 8])
+    nodes = [helper.make_node("Neg", ["x"], ["a"], name="neg"), helper.make_node("Abs", ["a"], ["b"], name="abs"),
+             helper.make_node("Add", ["a", "b"], ["y"], name="add")]
+    m = helper.make_model(helper.make_graph(nodes, "big", [x], [y]), opset_imports=[helper.make_opsetid("", 17)])
+    a = analyse_model(m)
+    one = big * big * 8 * 4
+    rt = a.memory.runtime
+    assert rt.peak.bytes == 3 * one  # at the Add: a, b and y
+    assert rt.planned.peak == 3 * one and all(isinstance(v, int) for v in rt.planned.curve)
+    assert rt.curve == (one, 2 * one, 3 * one)

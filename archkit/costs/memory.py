@@ -30,7 +30,7 @@ import heapq
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from itertools import chain
+from itertools import accumulate, chain
 from math import prod
 from typing import Any, NamedTuple, cast
 
@@ -359,7 +359,9 @@ class _Buffers:
         if self._arrays is None:
             step, pairs = self._found_arrays
             own = pairs[:, 0] >= 0  # an alias of a graph input or a weight reads no buffer
-            self._arrays = (np.asarray(self.size, np.float64), np.asarray(self.maker, np.int64),
+            # float64 adds bytes exactly up to 2**53 in all; past that (dims a file declares), Python's integers
+            sizes = np.asarray(self.size, np.float64 if sum(self.size) < 2 ** 53 else object)
+            self._arrays = (sizes, np.asarray(self.maker, np.int64),
                             np.asarray(self.is_output, bool), step[own], pairs[own, 0])
         return self._arrays
 
@@ -555,7 +557,14 @@ def _schedule(B: _Buffers, name: str, how: str, order: list[int]) -> Schedule:
 
 
 def _cumulative(start: np.ndarray, end: np.ndarray, size: np.ndarray, n: int) -> np.ndarray:
-    """Bytes live at each position, of buffers held from `start` through `end`."""
+    """Bytes live at each position, of buffers held from `start` through `end` (`size` float64,
+    exact below 2**53 bytes in all, or Python integers past that)."""
+    if size.dtype == object:
+        diff = [0] * (n + 1)
+        for s0, s1, b in zip(start.tolist(), end.tolist(), size.tolist()):
+            diff[s0] += b
+            diff[s1 + 1] -= b
+        return np.array(list(accumulate(diff[:n])), dtype=object)
     d = np.bincount(start, weights=size, minlength=n + 1) - np.bincount(end + 1, weights=size, minlength=n + 1)
     return np.rint(np.cumsum(d[:n])).astype(np.int64)
 
@@ -653,12 +662,19 @@ def _planned(B: _Buffers, order: list[int]) -> Planned:
         owner[b] = phys
     if not n:
         return Planned((), 0, 0, "", 0, 0)
-    held = np.zeros(n + 1, np.int64)
-    np.add.at(held, np.asarray(phys_start, np.int64), np.asarray(phys_size, np.int64))
-    np.subtract.at(held, np.asarray(phys_end, np.int64) + 1, np.asarray(phys_size, np.int64))
-    curve = np.cumsum(held[:n])
-    top = int(np.argmax(curve))  # the first of equal peaks
-    return Planned(tuple(curve.tolist()), int(curve[top]), top, B.steps[order[top]], len(phys_size), reused)
+    if sum(phys_size) < 2 ** 62:
+        held = np.zeros(n + 1, np.int64)
+        np.add.at(held, np.asarray(phys_start, np.int64), np.asarray(phys_size, np.int64))
+        np.subtract.at(held, np.asarray(phys_end, np.int64) + 1, np.asarray(phys_size, np.int64))
+        curve = np.cumsum(held[:n]).tolist()
+    else:  # sizes past int64 (dims a file declares): Python's integers
+        diff = [0] * (n + 1)
+        for s0, s1, b in zip(phys_start, phys_end, phys_size):
+            diff[s0] += b
+            diff[s1 + 1] -= b
+        curve = list(accumulate(diff[:n]))
+    top = max(range(n), key=curve.__getitem__)  # the first of equal peaks
+    return Planned(tuple(curve), curve[top], top, B.steps[order[top]], len(phys_size), reused)
 
 
 def _sum(formulas: Iterable[Dim]) -> Dim:

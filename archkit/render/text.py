@@ -80,8 +80,9 @@ def view(a: Analysis, by: str) -> pd.DataFrame:
     if shown in ("layer", "block") and a.memory is not None:
         peaks = peaks_by(a, key)
         found = [peaks.get(row_key) if summed is None or summed.iloc[i] else None for i, row_key in enumerate(df[key])]
+        big = any(v is not None and v >= 2 ** 63 for v in found)  # dims a file declares can pass int64
         df.insert(df.columns.get_loc("weight_bytes") + 1, "peak_bytes",
-                  pd.array(found, dtype="Int64" if None in found else "int64"))
+                  found if big else pd.array(found, dtype="Int64" if None in found else "int64"))
     return df
 
 
