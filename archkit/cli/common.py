@@ -3,23 +3,31 @@ output folders before the work, progress lines and warnings on stderr."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import architectures
-from archkit.cli.options import deploy_options
+from archkit.cli.options import FileInputs, deploy_options, positive_ints
 from archkit.errors import OutputError, UsageError
 from archkit.render.escape import terminal
 from archkit.render.formats import FILE_NAMES
+
+if TYPE_CHECKING:
+    from archkit.onnx.load import Loaded
+    from archkit.runtime.feeds import Feeds
 
 __all__ = [
     "Progress",
     "architecture",
     "connectivity_folder",
+    "file_feeds",
     "file_only",
     "is_file_target",
+    "name_only",
     "registered",
     "report_folder",
     "warn",
@@ -62,6 +70,32 @@ def file_only(args) -> None:
     if not deploy_options(args).plain:
         raise UsageError("--layout/--batch/--precision choose how an architecture is exported; a FILE is as it is")
 
+
+
+def name_only(args: argparse.Namespace) -> None:
+    """A registered architecture's inputs are its own: the options that feed a FILE do not apply."""
+    given = [o for o, k in (("--input-shape", "input_shape"), ("--input-value", "input_value"), ("--inputs", "inputs"))
+             if getattr(args, k, None)]
+    if given:
+        raise UsageError(f"{'/'.join(given)} {'apply' if len(given) > 1 else 'applies'} to FILE targets (an ONNX file's "
+                         f"inputs); {args.name} is a registered architecture, whose inputs archkit makes itself")
+
+
+def file_feeds(loaded: Loaded, inputs: FileInputs, args: argparse.Namespace) -> Feeds:
+    """How a FILE's inputs are fed (archkit.runtime.feeds) from --input-shape, --input-value and
+    --inputs; --batch-sizes given where --input-shape fixed every batch dim is a usage error."""
+    from archkit.runtime.feeds import from_npz, plan  # after the checks: a usage error loads nothing heavy
+
+    if inputs.arrays is not None:
+        return from_npz(loaded.proto, inputs.arrays)
+    feeds = plan(loaded.proto, input_shapes=inputs.shapes, input_values=inputs.values, what=str(loaded.path))
+    given = getattr(args, "batch_sizes", None)
+    if given is not None and feeds.batch_input is not None and not feeds.batched \
+            and positive_ints(given, "--batch-sizes") != (feeds.batch,):
+        raise UsageError(f"--batch-sizes {args.batch_sizes}: --input-shape fixes the batch (the first dim of "
+                         f"{feeds.batch_input!r}, {feeds.batch}); give its other dims by name (--input-shape DIM=V) "
+                         "to run at several batch sizes")
+    return feeds
 
 
 class Progress:

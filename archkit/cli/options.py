@@ -9,17 +9,19 @@ import importlib.util
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from archkit.deploy import DeployOptions
 from archkit.errors import UsageError
 
 __all__ = [
+    "FileInputs",
     "bench_settings",
     "check_opset",
     "config",
     "config_text",
     "deploy_options",
+    "file_inputs",
     "input_shapes",
     "input_values",
     "parse_input_shape",
@@ -94,6 +96,30 @@ def input_values(args: argparse.Namespace) -> dict[str, tuple[int | float, ...]]
     return dict(parse_input_value(t) for t in getattr(args, "input_value", ()))
 
 
+class FileInputs(NamedTuple):
+    """What a FILE's inputs are fed (verify, bench): --input-shape, --input-value, --inputs."""
+
+    shapes: dict[str, tuple[int, ...]]
+    values: dict[str, tuple[int | float, ...]]
+    arrays: Path | None
+
+
+def file_inputs(args: argparse.Namespace) -> FileInputs:
+    """The options that say what a FILE's inputs are fed, checked against each other: the arrays
+    of --inputs are run as they are, so shapes, values, seeds and batch sizes do not apply to them."""
+    shapes, values = input_shapes(args), input_values(args)
+    arrays = getattr(args, "inputs", None)
+    if arrays is not None:
+        if shapes or values:
+            raise UsageError(f"--inputs {arrays}: the arrays give every input's shape and values; --input-shape and "
+                             "--input-value do not apply with it")
+        given = [o for o, k in (("--seeds", "seeds"), ("--batch-sizes", "batch_sizes")) if getattr(args, k, None) is not None]
+        if given:
+            raise UsageError(f"{' and '.join(given)} {'do' if len(given) > 1 else 'does'} not apply with --inputs "
+                             f"{arrays}: its arrays are run once, at their own batch")
+    return FileInputs(shapes, values, arrays)
+
+
 def positive_ints(text: str, option: str) -> tuple[int, ...]:
     try:
         values = tuple(int(x) for x in text.split(","))
@@ -109,7 +135,7 @@ def bench_settings(args: argparse.Namespace) -> tuple[int | None, tuple[int, ...
     threads = getattr(args, "threads", None)
     if threads is not None and threads < 1:
         raise UsageError(f"--threads {threads}: expected a positive integer")
-    return threads, positive_ints(getattr(args, "batch_sizes", "1,32"), "--batch-sizes")
+    return threads, positive_ints(getattr(args, "batch_sizes", None) or "1,32", "--batch-sizes")
 
 
 def config(args: argparse.Namespace, arch: Any) -> dict[str, Any]:

@@ -62,14 +62,15 @@ def build() -> argparse.ArgumentParser:
     v = command("verify", help="onnxruntime vs Keras (NAME), or vs onnxruntime without graph optimizations (FILE)")
     v.add_argument("name", metavar="NAME|FILE")
     v.add_argument("--opset", type=int, default=None)
-    v.add_argument("--seeds", type=int, default=3, help="how many input seeds (default 3)")
-    v.add_argument("--batch-sizes", default="1,8", help="comma-separated batch sizes (default 1,8)")
+    v.add_argument("--seeds", type=int, default=None, help="how many input seeds (default 3)")
+    v.add_argument("--batch-sizes", default=None, help="comma-separated batch sizes (default 1,8)")
     v.add_argument("--timeout", type=float, default=None,
                    help="seconds one onnxruntime child process may take (default 600, or $ARCHKIT_ORT_TIMEOUT)")
     v.add_argument("--layers", action="store_true",
                    help="NAME: also compare every Keras layer's output with its tensor in the export, and name the "
                         "first layer over the tolerance")
     _max_bytes_argument(v)
+    _file_input_arguments(v)
     _config_argument(v)
     _deploy_arguments(v)
 
@@ -77,7 +78,7 @@ def build() -> argparse.ArgumentParser:
     b.add_argument("name", metavar="NAME|FILE")
     b.add_argument("--threads", type=int, default=None, help="intra-op threads for onnxruntime and TensorFlow "
                                                              "(default: the usable cores)")
-    b.add_argument("--batch-sizes", default="1,32", help="comma-separated batch sizes (default 1,32)")
+    b.add_argument("--batch-sizes", default=None, help="comma-separated batch sizes (default 1,32)")
     b.add_argument("--runs", type=int, default=None, help="timed runs per batch size (default 30, within ~8 s)")
     b.add_argument("--no-keras", action="store_true", help="onnxruntime only")
     b.add_argument("--spinning", action="store_true",
@@ -85,6 +86,7 @@ def build() -> argparse.ArgumentParser:
     b.add_argument("--opset", type=int, default=None)
     b.add_argument("--timeout", type=float, default=None, help="seconds the onnxruntime child process may take")
     _max_bytes_argument(b)
+    _file_input_arguments(b)
     _config_argument(b)
     _deploy_arguments(b)
 
@@ -105,10 +107,10 @@ def build() -> argparse.ArgumentParser:
 
     a = command("analyse", aliases=["analyze"], help="the costs of any ONNX file (no TensorFlow, no weights read)")
     a.add_argument("file", type=Path, help="the .onnx file")
-    a.add_argument("--input-shape", action="append", default=[], metavar="NAME=D1,D2,...",
-                   help="fix a graph input's shape, or a symbolic dim (N=8); repeatable; dims left free give "
-                        "formulas in them, and figures with each at 1")
-    _input_value_argument(a)
+    _input_shape_argument(a, "fix a graph input's shape, or a symbolic dim (N=8); repeatable; dims left free give "
+                             "formulas in them, and figures with each at 1")
+    _input_value_argument(a, "a graph input's value (a number, or comma-separated numbers for a small tensor); "
+                             "repeatable; an If whose condition follows from it counts only the branch taken")
     a.add_argument("--sweep", action="append", default=[], metavar="DIM=V1,V2,...",
                    help="the totals at each value of a free dim (repeatable: every combination), a table and, with "
                         "-o, sweep.csv and sweep.png")
@@ -128,8 +130,7 @@ def build() -> argparse.ArgumentParser:
     c = command("connectivity", help="how a network is wired: depth, branches, skips, concatenations, "
                                             "receptive fields (an architecture, or any ONNX file: no TensorFlow)")
     c.add_argument("target", metavar="NAME|FILE.onnx", help="a registered architecture or an ONNX file")
-    c.add_argument("--input-shape", action="append", default=[], metavar="NAME=D1,D2,...",
-                   help="(files) fix a graph input's shape or a symbolic dim, as for analyse")
+    _input_shape_argument(c, "(files) fix a graph input's shape or a symbolic dim, as for analyse")
     c.add_argument("--format", default="text", choices=("text", "md", "csv", "dot", "json"),
                    help="what is printed (default: text)")
     c.add_argument("-o", "--output", type=Path, default=None,
@@ -153,11 +154,27 @@ def build() -> argparse.ArgumentParser:
     return p
 
 
-def _input_value_argument(p: argparse.ArgumentParser) -> None:
-    """--input-value NAME=V (repeatable); read with _input_values(args)."""
-    p.add_argument("--input-value", action="append", default=[], metavar="NAME=V[,V...]",
-                   help="a graph input's value (a number, or comma-separated numbers for a small tensor); repeatable; "
-                        "an If whose condition follows from it counts only the branch taken")
+def _input_shape_argument(p: argparse._ActionsContainer, help: str) -> None:
+    """--input-shape NAME=D1,D2,... or DIM=V (repeatable); read with archkit.cli.options.input_shapes."""
+    p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D1,D2,...", help=help)
+
+
+def _input_value_argument(p: argparse._ActionsContainer, help: str) -> None:
+    """--input-value NAME=V (repeatable); read with archkit.cli.options.input_values."""
+    p.add_argument("--input-value", action="append", default=[], metavar="NAME=V[,V...]", help=help)
+
+
+def _file_input_arguments(p: argparse.ArgumentParser) -> None:
+    """What a FILE's inputs are fed (verify, bench); read with archkit.cli.options.file_inputs."""
+    g = p.add_argument_group("a FILE's inputs (FILE only; default: seeded values, free dims other than the batch "
+                             "must be given)")
+    _input_shape_argument(g, "fix a graph input's shape (its first dim then no longer follows --batch-sizes), or a "
+                             "symbolic dim (height=640); repeatable")
+    _input_value_argument(g, "a graph input's values (a number, or comma-separated numbers filling a small tensor), "
+                             "in its element type, e.g. a sample rate sr=16000; repeatable")
+    g.add_argument("--inputs", type=Path, default=None, metavar="FILE.npz",
+                   help="real data: one array per graph input, by name (read without pickle); run once at the "
+                        "arrays' own batch, instead of seeded values")
 
 
 

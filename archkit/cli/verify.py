@@ -5,30 +5,41 @@ from __future__ import annotations
 
 import argparse
 
-from archkit.cli.common import Progress, architecture, file_only, is_file_target
-from archkit.cli.options import check_opset, config, deploy_options, positive_ints
+from archkit.cli.common import Progress, architecture, file_feeds, file_only, is_file_target, name_only
+from archkit.cli.options import check_opset, config, deploy_options, file_inputs, positive_ints
 from archkit.errors import ParityError, UsageError
 from archkit.render.escape import terminal
 
+SEEDS = 3
+BATCH_SIZES = "1,8"
+
 
 def run(args: argparse.Namespace) -> int:
-    seeds = tuple(range(args.seeds)) if args.seeds >= 1 else None
+    count = SEEDS if args.seeds is None else args.seeds
+    seeds = tuple(range(count)) if count >= 1 else None
     if not seeds:
         raise UsageError(f"--seeds {args.seeds}: expected a positive integer")
-    batch_sizes = positive_ints(args.batch_sizes, "--batch-sizes")
+    batch_sizes = positive_ints(args.batch_sizes or BATCH_SIZES, "--batch-sizes")
+    inputs = None
     if is_file_target(args.name):
         if args.layers:
             raise UsageError("--layers compares a registered architecture's Keras layers: give NAME, not a file")
         file_only(args)
+        inputs = file_inputs(args)
         from archkit.onnx.load import load_model  # after the checks: a usage error loads nothing heavy
         from archkit.runtime.parity import verify_onnx  # after the checks: a usage error loads nothing heavy
 
         loaded = load_model(args.name, max_bytes=args.max_bytes)
         loaded.require_weights("verify")
-        v = verify_onnx(loaded.proto, path=args.name, seeds=seeds, batch_sizes=batch_sizes, timeout=args.timeout)
+        feeds = file_feeds(loaded, inputs, args)
+        v = verify_onnx(loaded.proto, path=args.name, seeds=seeds, batch_sizes=batch_sizes, timeout=args.timeout,
+                        feeds=feeds)
         name = label = args.name
         layerwise = None
+        if inputs.values:
+            label += " (" + ", ".join(f"{k}={','.join(map(str, x))}" for k, x in inputs.values.items()) + ")"
     else:
+        name_only(args)
         arch = architecture(args.name)  # every check before TensorFlow loads
         overrides = config(args, arch)
         check_opset(args.opset)
@@ -51,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         verification_lines,
     )
 
-    for line in verification_lines(v, label):  # output names come from the file
+    arrays = str(inputs.arrays) if inputs is not None and inputs.arrays is not None else None
+    for line in verification_lines(v, label, arrays=arrays):  # output names come from the file
         print(terminal(line))
     if args.layers and layerwise is not None:
         for line in layerwise_lines(layerwise):

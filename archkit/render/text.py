@@ -288,12 +288,14 @@ def render_sweep(df: pd.DataFrame, fmt: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def verification_lines(v: Verification, label: str) -> list[str]:
+def verification_lines(v: Verification, label: str, *, arrays: str | None = None) -> list[str]:
+    """What `verify` prints; `arrays`: the inputs came from that file (no seeds)."""
     t = TOLERANCES[v.precision]
     seeds = sorted({o.seed for o in v.outputs})
     batches = sorted({o.batch for o in v.outputs})
-    lines = [(f"{label}: onnxruntime vs {v.reference}; seeds {', '.join(map(str, seeds))}; "
-              f"batch sizes {', '.join(map(str, batches))}"),
+    fed = f"inputs from {arrays}" if arrays else f"seeds {', '.join(map(str, seeds))}"
+    lines = [(f"{label}: onnxruntime vs {v.reference}; {fed}; "
+              f"batch size{'s' if len(batches) > 1 or not arrays else ''} {', '.join(map(str, batches))}"),
              f"thresholds ({v.precision}): max abs error <= {t.atol:g} + {t.rtol:g} x max |reference| per batch and seed; "
              f"top-1 agreement >= {t.top1:.0%}, top-5 >= {t.top5:.0%} over "
              + ("all samples" if not t.margin else

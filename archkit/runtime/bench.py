@@ -34,7 +34,8 @@ import numpy as np
 import onnx
 
 from archkit.runtime.child import spawn
-from archkit.runtime.parity import fixed_batch, seeded_inputs
+from archkit.runtime.feeds import Feeds, plan
+from archkit.runtime.parity import fixed_batch
 from archkit.runtime.timing import PEAK_N
 
 __all__ = [
@@ -156,20 +157,24 @@ def bench_model(proto: onnx.ModelProto, *, name: str, macs_per_sample: int | Non
                 path=None, batch_sizes: Sequence[int] = BATCH_SIZES, threads: int | None = None,
                 warmup: int = WARMUP, runs: int = RUNS, budget: float = BUDGET_S, peak_n: int = PEAK_N,
                 deployment: Mapping[str, Any] | None = None, timeout: float | None = None,
-                spinning: bool = False) -> Bench:
+                spinning: bool = False, feeds: Feeds | None = None) -> Bench:
     """Latency of `proto` in onnxruntime at each batch size (archkit.keras.bench adds Keras').
-    A fixed batch dimension in the model replaces `batch_sizes`. `path`: run that file (external data)."""
+    A fixed batch dimension in the model replaces `batch_sizes`. `path`: run that file (external data).
+    `feeds`: how its inputs are fed (archkit.runtime.feeds; default: seeded, every dim but the
+    batch fixed by the file)."""
     threads = threads or default_threads()
-    batches = bench_batches(proto, batch_sizes)
-    feeds = [seeded_inputs(proto, b) for b in batches]
+    plan_ = feeds if feeds is not None else plan(proto, what=str(path) if path is not None else name)
+    batches = plan_.batches(batch_sizes)
+    fed = [plan_.feed(b, 0) for b in batches]
     env_threads = str(threads)
     old = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
     os.environ.update(OPENBLAS_NUM_THREADS=env_threads, OMP_NUM_THREADS=env_threads)  # the child's numpy
     try:
         result, _ = spawn(path if path is not None else proto,
                           {"task": "bench", "threads": threads, "optimization": "all", "warmup": warmup, "runs": runs,
-                           "budget": budget, "peak_n": peak_n, "spinning": spinning}, feeds,
-                          what=f"{name} (benchmark)", timeout=timeout)
+                           "budget": budget, "peak_n": peak_n, "spinning": spinning}, fed,
+                          what=f"{name} (benchmark)", timeout=timeout,
+                          explain=lambda message, i: plan_.explain(proto, message, fed[i or 0]))
     finally:
         for k, v in old.items():
             if v is None:

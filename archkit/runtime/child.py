@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +24,13 @@ import onnx
 from archkit.errors import MalformedModelError, ResourceError, UnsupportedError
 from archkit.runtime.timing import child_bench
 
-__all__ = ["OPT_LEVELS", "ORT_TIMEOUT", "child_env", "child_session", "main", "node_events", "run_isolated", "session",
-           "spawn"]
+__all__ = ["OPT_LEVELS", "ORT_TIMEOUT", "Explain", "child_env", "child_session", "main", "node_events", "run_isolated",
+           "session", "spawn"]
 
 # How long one child process may take to load and run a model (ARCHKIT_ORT_TIMEOUT overrides).
 ORT_TIMEOUT = 600.0
+# onnxruntime's whole error message and the index of the feed it failed on → text to add to it
+Explain = Callable[[str, "int | None"], str]
 
 
 def session(proto: onnx.ModelProto, *, threads: int = 1):
@@ -53,10 +55,11 @@ def child_env() -> dict[str, str]:
 
 
 def spawn(model, request: Mapping, feeds: Sequence[Mapping[str, np.ndarray]], *, what: str,
-          timeout: float | None = None) -> tuple[dict, list[list[np.ndarray]]]:
+          timeout: float | None = None, explain: Explain | None = None) -> tuple[dict, list[list[np.ndarray]]]:
     """Run `request` (a task for `main`) on `model` (a ModelProto, bytes or a path) in a
     child process; returns its result and the outputs of each feed. A child killed by a signal,
-    or still running after `timeout` seconds, is a ResourceError."""
+    or still running after `timeout` seconds, is a ResourceError. `explain(message, feed)`: what
+    to add to the error when onnxruntime fails running a feed (`feed`: its index, None if not known)."""
     timeout = float(timeout or os.environ.get("ARCHKIT_ORT_TIMEOUT") or ORT_TIMEOUT)
     with tempfile.TemporaryDirectory(prefix="archkit-ort-") as tmp:
         work = Path(tmp)
@@ -96,7 +99,8 @@ def spawn(model, request: Mapping, feeds: Sequence[Mapping[str, np.ndarray]], *,
                                                                "Could not find an implementation"))
                 kind = UnsupportedError if unsupported else MalformedModelError
                 raise kind(f"onnxruntime cannot load {what}: {message}")
-            raise MalformedModelError(f"onnxruntime cannot run {what}: {message}")
+            hint = explain(e["message"], e.get("feed")) if explain is not None else ""
+            raise MalformedModelError(f"onnxruntime cannot run {what}: {message}{hint}")
         if rc != 0 or not (work / "result.json").is_file():
             tail = err.decode(errors="replace").strip().splitlines()
             raise ResourceError(f"onnxruntime's child process for {what} exited with status {rc}"
@@ -111,13 +115,14 @@ def spawn(model, request: Mapping, feeds: Sequence[Mapping[str, np.ndarray]], *,
 
 
 def run_isolated(model, feeds: Sequence[Mapping[str, np.ndarray]], *, threads: int = 1, optimization: str = "all",
-                 what: str = "the model", timeout: float | None = None) -> tuple[list[str], list[list[np.ndarray]], str]:
+                 what: str = "the model", timeout: float | None = None, explain: Explain | None = None
+                 ) -> tuple[list[str], list[list[np.ndarray]], str]:
     """Each feed through one onnxruntime session in a child process: (output names, outputs per
     feed, runtime description)."""
     if optimization not in OPT_LEVELS:
         raise ValueError(f"optimization {optimization!r}: expected one of {OPT_LEVELS}")
     result, outputs = spawn(model, {"task": "run", "threads": threads, "optimization": optimization}, feeds,
-                            what=what, timeout=timeout)
+                            what=what, timeout=timeout, explain=explain)
     return result["outputs"], outputs, result["runtime"]
 
 
@@ -166,8 +171,11 @@ def main(workdir: str) -> int:
     work = Path(workdir)
     request = json.loads((work / "request.json").read_text())
 
+    running: int | None = None  # the feed being run, for the error
+
     def fail(stage: str, e: BaseException) -> int:
-        (work / "error.json").write_text(json.dumps({"stage": stage, "type": type(e).__name__, "message": str(e)}))
+        (work / "error.json").write_text(json.dumps({"stage": stage, "type": type(e).__name__, "message": str(e),
+                                                     "feed": running}))
         return 3
 
     import onnxruntime as ort  # heavy: only where a session is made
@@ -185,12 +193,13 @@ def main(workdir: str) -> int:
     result = {"outputs": [o.name for o in sess.get_outputs()], "runtime": f"onnxruntime {ort.__version__}"}
     try:
         if request["task"] == "run":
-            for i, f in enumerate(feeds):
+            for running, f in enumerate(feeds):
                 outs = sess.run(None, f)
-                np.savez(work / f"out{i}.npz", **{f"o{j}": o for j, o in enumerate(outs)})
+                np.savez(work / f"out{running}.npz", **{f"o{j}": o for j, o in enumerate(outs)})
         elif request["task"] == "bench":
             result.update(child_bench(sess, feeds, request))
         elif request["task"] == "memory":
+            running = 0
             sess.run(None, feeds[0])
             result["events"] = node_events(sess.end_profiling())
         else:

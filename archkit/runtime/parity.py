@@ -23,7 +23,8 @@ it means the same for logits and probabilities, 10 classes or 1000. Fewer than
 (and said so); the error bound still is.
 
 A file without a Keras source (`verify_onnx`) is checked for loading and running, and its
-outputs with graph optimizations on against onnxruntime with graph optimizations off.
+outputs with graph optimizations on against onnxruntime with graph optimizations off, on the
+inputs archkit.runtime.feeds plans (seeded, or shapes, values and arrays the user gives).
 
 onnxruntime runs in a child process (`run_isolated`) with a timeout: a crash (a signal) or a
 hang becomes a ResourceError naming the signal, not a dead or stuck archkit
@@ -41,6 +42,7 @@ import onnx
 from archkit.errors import ParityError
 from archkit.metadata import read as read_metadata
 from archkit.runtime.child import run_isolated
+from archkit.runtime.feeds import Feeds, plan, seeded_array
 
 __all__ = [
     "ATOL",
@@ -228,8 +230,9 @@ def precision_of(proto: onnx.ModelProto) -> str:
 
 
 def seeded_inputs(proto: onnx.ModelProto, batch: int, *, seed: int = 0) -> dict[str, np.ndarray]:
-    """Standard-normal inputs (cast to the input's float type; integer inputs get 0 and 1).
-    A symbolic dimension is set to `batch`; a fixed batch dimension is kept."""
+    """Standard-normal inputs (cast to the input's float type; integer inputs get 0 and 1) for an
+    archkit export, whose only symbolic dimension is the batch: set to `batch`; a fixed batch
+    dimension is kept. Any other file's inputs: archkit.runtime.feeds."""
     rng = np.random.default_rng(seed)
     feeds = {}
     init = {t.name for t in proto.graph.initializer}
@@ -238,15 +241,8 @@ def seeded_inputs(proto: onnx.ModelProto, batch: int, *, seed: int = 0) -> dict[
             continue
         tt = inp.type.tensor_type
         dims = [d.dim_value if d.HasField("dim_value") else batch for d in tt.shape.dim]
-        if dims and not tt.shape.dim[0].HasField("dim_value"):
-            dims[0] = batch
         dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)) if tt.elem_type else np.dtype(np.float32)
-        if dtype == np.float32:
-            feeds[inp.name] = rng.standard_normal(dims).astype(np.float32)
-        elif np.issubdtype(dtype, np.floating):
-            feeds[inp.name] = rng.standard_normal(dims).astype(np.float32).astype(dtype)
-        else:
-            feeds[inp.name] = rng.integers(0, 2, dims).astype(dtype)
+        feeds[inp.name] = seeded_array(rng, dims, dtype)
     return feeds
 
 
@@ -264,7 +260,9 @@ def compare(name: str, got: np.ndarray, want: np.ndarray, batch: int, seed: int,
     w = np.asarray(want)
     diff = float(np.max(np.abs(g - w))) if g.size else 0.0
     scale = float(np.max(np.abs(w))) if w.size else 0.0
-    g2, w2 = g.reshape(batch, -1), w.reshape(batch, -1)
+    # an output without the batch leading (a state, a scalar) is one sample
+    samples = batch if g.ndim and g.shape[0] == batch else 1
+    g2, w2 = g.reshape(samples, -1), w.reshape(samples, -1)
     top1 = g2.argmax(-1) == w2.argmax(-1)
     k = min(5, g2.shape[1]) if g2.size else 1
     top5 = (np.argsort(-g2, axis=-1, kind="stable")[:, :k] == w2.argmax(-1)[:, None]).any(-1) if g2.size else top1
@@ -286,18 +284,25 @@ def seeded_runs(proto: onnx.ModelProto, batch_sizes, seeds, seed: int):
 
 
 def verify_onnx(model: onnx.ModelProto, *, path: str | os.PathLike | None = None, batch_sizes=BATCH_SIZES,
-                seeds=(0,), seed: int = 0, timeout: float | None = None) -> Verification:
+                seeds=(0,), seed: int = 0, timeout: float | None = None, feeds: Feeds | None = None) -> Verification:
     """A model without a Keras source: it must load and run in onnxruntime, and with graph
     optimizations on agree with onnxruntime with them off (the plainest execution of the graph),
-    within the tolerance of its precision. `path`: run the file itself (external data beside it)."""
+    within the tolerance of its precision. `path`: run the file itself (external data beside it).
+    `feeds`: how its inputs are fed (archkit.runtime.feeds; default: seeded, every dim but the
+    batch fixed by the file)."""
     precision = precision_of(model)
-    runs = seeded_runs(model, batch_sizes, seeds, seed)
     what = str(path) if path else (model.graph.name or "the model")
+    plan_ = feeds if feeds is not None else plan(model, what=what)
+    runs = plan_.runs(batch_sizes, seeds, seed)
     source = path if path is not None else model
-    feeds = [f for _, _, f in runs]
-    names, want_all, runtime = run_isolated(source, feeds, optimization="off", what=f"{what} (graph optimizations off)",
-                                            timeout=timeout)
-    _, got_all, _ = run_isolated(source, feeds, optimization="all", what=what, timeout=timeout)
+    fed = [f for _, _, f in runs]
+
+    def explain(message: str, index: int | None) -> str:
+        return plan_.explain(model, message, fed[index if index is not None else 0])
+
+    names, want_all, runtime = run_isolated(source, fed, optimization="off", what=f"{what} (graph optimizations off)",
+                                            timeout=timeout, explain=explain)
+    _, got_all, _ = run_isolated(source, fed, optimization="all", what=what, timeout=timeout, explain=explain)
     results = [compare(name, g, w, batch, s, precision)
                for (s, batch, _), got, want in zip(runs, got_all, want_all) for name, g, w in zip(names, got, want)]
     return Verification(tuple(results), runtime, precision, "onnxruntime with graph optimizations off",
