@@ -85,6 +85,9 @@ def test_npz_problems_are_input_errors(tmp_path, digits):
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(InputError, match="not a readable"):
         tr.load_npz(tmp_path / "junk.npz")
+    (tmp_path / "cut.npz").write_bytes(b"PK\x03\x04" + b"\0" * 20)  # a zip's start, cut off
+    with pytest.raises(InputError, match="not a readable"):
+        tr.load_npz(tmp_path / "cut.npz")
     with pytest.raises(InputError, match="no such file"):
         tr.load_npz(tmp_path / "nothing.npz")
     good = tmp_path / "good.npz"

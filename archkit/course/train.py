@@ -23,6 +23,8 @@ import json
 import os
 import tempfile
 import time
+import zipfile
+import zlib
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -207,7 +209,7 @@ def load_npz(path: str | os.PathLike) -> Dataset:
             arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
     except InputError:
         raise
-    except (OSError, ValueError, EOFError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:  # a truncated or damaged .npz
         raise InputError(f"--data {p}: not a readable .npz ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
     data = Dataset(p.stem, str(p), _images(arrays["x_train"], f"{p}: x_train"), _labels(arrays["y_train"], f"{p}: y_train"),
                    _images(arrays["x_test"], f"{p}: x_test"), _labels(arrays["y_test"], f"{p}: y_test"))

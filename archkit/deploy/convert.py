@@ -31,6 +31,8 @@ import logging
 import os
 import tempfile
 import warnings
+import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -120,7 +122,7 @@ def load_calibration(path: str | os.PathLike, proto: onnx.ModelProto) -> dict[st
                 if missing:
                     raise UsageError(f"{p}: no array for input(s) {', '.join(missing)} (it has {', '.join(sorted(data))})")
                 arrays = {n: [data[n]] for n, _, _ in specs}
-    except (OSError, ValueError, EOFError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:  # a truncated or damaged .npz
         raise InputError(f"{p}: cannot read calibration data ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
     feeds = {}
     for name, dims, dtype in specs:
