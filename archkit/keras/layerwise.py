@@ -29,6 +29,7 @@ def reference_layers(model) -> list[RefLayer]:
             continue
         if isinstance(layer.output, (list, tuple)):
             continue
+        # Keras 3 keeps a functional model's wiring in its nodes (no public accessor for it)
         inbound = tuple(dict.fromkeys(p.operation.name for n in layer._inbound_nodes for p in n.parent_nodes))
         shape = tuple(None if d is None else int(d) for d in layer.output.shape)
         out.append(RefLayer(layer.name, shape, inbound, len(layer._outbound_nodes)))

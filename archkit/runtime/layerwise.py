@@ -102,17 +102,6 @@ class Layerwise:
         return (f"first layer over the tolerance: {d.layer!r} (layer {d.depth} of {len(self.layers)}, max rel error "
                 f"{d.max_rel:.2g}, allowed {d.bound / d.scale if d.scale else d.bound:.2g}, cosine {d.cosine:.4f})")
 
-    def to_dict(self) -> dict:
-        return {"precision": self.precision, "same_outputs": self.same_outputs, "output_diff": self.output_diff,
-                "runtime": self.runtime, "skipped": [list(s) for s in self.skipped],
-                "layers": [{**e.__dict__, "folded": list(e.folded)} for e in self.layers]}
-
-    @classmethod
-    def from_dict(cls, d: Mapping) -> Layerwise:
-        layers = tuple(LayerError(**{**e, "folded": tuple(e["folded"])}) for e in d["layers"])
-        return cls(d["precision"], layers, d["same_outputs"], d["output_diff"],
-                   tuple((a, b) for a, b in d["skipped"]), d.get("runtime", ""))
-
 
 def _dims(proto: onnx.ModelProto, shapes: Mapping[str, tuple[int, ...]] | None = None) -> dict[str, tuple]:
     """Every tensor's dims (ints or dim names; None: unknown) as onnx's shape inference gives them,
