@@ -27,10 +27,10 @@ __all__ = ["cache_dir", "cache_key", "load", "load_json", "load_memory_profile",
            "store_memory_profile", "store_verification"]
 
 _LIBRARIES = ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "numpy", "protobuf", "onnxconverter-common")
-# What an export and its cached results (verification, memory profile, equivalence) depend on, besides
+# What an export and its cached results (verification, memory profile, equivalence, layerwise) depend on, besides
 # the architecture files.
 _SOURCES = ("archkit/keras/export.py", "archkit/keras/parity.py", "archkit/keras/pipeline.py", "archkit/keras/equivalence.py",
-            "archkit/deploy/__init__.py",
+            "archkit/keras/layerwise.py", "archkit/runtime/layerwise.py", "archkit/deploy/__init__.py",
             "archkit/deploy/convert.py",
             "archkit/metadata.py", "archkit/runtime/parity.py", "archkit/runtime/child.py")
 

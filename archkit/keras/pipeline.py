@@ -25,6 +25,7 @@ from archkit.keras.layerwise import layerwise_keras
 from archkit.keras.parity import verify_keras
 from archkit.onnx.load import parse_model
 from archkit.runtime.child import run_isolated
+from archkit.runtime.layerwise import Layerwise
 from archkit.runtime.memory import MemoryCheck, checked, feed, measure_memory
 from archkit.runtime.parity import BATCH_SIZES, Verification, seeded_inputs
 
@@ -114,30 +115,38 @@ def run_architecture(name: str, *, opset: int | None = None, verify: bool = True
         verification = verify_keras(model, proto, seeds=seeds, batch_sizes=batch_sizes, timeout=timeout)
         if key and hit is not None:
             export_cache.store_verification(key, verification, tag)
-    result = analyse_model(proto, name=name, size_bytes=len(data), progress=progress)
-    layerwise = None
-    if verify and (layers is True or (layers == "on failure" and verification is not None and not verification.ok)):
-        if model is None:
-            progress("build")
-            arch, config, model = build_seeded(name, **overrides)
-        progress("layerwise parity")
-        layerwise = {form_label(deploy): layerwise_keras(model, proto, result, seeds=seeds, timeout=timeout)}
-    if model is not None:
-        # Keras/TensorFlow keep every traced function alive; an `archkit report --all` (or a test
-        # session) exporting the whole zoo in one process would otherwise grow past 15 GB.
-        _, keras = import_keras()
-        del model
-        keras.utils.clear_session(free_memory=True)
+    wanted = verify and (layers is True or (layers == "on failure" and verification is not None and not verification.ok))
+    if model is not None and not wanted:
+        model = None  # nothing else holds it: cleared with the session below
+        _clear_keras()
     if key and hit is None:
         export_cache.store(key, data, verification, tag, info)
     # the plan is checked on float32 exports: for int8 (QDQ) graphs onnxruntime's plan differs from
     # archkit's model of it (measured on baseline_cnn), and is not modelled yet
     memory_check = _memory_check(proto, name, key, timeout, progress) if verify and deploy.precision == "fp32" \
         else None
+    result = analyse_model(proto, name=name, size_bytes=len(data), progress=progress)
+    layerwise = None
+    if wanted:
+        if model is None:
+            progress("build")
+            arch, config, model = build_seeded(name, **overrides)
+        progress("layerwise parity")
+        layerwise = {form_label(deploy): layerwise_keras(model, proto, result, seeds=seeds, timeout=timeout)}
+        model = None
+        _clear_keras()
     if path is not None:
         atomic_write_bytes(path, data)
     return dataclasses.replace(result, verification=verification if verify else None, memory_check=memory_check,
                                layerwise=layerwise, deployment=info), proto
+
+
+def _clear_keras() -> None:
+    """Free what Keras holds once its models are let go: Keras/TensorFlow keep every traced function
+    alive; an `archkit report --all` (or a test session) exporting the whole zoo in one process would
+    otherwise grow past 15 GB."""
+    _, keras = import_keras()
+    keras.utils.clear_session(free_memory=True)
 
 
 def form_label(deploy: DeployOptions) -> str:
@@ -149,18 +158,34 @@ def form_label(deploy: DeployOptions) -> str:
 def layerwise_forms(name: str, *, forms=LAYERWISE_FORMS, seeds=(0,), timeout: float | None = None, progress=_quiet,
                     **overrides) -> dict[str, Any]:
     """Layerwise parity of a registered architecture in each deployment form of `forms` (each
-    export taken from the cache or made), against one seeded Keras model: form label → Layerwise."""
-    _, _, model = build_seeded(name, **overrides)
-    out = {}
+    export taken from the cache or made) against one seeded Keras model: form label → Layerwise.
+    Each result is kept beside its form's export, so a warm report loads no TensorFlow."""
+    arch = architectures.get(name)
+    config = arch.config(**overrides)
+    file = "layerwise.json" if tuple(seeds) == (0,) else f"layerwise-s{'-'.join(map(str, seeds))}.json"
+    out: dict[str, Any] = {}
+    model = None
     try:
         for deploy in forms:
-            progress(f"layerwise parity ({form_label(deploy)})")
+            label = form_label(deploy)
+            key = export_cache.cache_key(name, config, None, deploy.cache_fields())
+            cached = export_cache.load_json(key, file)
+            if cached is not None:
+                try:
+                    out[label] = Layerwise.from_dict(cached)
+                    continue
+                except (KeyError, TypeError, ValueError):
+                    pass  # another version's fields: compared again
             a, proto = run_architecture(name, verify=False, deploy=deploy, timeout=timeout, **overrides)
-            out[form_label(deploy)] = layerwise_keras(model, proto, a, seeds=seeds, timeout=timeout)
+            if model is None:
+                _, _, model = build_seeded(name, **overrides)
+            progress(f"layerwise parity ({label})")
+            out[label] = layerwise_keras(model, proto, a, seeds=seeds, timeout=timeout)
+            export_cache.store_json(key, file, out[label].to_dict())
     finally:
-        _, keras = import_keras()
-        del model
-        keras.utils.clear_session(free_memory=True)
+        if model is not None:
+            model = None
+            _clear_keras()
     return out
 
 

@@ -94,6 +94,17 @@ class Layerwise:
     def ok(self) -> bool:
         return self.first_drift is None
 
+    def to_dict(self) -> dict:
+        return {"precision": self.precision, "same_outputs": self.same_outputs, "output_diff": self.output_diff,
+                "runtime": self.runtime, "skipped": [list(s) for s in self.skipped],
+                "layers": [{**e.__dict__, "folded": list(e.folded)} for e in self.layers]}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> Layerwise:
+        layers = tuple(LayerError(**{**e, "folded": tuple(e["folded"])}) for e in d["layers"])
+        return cls(d["precision"], layers, d["same_outputs"], d["output_diff"],
+                   tuple((a, b) for a, b in d["skipped"]), d.get("runtime", ""))
+
     def where(self) -> str:
         """Where the export starts to drift, in a few words."""
         d = self.first_drift
