@@ -87,7 +87,7 @@ def test_a_batchnorm_with_no_tensor_is_compared_at_its_conv():
     # a layer with no tensor that reads two layers is not folded into either: it is not compared
     refs2 = [RefLayer("conv", (None, 5, 5, 4), ("x",), 1), RefLayer("add", (None, 5, 5, 4), ("conv", "x"), 1)]
     found, skipped = taps(m, refs2, layer, {})
-    assert [t.layer for t in found] == ["conv"] and skipped == [("add", "no tensor of its own")]
+    assert [t.layer for t in found] == ["conv"] and skipped[0][0] == "add" and skipped[0][1].startswith("no tensor of its own")
 
 
 def test_a_tensor_of_other_dims_is_not_the_layers():

@@ -265,17 +265,31 @@ def taps(proto: onnx.ModelProto, layers: Sequence[RefLayer], layer_of: Callable[
         if candidates:
             at[r.name] = len(found)
             found.append(Tap(r.name, candidates[-1], orders[candidates[-1]]))
-        elif mine:
-            skipped.append((r.name, "its tensors' axis order is not known" if any(t in dims for t in mine)
-                            else "its tensors' shapes are not known"))
-        elif len(r.inbound) == 1 and r.inbound[0] in at and consumers.get(r.inbound[0]) == 1:
+        elif len(r.inbound) == 1 and r.inbound[0] in at and consumers.get(r.inbound[0]) == 1 and \
+                not any(_sized(dims.get(t, ()), r.shape) for t in mine):
+            # none of its tensors has its output's size: at most the constants of a folded BatchNorm
+            # (tf2onnx computes scale and offset from gamma, beta and the statistics), or an op the
+            # exporter named in its scope (the input's Transpose of inception_v3)
             k = at.pop(r.inbound[0])
             before = found[k]
             found[k] = Tap(r.name, before.tensor, before.perm, (*before.folded, before.layer))
             at[r.name] = k
+        elif any(_sized(dims.get(t, ()), r.shape) for t in mine):
+            skipped.append((r.name, "its tensors' axis order is not known"))
+        elif mine and not all(t in dims for t in mine):
+            skipped.append((r.name, "its tensors' shapes are not known"))
         else:
-            skipped.append((r.name, "no tensor of its own"))
+            skipped.append((r.name, "no tensor of its own (the export merged it into another op)"))
     return found, skipped
+
+
+def _sized(dims: tuple, shape: tuple[int | None, ...]) -> bool:
+    """Could a tensor of `dims` be the output of `shape`, in some axis order (the batch aside)?"""
+    if len(dims) != len(shape):
+        return False
+    want = [d for d in shape[1:] if d is not None]
+    got = list(dims[1:])
+    return all(got.count(d) >= want.count(d) for d in want)
 
 
 def _fits(dims: tuple, perm: tuple[int, ...], shape: tuple[int | None, ...]) -> bool:
