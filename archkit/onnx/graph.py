@@ -60,7 +60,7 @@ from archkit.onnx.symbolic_shapes import Merge
 from archkit.onnx.tensors import has_data
 
 __all__ = ["FLOAT_TYPES", "SUBGRAPH_OPS", "FreeDims", "InputShapes", "OpNode", "Shape", "ShapeDim", "TensorInfo",
-           "TensorNode", "build_graph", "dtype_name", "free_dims", "op_nodes"]
+           "TensorNode", "build_graph", "dtype_name", "free_dims", "input_value_range", "op_nodes"]
 
 ShapeDim = int | str | None  # int: known; str: a symbolic name (not one of the free dims); None: unknown
 Shape = tuple[ShapeDim, ...]
@@ -1044,15 +1044,22 @@ def _input_values(inputs: Iterable[onnx.ValueInfoProto], given: Mapping[str, Seq
             raise UsageError(f"--input-value {name}: {len(v)} value(s) given; the input has shape {list(shape)} "
                              f"({math.prod(shape)} element(s))")
         np_type = np.dtype(helper.tensor_dtype_to_np_dtype(by_name[name].type.tensor_type.elem_type))
-        if np_type.kind in "iub":
-            lo, hi = (0, 1) if np_type.kind == "b" else (int(np.iinfo(np_type).min), int(np.iinfo(np_type).max))
-            if not all((isinstance(x, int) or x.is_integer()) and lo <= x <= hi for x in v):
-                raise UsageError(f"--input-value {name}: the input holds {dtype}: give integers from {lo} to {hi}")
-            v = tuple(int(x) for x in v)
-        elif not all(abs(x) <= float(np.finfo(np_type).max) for x in v):
-            raise UsageError(f"--input-value {name}: a value is out of range for {dtype}")
-        out[name] = np.array(v, dtype=np_type).reshape(shape)
+        out[name] = np.array(input_value_range(name, v, np_type, dtype), dtype=np_type).reshape(shape)
     return out
+
+
+def input_value_range(name: str, values: Sequence[float], np_type: np.dtype, type_name: str) -> tuple:
+    """--input-value's values for an input of `np_type` (`type_name`: ONNX's name of it): integers
+    within the type's range for an integer or bool input, finite in range for a float one; else a
+    UsageError naming the input."""
+    if np_type.kind in "iub":
+        lo, hi = (0, 1) if np_type.kind == "b" else (int(np.iinfo(np_type).min), int(np.iinfo(np_type).max))
+        if not all((isinstance(x, int) or x.is_integer()) and lo <= x <= hi for x in values):
+            raise UsageError(f"--input-value {name}: the input holds {type_name}: give integers from {lo} to {hi}")
+        return tuple(int(x) for x in values)
+    if not all(abs(x) <= float(np.finfo(np_type).max) for x in values):
+        raise UsageError(f"--input-value {name}: a value is out of range for {type_name}")
+    return tuple(values)
 
 
 _NUMBERS = frozenset({"float", "float16", "double", "bool", "int8", "int16", "int32", "int64", "uint8",

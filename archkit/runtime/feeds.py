@@ -35,6 +35,7 @@ import onnx
 from onnx import helper
 
 from archkit.errors import InputError, UnsupportedError, UsageError
+from archkit.onnx.graph import input_value_range
 
 __all__ = ["GIVEN", "VALUE_ELEMENTS", "Feeds", "Input", "branch_inputs", "from_npz", "plan", "seeded_array"]
 
@@ -285,13 +286,7 @@ def _valued(name: str, dtype: np.dtype, dims: Sequence[int | str] | None, bound:
         if len(shape) != len(known) or len(v) != math.prod(shape):
             raise UsageError(f"--input-value {name}: {len(v)} value(s) given; the input has shape {_shape_text(dims)}"
                              + (f" ({math.prod(shape)} element(s))" if len(shape) == len(known) else ""))
-    if dtype.kind in "iub":
-        lo, hi = (0, 1) if dtype.kind == "b" else (int(np.iinfo(dtype).min), int(np.iinfo(dtype).max))
-        if not all((isinstance(x, int) or x.is_integer()) and lo <= x <= hi for x in v):
-            raise UsageError(f"--input-value {name}: the input holds {_onnx_name(dtype)}: give integers from {lo} to {hi}")
-        v = tuple(int(x) for x in v)
-    elif not all(abs(x) <= float(np.finfo(dtype).max) for x in v):
-        raise UsageError(f"--input-value {name}: a value is out of range for {_onnx_name(dtype)}")
+    v = input_value_range(name, v, dtype, _onnx_name(dtype))  # as `analyse` checks them
     return Input(name, dtype, shape, np.array(v, dtype=dtype).reshape(shape), GIVEN)
 
 
